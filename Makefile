@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# llama-cpp-python builds from source; a portable build (no -march=native).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+$(BIN)/appliance: pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU torch first, so nothing later pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	touch $@
+
+.PHONY: install run test bench constraints
+install: $(BIN)/appliance
+
+run: install
+	$(BIN)/appliance serve
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/http_turn.py
+	$(BIN)/python bench/state_read.py
+	$(BIN)/python bench/checkpointer_lock.py
+
+constraints: install
+	{ echo "# Exact versions resolved for the appliance (Python 3.11, x86-64, CPU torch)."; \
+	  echo "# Regenerate with: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^appliance' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > requirements/constraints.txt

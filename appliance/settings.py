@@ -1,0 +1,243 @@
+"""The appliance's settings: one typed object, read from an optional TOML file
+and ``APPLIANCE_*`` environment variables (the environment wins).
+
+Everything is validated at start-up; an error names the bad key the way the
+user wrote it (``APPLIANCE_PORT`` or ``port in /etc/appliance.toml``) and says
+what it expects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+ENV_PREFIX = "APPLIANCE_"
+CONFIG_ENV = "APPLIANCE_CONFIG"
+
+Profile = Literal["embedded", "production"]
+LlmProvider = Literal["llamacpp", "ollama"]
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0)]
+Fraction = Annotated[float, Meta(gt=0, le=1)]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value the appliance cannot use."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    profile: Profile = "embedded"
+    data_dir: str = ".appliance"
+    host: str = "127.0.0.1"
+    port: Port = 8000
+
+    # Stores. None in the embedded profile means "start our own under data_dir".
+    database_url: str | None = None
+    db_pool_min_size: PositiveInt = 2
+    db_pool_max_size: PositiveInt = 20
+    chroma_url: str | None = None
+
+    # The model. The provider defaults to llamacpp (embedded) or ollama (production).
+    llm_provider: LlmProvider | None = None
+    ollama_url: str | None = None
+    ollama_model: str | None = None
+    ollama_connect_timeout_s: Seconds = 5.0
+    ollama_timeout_s: Seconds = 120.0
+    ollama_keep_alive: str = "30m"
+    llamacpp_model_path: str | None = None
+    llamacpp_context_tokens: Annotated[int, Meta(ge=256)] = 2048
+    llamacpp_threads: PositiveInt | None = None
+    model_concurrency: PositiveInt = 1
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
+    max_answer_tokens: PositiveInt = 256
+
+    # Conversation memory: the prompt stays under context_token_budget tokens;
+    # when it would not, older turns are folded into the running summary until
+    # the prompt is back under fold_target * budget.
+    context_token_budget: Annotated[int, Meta(ge=64)] = 1024
+    fold_target: Fraction = 0.85
+    summary_max_tokens: PositiveInt = 160
+    system_prompt: str = (
+        "You are a helpful assistant running privately on the user's own network. "
+        "Answer clearly and concisely."
+    )
+
+    # HTTP.
+    max_body_bytes: PositiveInt = 1_048_576
+    admin_key_file: str | None = None
+
+    log_format: LogFormat | None = None
+    log_level: LogLevel = "info"
+    models_manifest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise SettingsError(
+                f"db_pool_min_size ({self.db_pool_min_size}) must not exceed "
+                f"db_pool_max_size ({self.db_pool_max_size})"
+            )
+
+    # Values that depend on the profile, resolved in one place.
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def provider(self) -> LlmProvider:
+        if self.llm_provider:
+            return self.llm_provider
+        return "llamacpp" if self.profile == "embedded" else "ollama"
+
+    @property
+    def logs_as_json(self) -> bool:
+        return (self.log_format or ("console" if self.profile == "embedded" else "json")) == "json"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return Path(self.admin_key_file) if self.admin_key_file else self.data_path / "admin-key"
+
+    @property
+    def manifest_path(self) -> Path:
+        if self.models_manifest:
+            return Path(self.models_manifest)
+        return Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+
+
+# Settings that production cannot do without, with an example of what is expected.
+_REQUIRED_IN_PRODUCTION = {
+    "database_url": "a PostgreSQL URL such as postgresql://appliance@db.lan:5432/appliance",
+    "chroma_url": "the Chroma server's URL such as http://vectors.lan:8001",
+}
+_REQUIRED_FOR_OLLAMA = {
+    "ollama_url": "the Ollama server's URL such as http://llm.lan:11434",
+    "ollama_model": "the model name pinned in models/manifest.toml, such as qwen2.5:3b-instruct",
+}
+
+
+def field_names() -> tuple[str, ...]:
+    return Settings.__struct_fields__
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Build the settings from a TOML file (optional) and the environment."""
+    env = os.environ if env is None else env
+    config_file = config_file or env.get(CONFIG_ENV)
+    raw: dict[str, object] = {}
+    origin: dict[str, str] = {}
+
+    if config_file:
+        path = Path(config_file)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"{CONFIG_ENV}: the settings file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            origin[key] = f"{key} in {path}"
+            raw[key] = value
+
+    known = set(field_names())
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in known:
+            raise SettingsError(
+                f"{name} is not a setting of the appliance; known settings: "
+                + ", ".join(env_name(k) for k in sorted(known))
+            )
+        origin[key] = name
+        raw[key] = None if value == "" else value
+
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"{origin[unknown[0]]} is not a setting of the appliance; known settings: "
+            + ", ".join(sorted(known))
+        )
+
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc, origin)) from None
+
+    _check_profile(settings, origin)
+    return settings
+
+
+def _check_profile(settings: Settings, origin: Mapping[str, str]) -> None:
+    required: dict[str, str] = {}
+    if settings.profile == "production":
+        required |= _REQUIRED_IN_PRODUCTION
+    if settings.provider == "ollama":
+        required |= _REQUIRED_FOR_OLLAMA
+    for key, expected in required.items():
+        if not getattr(settings, key):
+            raise SettingsError(
+                f"{env_name(key)} is required with profile={settings.profile} and "
+                f"llm_provider={settings.provider}: set it to {expected}"
+            )
+    for key in ("database_url",):
+        value = getattr(settings, key)
+        if value and not re.match(r"^postgres(ql)?://", value):
+            raise SettingsError(
+                f"{origin.get(key, env_name(key))} must be a postgresql:// URL, got {value!r}"
+            )
+    for key in ("chroma_url", "ollama_url"):
+        value = getattr(settings, key)
+        if value and not re.match(r"^https?://[^/]+", value):
+            raise SettingsError(
+                f"{origin.get(key, env_name(key))} must be an http:// or https:// URL, got {value!r}"
+            )
+
+
+def _explain(exc: msgspec.ValidationError, origin: Mapping[str, str]) -> str:
+    """Turn msgspec's "... - at `$.port`" into a message naming the user's key."""
+    text = str(exc)
+    match = re.search(r"at `\$\.(\w+)`", text)
+    if not match:
+        return f"invalid settings: {text}"
+    key = match.group(1)
+    where = origin.get(key, env_name(key))
+    problem = text[: match.start()].rstrip(" -")
+    hint = _expected(key)
+    return f"{where}: {problem}" + (f" (expected {hint})" if hint else "")
+
+
+def _expected(key: str) -> str:
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    hint = hints.get(key)
+    for arg in (hint, *typing.get_args(hint)):
+        if typing.get_origin(arg) is Literal:
+            return "one of " + ", ".join(repr(v) for v in typing.get_args(arg))
+        if typing.get_origin(arg) is Annotated:
+            base, *metas = typing.get_args(arg)
+            bounds = [
+                f"{label} {getattr(m, attr)}"
+                for m in metas
+                for attr, label in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                if getattr(m, attr, None) is not None
+            ]
+            return f"{base.__name__} " + " and ".join(bounds)
+    if hint in (int, float, str, bool):
+        return hint.__name__
+    return ""
