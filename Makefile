@@ -30,4 +30,4 @@ bench: install
 constraints: install
 	{ echo "# Exact versions resolved for the appliance (Python 3.11, x86-64, CPU torch)."; \
 	  echo "# Regenerate with: make constraints"; \
-	  $(BIN)/pip freeze --exclude-editable | grep -v '^appliance' | sed -e 's/^torch==2.13.0+cpu/torch==2.13.0/' -e 's/^llama_cpp_python @ .*/llama_cpp_python==0.3.36/'; } > requirements/constraints.txt
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^appliance' | sed -e 's/^torch==2.13.0+cpu/torch==2.13.0/' -e 's/^\([A-Za-z0-9_.-]*\) @ file:.*\/[A-Za-z0-9_.]*-\([0-9][0-9.]*\)-.*/\1==\2/'; } > requirements/constraints.txt
