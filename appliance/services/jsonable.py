@@ -1,0 +1,62 @@
+"""Graph state to JSON-ready data, in the Agent Server's shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+from langgraph.types import StateSnapshot
+from pydantic import BaseModel
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return value.model_dump(mode="json")
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config or "checkpoint_id" not in config.get("configurable", {}):
+        return None
+    c = config["configurable"]
+    return {
+        "thread_id": c.get("thread_id"),
+        "checkpoint_ns": c.get("checkpoint_ns", ""),
+        "checkpoint_id": c["checkpoint_id"],
+    }
+
+
+def thread_state(snapshot: StateSnapshot) -> dict[str, Any]:
+    """A StateSnapshot as the Agent Server's ThreadState."""
+    return {
+        "values": jsonable(snapshot.values),
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "error": str(t.error) if t.error else None,
+                "interrupts": jsonable([{"value": i.value, "id": i.id} for i in t.interrupts]),
+                "checkpoint": None,
+                "state": None,
+                "result": jsonable(t.result),
+            }
+            for t in snapshot.tasks
+        ],
+        "checkpoint": checkpoint_ref(snapshot.config),
+        "metadata": jsonable(snapshot.metadata or {}),
+        "created_at": snapshot.created_at,
+        "parent_checkpoint": checkpoint_ref(snapshot.parent_config),
+        "interrupts": jsonable([{"value": i.value, "id": i.id} for i in snapshot.interrupts]),
+    }

@@ -1,0 +1,54 @@
+"""API keys as admins manage them, and the first admin key of a new appliance."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from appliance.services.errors import Invalid, NotFound
+from appliance.store.keys import ApiKey, KeyStore
+
+TENANT_MAX = 64
+
+
+def _check_tenant(tenant: str) -> str:
+    tenant = tenant.strip()
+    if not tenant or len(tenant) > TENANT_MAX or not all(c.isalnum() or c in "-_." for c in tenant):
+        raise Invalid(
+            f"tenant must be 1 to {TENANT_MAX} letters, digits, '-', '_' or '.' (got {tenant!r})"
+        )
+    return tenant
+
+
+class KeyService:
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+
+    async def create(self, tenant: str, *, name: str = "", is_admin: bool = False) -> tuple[ApiKey, str]:
+        return await self.store.create(_check_tenant(tenant), name=name, is_admin=is_admin)
+
+    async def list(self, tenant: str | None = None) -> list[ApiKey]:
+        return await self.store.list(tenant)
+
+    async def revoke(self, key_id: uuid.UUID) -> ApiKey:
+        key = await self.store.revoke(key_id)
+        if key is None:
+            raise NotFound(f"API key {key_id} not found")
+        return key
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        return await self.store.authenticate(secret)
+
+    async def bootstrap_admin(self, path: Path) -> str | None:
+        """On a new appliance (no keys at all), create an admin key and save it
+        to a file only this user can read. Returns the key, or None."""
+        if await self.store.count():
+            return None
+        _, secret = await self.store.create("default", name="first admin key", is_admin=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+        os.chmod(path, 0o600)
+        return secret

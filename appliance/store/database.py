@@ -1,0 +1,63 @@
+"""PostgreSQL: where the URL comes from (the settings, or an embedded server
+under the data directory) and the connection pool everything shares."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "appliance"
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server (pgserver) under the data directory. It is
+    stopped when the last process using it exits; after a crash the next start
+    finds it still running and reuses it."""
+
+    def __init__(self, data_path: Path) -> None:
+        import pgserver
+
+        data_path.mkdir(parents=True, exist_ok=True)
+        self.server = pgserver.get_server(data_path / "postgres", cleanup_mode="stop")
+        self.server.psql(
+            f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE}' "
+            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec"
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.get_uri(EMBEDDED_DATABASE)
+
+
+def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.data_path)
+    log.info("embedded PostgreSQL is running", extra={"url": embedded.url})
+    return embedded.url, embedded
+
+
+# What AsyncPostgresSaver needs of every connection.
+CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+async def open_pool(url: str, *, min_size: int, max_size: int) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=CONNECTION_KWARGS,
+        open=False,
+        name="appliance",
+        timeout=30,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool

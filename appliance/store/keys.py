@@ -1,0 +1,81 @@
+"""API keys: stored as SHA-256 hashes, shown once at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+KEY_PREFIX = "apk_"
+_COLUMNS = "key_id, tenant, name, prefix, is_admin, created_at, revoked_at"
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    key_id: uuid.UUID
+    tenant: str
+    name: str
+    prefix: str
+    is_admin: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+def hash_key(secret: str) -> bytes:
+    # Keys are 256-bit random strings, so a fast hash is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class KeyStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def create(self, tenant: str, *, name: str = "", is_admin: bool = False) -> tuple[ApiKey, str]:
+        """Return the stored key and its secret, which is not kept anywhere."""
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"""INSERT INTO api_keys (key_id, tenant, name, prefix, key_hash, is_admin)
+                        VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+                    (uuid.uuid4(), tenant, name, secret[:12], hash_key(secret), is_admin),
+                )
+            ).fetchone()
+        return ApiKey(**row), secret
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                    (hash_key(secret),),
+                )
+            ).fetchone()
+        return ApiKey(**row) if row else None
+
+    async def list(self, tenant: str | None = None) -> list[ApiKey]:
+        query, params = f"SELECT {_COLUMNS} FROM api_keys", ()
+        if tenant is not None:
+            query, params = query + " WHERE tenant = %s", (tenant,)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(query + " ORDER BY created_at", params)).fetchall()
+        return [ApiKey(**r) for r in rows]
+
+    async def revoke(self, key_id: uuid.UUID) -> ApiKey | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+                        WHERE key_id = %s RETURNING {_COLUMNS}""",
+                    (key_id,),
+                )
+            ).fetchone()
+        return ApiKey(**row) if row else None
+
+    async def count(self) -> int:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT count(*) AS n FROM api_keys")).fetchone()
+        return row["n"]

@@ -1,0 +1,77 @@
+"""The appliance's own tables, created by numbered migrations.
+
+Each migration runs once, in its own transaction, under an advisory lock, so
+several processes starting together apply it exactly once.
+"""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+# Append only: a released migration is never edited.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "threads and api keys",
+        """
+        CREATE TABLE threads (
+            thread_id   uuid PRIMARY KEY,
+            tenant      text NOT NULL,
+            metadata    jsonb NOT NULL DEFAULT '{}'::jsonb,
+            status      text NOT NULL DEFAULT 'idle'
+                        CHECK (status IN ('idle', 'busy', 'interrupted', 'error')),
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX threads_tenant_updated_idx ON threads (tenant, updated_at DESC);
+        CREATE INDEX threads_metadata_idx ON threads USING gin (metadata jsonb_path_ops);
+
+        CREATE TABLE api_keys (
+            key_id      uuid PRIMARY KEY,
+            tenant      text NOT NULL,
+            name        text NOT NULL DEFAULT '',
+            prefix      text NOT NULL,
+            key_hash    bytea NOT NULL UNIQUE,
+            is_admin    boolean NOT NULL DEFAULT false,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            revoked_at  timestamptz
+        );
+        CREATE INDEX api_keys_tenant_idx ON api_keys (tenant);
+
+        -- The advisory lock that lets one run at a time work on a thread.
+        CREATE FUNCTION thread_lock_key(uuid) RETURNS bigint
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT hashtextextended($1::text, 7369) $$;
+        """,
+    ),
+]
+
+_LOCK_KEY = 0x6170706C69616E63  # "applianc"
+
+
+async def migrate(pool: AsyncConnectionPool) -> int:
+    """Apply what is missing; return the schema version now in force."""
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS appliance_migrations (
+                       version    integer PRIMARY KEY,
+                       name       text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            row = await (
+                await conn.execute("SELECT coalesce(max(version), 0) AS v FROM appliance_migrations")
+            ).fetchone()
+            current = row["v"]
+            for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+                if version <= current:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql, prepare=False)
+                    await conn.execute(
+                        "INSERT INTO appliance_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                current = version
+            return current
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

@@ -1,0 +1,140 @@
+"""Threads: who owns a conversation, its metadata and status. The
+conversation itself lives in the checkpointer's tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+SortBy = Literal["thread_id", "status", "created_at", "updated_at"]
+
+_COLUMNS = "thread_id, metadata, status, created_at, updated_at"
+
+
+class ThreadRecord(msgspec.Struct, frozen=True):
+    thread_id: uuid.UUID
+    metadata: dict[str, Any]
+    status: ThreadStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadExists(Exception):
+    pass
+
+
+def _record(row: dict[str, Any]) -> ThreadRecord:
+    return ThreadRecord(**row)
+
+
+class ThreadStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def create(
+        self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any], *, if_exists: str
+    ) -> ThreadRecord:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"""INSERT INTO threads (thread_id, tenant, metadata) VALUES (%s, %s, %s)
+                        ON CONFLICT (thread_id) DO NOTHING RETURNING {_COLUMNS}""",
+                    (thread_id, tenant, Jsonb(metadata)),
+                )
+            ).fetchone()
+        if row:
+            return _record(row)
+        existing = await self.get(tenant, thread_id)
+        if existing is not None and if_exists == "do_nothing":
+            return existing
+        raise ThreadExists(str(thread_id))
+
+    async def get(self, tenant: str, thread_id: uuid.UUID) -> ThreadRecord | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM threads WHERE thread_id = %s AND tenant = %s",
+                    (thread_id, tenant),
+                )
+            ).fetchone()
+        return _record(row) if row else None
+
+    async def merge_metadata(
+        self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any]
+    ) -> ThreadRecord | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"""UPDATE threads SET metadata = metadata || %s, updated_at = now()
+                        WHERE thread_id = %s AND tenant = %s RETURNING {_COLUMNS}""",
+                    (Jsonb(metadata), thread_id, tenant),
+                )
+            ).fetchone()
+        return _record(row) if row else None
+
+    async def set_status(self, thread_id: uuid.UUID, status: ThreadStatus) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE threads SET status = %s, updated_at = now() WHERE thread_id = %s",
+                (status, thread_id),
+            )
+
+    async def delete(self, tenant: str, thread_id: uuid.UUID) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM threads WHERE thread_id = %s AND tenant = %s", (thread_id, tenant)
+            )
+            return cur.rowcount == 1
+
+    async def search(
+        self,
+        tenant: str,
+        *,
+        ids: list[uuid.UUID] | None,
+        metadata: dict[str, Any] | None,
+        status: ThreadStatus | None,
+        limit: int,
+        offset: int,
+        sort_by: SortBy,
+        descending: bool,
+    ) -> list[ThreadRecord]:
+        where, params = ["tenant = %s"], [tenant]
+        if ids is not None:
+            where.append("thread_id = ANY(%s)")
+            params.append(ids)
+        if metadata:
+            where.append("metadata @> %s")
+            params.append(Jsonb(metadata))
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        # sort_by is a Literal checked at the API boundary; never user text here.
+        order = f"{sort_by} {'DESC' if descending else 'ASC'}, thread_id"
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM threads WHERE {' AND '.join(where)} "
+                    f"ORDER BY {order} LIMIT %s OFFSET %s",
+                    (*params, limit, offset),
+                )
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    async def reset_stale_busy(self) -> int:
+        """Threads marked busy whose run lock no process holds (their process
+        died) go back to idle."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE threads SET status = 'idle'
+                   WHERE status = 'busy' AND NOT EXISTS (
+                       SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.granted
+                         AND ((l.classid::bigint << 32) | l.objid::bigint) = thread_lock_key(threads.thread_id))"""
+            )
+            return cur.rowcount
