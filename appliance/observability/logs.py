@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed in `extra`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -59,5 +60,5 @@ def configure_logging(*, as_json: bool, level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
-    for noisy in ("httpx", "httpcore", "chromadb", "sentence_transformers"):
+    for noisy in ("httpx", "httpcore", "chromadb", "sentence_transformers", "pgserver"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     status = 400
+    code = "bad_request"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -14,15 +15,19 @@ class ServiceError(Exception):
 
 class NotFound(ServiceError):
     status = 404
+    code = "not_found"
 
 
 class Conflict(ServiceError):
     status = 409
+    code = "conflict"
 
 
 class Invalid(ServiceError):
     status = 422
+    code = "invalid_input"
 
 
 class Forbidden(ServiceError):
     status = 403
+    code = "forbidden"

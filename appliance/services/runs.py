@@ -122,14 +122,18 @@ class ActiveRun:
         finally:
             await self.locks.aclose()
 
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+    async def events(self, heartbeat: float | None = None) -> AsyncIterator[tuple[str, Any]]:
         """(mode, chunk) pairs as the graph produces them; a failure arrives as
-        ("error", {...}). Leaving early cancels the run unless on_disconnect
-        is "continue"."""
+        ("error", {...}), and ("heartbeat", None) after ``heartbeat`` quiet
+        seconds. Leaving early cancels the run unless on_disconnect is "continue"."""
         finished = False
         try:
             while True:
-                item = await self.queue.get()
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), heartbeat)
+                except TimeoutError:
+                    yield "heartbeat", None
+                    continue
                 if item is _DONE:
                     finished = True
                     return

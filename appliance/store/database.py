@@ -4,6 +4,7 @@ under the data directory) and the connection pool everything shares."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ class EmbeddedPostgres:
     finds it still running and reuses it."""
 
     def __init__(self, data_path: Path) -> None:
+        # pgserver keeps its inter-process lock under XDG_RUNTIME_DIR, unset under systemd and sudo.
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(data_path / "run"))
+        (data_path / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
         import pgserver
 
         data_path.mkdir(parents=True, exist_ok=True)

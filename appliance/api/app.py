@@ -1,0 +1,97 @@
+"""The Litestar application: routes, middleware, error handling, API docs,
+and the lifespan that opens the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from appliance import __version__
+from appliance.api.auth import ApiKeyMiddleware
+from appliance.api.context import RequestContextMiddleware
+from appliance.api.controllers.health import HealthController, MetricsController
+from appliance.api.controllers.keys import KeyController
+from appliance.api.controllers.runs import RunController
+from appliance.api.controllers.threads import ThreadController
+from appliance.api.dependencies import DEPENDENCIES
+from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.llm.provider import LanguageModel
+from appliance.runtime import open_runtime
+from appliance.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+def first_key_banner(key: str, path: Path, settings: Settings) -> str:
+    url = f"http://{settings.host}:{settings.port}"
+    return "\n".join(
+        [
+            "",
+            "  An admin API key was created for this new appliance. It is shown only now:",
+            "",
+            f"      {key}",
+            "",
+            f"  It is also saved in {path} (readable by you only).",
+            f"  API docs: {url}/docs    Try: appliance chat --url {url} --key-file {path}",
+            "",
+        ]
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    swagger = SwaggerRenderPlugin(
+        path="/",
+        js_url="/static/swagger/swagger-ui-bundle.js",
+        css_url="/static/swagger/swagger-ui.css",
+        standalone_preset_js_url="/static/swagger/swagger-ui-standalone-preset.js",
+        favicon="<link rel='icon' type='image/png' href='/static/swagger/favicon-32x32.png'>",
+    )
+    return OpenAPIConfig(
+        title="Offline AI agent appliance",
+        version=__version__,
+        path="/docs",
+        render_plugins=[swagger],
+        description="A private assistant with durable memory. Shaped like LangGraph's Agent Server.",
+    )
+
+
+def create_app(settings: Settings | None = None, *, model: LanguageModel | None = None) -> Litestar:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_runtime(settings, model=model) as runtime:
+            app.state.runtime = runtime
+            if settings.profile == "embedded":
+                key = await runtime.keys.bootstrap_admin(settings.admin_key_path)
+                if key:
+                    print(first_key_banner(key, settings.admin_key_path, settings), flush=True)
+            log.info("appliance ready", extra={"profile": settings.profile, "model": runtime.model.name})
+            yield
+
+    static = create_static_files_router(
+        path="/static", directories=[STATIC], opt={"exclude_from_auth": True}, include_in_schema=False
+    )
+    return Litestar(
+        route_handlers=[HealthController, MetricsController, ThreadController, RunController, KeyController, static],
+        lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
+        middleware=[
+            RequestContextMiddleware,
+            DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs", "^/static"]),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=openapi_config(),
+        logging_config=None,
+    )

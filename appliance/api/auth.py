@@ -1,0 +1,47 @@
+"""API keys: ``x-api-key: KEY`` or ``Authorization: Bearer KEY``.
+
+Every route needs a key unless its handler is marked ``exclude_from_auth``
+(health checks and the API docs). A thread belongs to its key's tenant.
+"""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from appliance.runtime import Runtime
+from appliance.store.keys import ApiKey
+
+
+def presented_key(connection: ASGIConnection) -> str | None:
+    if key := connection.headers.get("x-api-key"):
+        return key.strip()
+    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        secret = presented_key(connection)
+        if not secret:
+            raise NotAuthorizedException(
+                "an API key is required: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        runtime: Runtime = connection.app.state.runtime
+        key = await runtime.keys.authenticate(secret)
+        if key is None:
+            raise NotAuthorizedException(
+                "the API key is not valid (unknown or revoked)", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return AuthenticationResult(user=key, auth=secret)
+
+
+def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    key: ApiKey = connection.user
+    if not key.is_admin:
+        raise PermissionDeniedException("this needs an admin API key")

@@ -1,0 +1,70 @@
+"""Health (no key needed) and metrics (admin key)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Controller, MediaType, Response, get
+
+from appliance.api.auth import admin_only
+from appliance.api.schemas import Check, Ok, Readiness
+from appliance.llm.errors import ModelError
+from appliance.runtime import Runtime
+
+CHECK_TIMEOUT_S = 5.0
+
+
+async def _postgres(runtime: Runtime) -> Check:
+    async with runtime.pool.connection() as conn:
+        await conn.execute("SELECT 1")
+    stats = runtime.pool.get_stats()
+    return Check(True, f"connected; pool {stats.get('pool_size', 0)} open, {stats.get('pool_available', 0)} idle")
+
+
+async def _chroma(runtime: Runtime) -> Check:
+    await asyncio.to_thread(runtime.chroma.heartbeat)
+    return Check(True, "heartbeat answered")
+
+
+async def _model(runtime: Runtime) -> Check:
+    return Check(True, await runtime.model.check())
+
+
+async def _checked(probe, runtime: Runtime) -> Check:
+    try:
+        return await asyncio.wait_for(probe(runtime), CHECK_TIMEOUT_S)
+    except ModelError as exc:
+        return Check(False, exc.message)
+    except TimeoutError:
+        return Check(False, f"no answer within {CHECK_TIMEOUT_S:.0f} s")
+    except Exception as exc:  # any failure is the answer here
+        return Check(False, f"{type(exc).__name__}: {exc}")
+
+
+class HealthController(Controller):
+    tags = ["health"]
+    opt = {"exclude_from_auth": True}
+
+    @get("/ok", summary="Agent Server style health check")
+    async def ok(self) -> Ok:
+        return Ok()
+
+    @get("/healthz", summary="Liveness: the process answers")
+    async def healthz(self) -> Ok:
+        return Ok()
+
+    @get("/readyz", summary="Readiness: PostgreSQL, Chroma and the model, each reported")
+    async def readyz(self, runtime: Runtime) -> Response[Readiness]:
+        names = ("postgres", "chroma", "model")
+        results = await asyncio.gather(*(_checked(p, runtime) for p in (_postgres, _chroma, _model)))
+        checks = dict(zip(names, results, strict=True))
+        ready = all(c.ok for c in results)
+        return Response(Readiness(ready=ready, checks=checks), status_code=200 if ready else 503)
+
+
+class MetricsController(Controller):
+    tags = ["health"]
+
+    @get("/metrics", guards=[admin_only], summary="Prometheus metrics (admin key)", media_type=MediaType.TEXT)
+    async def metrics(self, runtime: Runtime) -> Response[bytes]:
+        return Response(runtime.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,105 @@
+"""Threads: create, read, update, delete, search; state and history."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import Parameter
+
+from appliance.api.schemas import HistoryQuery, Thread, ThreadCreate, ThreadPatch, ThreadSearch, ThreadState
+from appliance.runtime import Runtime
+from appliance.services.errors import Invalid
+from appliance.store.threads import ThreadRecord
+
+SEARCH_FIELDS = {"thread_id", "created_at", "updated_at", "metadata", "config", "context", "status", "values", "interrupts"}
+
+
+def to_thread(record: ThreadRecord, values: dict | None = None) -> Thread:
+    return Thread(
+        thread_id=record.thread_id,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        metadata=record.metadata,
+        status=record.status,
+        values=values,
+    )
+
+
+class ThreadController(Controller):
+    path = "/threads"
+    tags = ["threads"]
+
+    @post("/", status_code=200, summary="Create a thread")
+    async def create(self, runtime: Runtime, tenant: str, data: ThreadCreate) -> Thread:
+        record = await runtime.threads.create(tenant, data.thread_id, data.metadata, data.if_exists)
+        return to_thread(record, {})
+
+    @post("/search", status_code=200, summary="Search the tenant's threads")
+    async def search(self, runtime: Runtime, tenant: str, data: ThreadSearch) -> list[Thread]:
+        unknown = set(data.select or ()) - SEARCH_FIELDS
+        if unknown:
+            raise Invalid(f"select has unknown fields: {', '.join(sorted(unknown))}")
+        records = await runtime.threads.search(
+            tenant,
+            ids=data.ids,
+            metadata=data.metadata,
+            status=data.status,
+            limit=data.limit,
+            offset=data.offset,
+            sort_by=data.sort_by,
+            descending=data.sort_order == "desc",
+        )
+        with_values = data.select is None or "values" in data.select
+        return [
+            to_thread(r, await runtime.threads.values(r.thread_id) if with_values else None) for r in records
+        ]
+
+    @get("/{thread_id:uuid}", summary="Get a thread")
+    async def read(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> Thread:
+        record = await runtime.threads.require(tenant, thread_id)
+        return to_thread(record, await runtime.threads.values(thread_id))
+
+    @patch("/{thread_id:uuid}", summary="Merge metadata into a thread")
+    async def update(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: ThreadPatch) -> Thread:
+        record = await runtime.threads.patch(tenant, thread_id, data.metadata)
+        return to_thread(record, await runtime.threads.values(thread_id))
+
+    @delete("/{thread_id:uuid}", summary="Delete a thread and its whole history")
+    async def remove(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> None:
+        await runtime.threads.delete(tenant, thread_id)
+
+    @get("/{thread_id:uuid}/state", summary="The thread's latest state")
+    async def state(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> ThreadState:
+        return ThreadState(**await runtime.threads.state(tenant, thread_id))
+
+    @get("/{thread_id:uuid}/state/{checkpoint_id:str}", summary="The thread's state at a checkpoint")
+    async def state_at(
+        self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, checkpoint_id: str
+    ) -> ThreadState:
+        return ThreadState(**await runtime.threads.state(tenant, thread_id, checkpoint_id))
+
+    @get("/{thread_id:uuid}/history", summary="The thread's past states, newest first")
+    async def history(
+        self,
+        runtime: Runtime,
+        tenant: str,
+        thread_id: uuid.UUID,
+        limit: int = Parameter(default=10, ge=1, le=1000),
+        before: str | None = None,
+    ) -> list[ThreadState]:
+        states = await runtime.threads.history(tenant, thread_id, limit=limit, before=before)
+        return [ThreadState(**s) for s in states]
+
+    @post("/{thread_id:uuid}/history", status_code=200, summary="Search the thread's past states")
+    async def history_search(
+        self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: HistoryQuery
+    ) -> list[ThreadState]:
+        states = await runtime.threads.history(
+            tenant,
+            thread_id,
+            limit=data.limit,
+            before=data.before.checkpoint_id if data.before else None,
+            metadata=data.metadata,
+        )
+        return [ThreadState(**s) for s in states]

@@ -1,0 +1,164 @@
+"""Request and response shapes, after LangGraph's Agent Server where it has one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Metadata = dict[str, Any]
+Limit = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class ErrorBody(msgspec.Struct):
+    status_code: int
+    detail: str
+    error: str | None = None
+
+
+# Threads ------------------------------------------------------------------
+
+
+class ThreadCreate(msgspec.Struct, forbid_unknown_fields=True):
+    thread_id: uuid.UUID | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadPatch(msgspec.Struct, forbid_unknown_fields=True):
+    metadata: Metadata
+
+
+class ThreadSearch(msgspec.Struct, forbid_unknown_fields=True):
+    ids: list[uuid.UUID] | None = None
+    metadata: Metadata | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: Limit = 10
+    offset: Annotated[int, Meta(ge=0)] = 0
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[str] | None = None
+
+
+class Thread(msgspec.Struct):
+    thread_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    metadata: Metadata
+    status: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    values: dict[str, Any] | None = None
+    interrupts: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CheckpointRef(msgspec.Struct):
+    checkpoint_id: str
+    thread_id: str | None = None
+    checkpoint_ns: str = ""
+
+
+class HistoryQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Limit = 10
+    before: CheckpointRef | None = None
+    metadata: Metadata | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+class ThreadState(msgspec.Struct):
+    values: dict[str, Any]
+    next: list[str]
+    tasks: list[dict[str, Any]]
+    checkpoint: dict[str, Any] | None
+    metadata: dict[str, Any]
+    created_at: str | None
+    parent_checkpoint: dict[str, Any] | None
+    interrupts: list[dict[str, Any]]
+
+
+# Runs ---------------------------------------------------------------------
+
+
+class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
+    tags: list[str] = msgspec.field(default_factory=list)
+    recursion_limit: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    configurable: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+# Agent Server fields this version does not act on yet: a request that sets
+# one gets a 422 naming it, rather than having it silently ignored.
+UNSUPPORTED_RUN_FIELDS = (
+    "checkpoint",
+    "command",
+    "webhook",
+    "interrupt_before",
+    "interrupt_after",
+    "after_seconds",
+    "feedback_keys",
+)
+
+
+class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
+    assistant_id: str
+    input: Any = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+    config: RunConfig = msgspec.field(default_factory=RunConfig)
+    context: dict[str, Any] | None = None
+    stream_mode: str | list[str] = "values"
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    on_disconnect: Literal["cancel", "continue"] = "cancel"
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    checkpoint_during: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    webhook: str | None = None
+    interrupt_before: str | list[str] | None = None
+    interrupt_after: str | list[str] | None = None
+    after_seconds: int | None = None
+    feedback_keys: list[str] | None = None
+
+
+# API keys -----------------------------------------------------------------
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    tenant: str
+    name: str = ""
+    admin: bool = False
+
+
+class KeyInfo(msgspec.Struct):
+    key_id: uuid.UUID
+    tenant: str
+    name: str
+    prefix: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(msgspec.Struct):
+    key: str
+    info: KeyInfo
+
+
+# Health -------------------------------------------------------------------
+
+
+class Ok(msgspec.Struct):
+    ok: bool = True
+
+
+class Check(msgspec.Struct):
+    ok: bool
+    detail: str
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    checks: dict[str, Check]

@@ -1,0 +1,81 @@
+"""``appliance``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from appliance.settings import Settings, SettingsError, load_settings
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    import msgspec
+
+    try:
+        settings = load_settings()
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return msgspec.structs.replace(settings, **changes) if changes else settings
+    except SettingsError as exc:
+        print(f"appliance: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description="The offline AI agent appliance.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="address to listen on (default from APPLIANCE_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default from APPLIANCE_PORT, 8000)")
+
+    chat = sub.add_parser("chat", help="chat in the terminal, with a running appliance or in-process")
+    chat.add_argument("--url", help="a running appliance, e.g. http://127.0.0.1:8000 (default: in-process)")
+    chat.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
+    chat.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
+    chat.add_argument("--thread", help="continue this thread id instead of starting a new one")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key; it is printed alone on the last line")
+    create.add_argument("--tenant", required=True, help="the tenant the key belongs to")
+    create.add_argument("--name", default="", help="a label to recognise the key by")
+    create.add_argument("--admin", action="store_true", help="the key may manage keys and read metrics")
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+
+    sub.add_parser("doctor", help="check dependencies, model files, offline switches and services")
+
+    models = sub.add_parser("models", help="the pinned models")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    models_sub.add_parser("verify", help="check model files (and Ollama's digest) against models/manifest.toml")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from appliance.cli.serve import serve
+
+        serve(settings_or_exit(host=args.host, port=args.port))
+    elif args.command == "chat":
+        from appliance.cli.chat import chat
+
+        raise SystemExit(chat(settings_or_exit(), args))
+    elif args.command == "keys":
+        from appliance.cli.keys import keys
+
+        raise SystemExit(keys(settings_or_exit(), args))
+    elif args.command == "doctor":
+        from appliance.cli.doctor import doctor
+
+        raise SystemExit(doctor())
+    elif args.command == "models":
+        from appliance.cli.models import verify
+
+        raise SystemExit(verify(settings_or_exit()))
+
+
+if __name__ == "__main__":
+    main()
