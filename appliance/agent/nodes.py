@@ -51,7 +51,8 @@ def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
         reply = await _call(model, model.answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {model.name} returned an empty answer")
-        return {"messages": [AIMessage(content=reply.text, response_metadata=reply.response_metadata)]}
+        # The model's own message, id included: the client already streamed it under that id.
+        return {"messages": [reply]}
 
     return respond
 

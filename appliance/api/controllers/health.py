@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Controller, MediaType, Response, get
+from litestar.di import NamedDependency
 
 from appliance.api.auth import admin_only
 from appliance.api.schemas import Check, Ok, Readiness
@@ -14,23 +15,23 @@ from appliance.runtime import Runtime
 CHECK_TIMEOUT_S = 5.0
 
 
-async def _postgres(runtime: Runtime) -> Check:
+async def _postgres(runtime: NamedDependency[Runtime]) -> Check:
     async with runtime.pool.connection() as conn:
         await conn.execute("SELECT 1")
     stats = runtime.pool.get_stats()
     return Check(True, f"connected; pool {stats.get('pool_size', 0)} open, {stats.get('pool_available', 0)} idle")
 
 
-async def _chroma(runtime: Runtime) -> Check:
+async def _chroma(runtime: NamedDependency[Runtime]) -> Check:
     await asyncio.to_thread(runtime.chroma.heartbeat)
     return Check(True, "heartbeat answered")
 
 
-async def _model(runtime: Runtime) -> Check:
+async def _model(runtime: NamedDependency[Runtime]) -> Check:
     return Check(True, await runtime.model.check())
 
 
-async def _checked(probe, runtime: Runtime) -> Check:
+async def _checked(probe, runtime: NamedDependency[Runtime]) -> Check:
     try:
         return await asyncio.wait_for(probe(runtime), CHECK_TIMEOUT_S)
     except ModelError as exc:
@@ -54,7 +55,7 @@ class HealthController(Controller):
         return Ok()
 
     @get("/readyz", summary="Readiness: PostgreSQL, Chroma and the model, each reported")
-    async def readyz(self, runtime: Runtime) -> Response[Readiness]:
+    async def readyz(self, runtime: NamedDependency[Runtime]) -> Response[Readiness]:
         names = ("postgres", "chroma", "model")
         results = await asyncio.gather(*(_checked(p, runtime) for p in (_postgres, _chroma, _model)))
         checks = dict(zip(names, results, strict=True))
@@ -66,5 +67,5 @@ class MetricsController(Controller):
     tags = ["health"]
 
     @get("/metrics", guards=[admin_only], summary="Prometheus metrics (admin key)", media_type=MediaType.TEXT)
-    async def metrics(self, runtime: Runtime) -> Response[bytes]:
+    async def metrics(self, runtime: NamedDependency[Runtime]) -> Response[bytes]:
         return Response(runtime.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

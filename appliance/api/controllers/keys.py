@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from typing import Annotated
+
 
 from appliance.api.auth import admin_only
 from appliance.api.schemas import KeyCreate, KeyCreated, KeyInfo
@@ -32,15 +35,15 @@ class KeyController(Controller):
 
     @get("/", summary="List API keys (never their secrets)")
     async def list_keys(
-        self, runtime: Runtime, of_tenant: str | None = Parameter(query="tenant", default=None)
+        self, runtime: NamedDependency[Runtime], of_tenant: Annotated[str | None, QueryParameter(name="tenant")] = None
     ) -> list[KeyInfo]:
         return [to_info(k) for k in await runtime.keys.list(of_tenant)]
 
     @post("/", status_code=201, summary="Create an API key; the secret is shown only in this answer")
-    async def create(self, runtime: Runtime, data: KeyCreate) -> KeyCreated:
+    async def create(self, runtime: NamedDependency[Runtime], data: JSONBody[KeyCreate]) -> KeyCreated:
         key, secret = await runtime.keys.create(data.tenant, name=data.name, is_admin=data.admin)
         return KeyCreated(key=secret, info=to_info(key))
 
     @delete("/{key_id:uuid}", status_code=200, summary="Revoke an API key")
-    async def revoke(self, runtime: Runtime, key_id: uuid.UUID) -> KeyInfo:
+    async def revoke(self, runtime: NamedDependency[Runtime], key_id: FromPath[uuid.UUID]) -> KeyInfo:
         return to_info(await runtime.keys.revoke(key_id))

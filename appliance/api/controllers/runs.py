@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from appliance.api.schemas import UNSUPPORTED_RUN_FIELDS, RunCreate
@@ -15,7 +17,7 @@ from appliance.services.errors import Invalid
 from appliance.services.runs import RunSpec
 
 
-def to_spec(data: RunCreate) -> RunSpec:
+def to_spec(data: JSONBody[RunCreate]) -> RunSpec:
     for name in UNSUPPORTED_RUN_FIELDS:
         if getattr(data, name) is not None:
             raise Invalid(f"{name} is not supported by this version of the appliance; leave it out")
@@ -47,14 +49,14 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/wait", status_code=200, summary="Run the agent and wait for the thread's final state")
-    async def wait(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: RunCreate) -> dict[str, Any]:
+    async def wait(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> dict[str, Any]:
         spec = to_spec(data)
         spec.on_disconnect = "continue"  # a dropped waiter must not cancel a finished-looking turn
         run = await runtime.runs.start(tenant, thread_id, spec)
         return await run.wait()
 
     @post("/stream", status_code=200, summary="Run the agent and stream its output (Server-Sent Events)")
-    async def stream(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: RunCreate) -> Stream:
+    async def stream(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> Stream:
         run = await runtime.runs.start(tenant, thread_id, to_spec(data))
         return Stream(
             run_events(run),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from appliance.api.schemas import HistoryQuery, Thread, ThreadCreate, ThreadPatch, ThreadSearch, ThreadState
 from appliance.runtime import Runtime
@@ -31,12 +33,12 @@ class ThreadController(Controller):
     tags = ["threads"]
 
     @post("/", status_code=200, summary="Create a thread")
-    async def create(self, runtime: Runtime, tenant: str, data: ThreadCreate) -> Thread:
+    async def create(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadCreate]) -> Thread:
         record = await runtime.threads.create(tenant, data.thread_id, data.metadata, data.if_exists)
         return to_thread(record, {})
 
     @post("/search", status_code=200, summary="Search the tenant's threads")
-    async def search(self, runtime: Runtime, tenant: str, data: ThreadSearch) -> list[Thread]:
+    async def search(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadSearch]) -> list[Thread]:
         unknown = set(data.select or ()) - SEARCH_FIELDS
         if unknown:
             raise Invalid(f"select has unknown fields: {', '.join(sorted(unknown))}")
@@ -56,44 +58,44 @@ class ThreadController(Controller):
         ]
 
     @get("/{thread_id:uuid}", summary="Get a thread")
-    async def read(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> Thread:
+    async def read(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> Thread:
         record = await runtime.threads.require(tenant, thread_id)
         return to_thread(record, await runtime.threads.values(thread_id))
 
     @patch("/{thread_id:uuid}", summary="Merge metadata into a thread")
-    async def update(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: ThreadPatch) -> Thread:
+    async def update(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[ThreadPatch]) -> Thread:
         record = await runtime.threads.patch(tenant, thread_id, data.metadata)
         return to_thread(record, await runtime.threads.values(thread_id))
 
     @delete("/{thread_id:uuid}", summary="Delete a thread and its whole history")
-    async def remove(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> None:
+    async def remove(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> None:
         await runtime.threads.delete(tenant, thread_id)
 
     @get("/{thread_id:uuid}/state", summary="The thread's latest state")
-    async def state(self, runtime: Runtime, tenant: str, thread_id: uuid.UUID) -> ThreadState:
+    async def state(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> ThreadState:
         return ThreadState(**await runtime.threads.state(tenant, thread_id))
 
     @get("/{thread_id:uuid}/state/{checkpoint_id:str}", summary="The thread's state at a checkpoint")
     async def state_at(
-        self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, checkpoint_id: str
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], checkpoint_id: FromPath[str]
     ) -> ThreadState:
         return ThreadState(**await runtime.threads.state(tenant, thread_id, checkpoint_id))
 
     @get("/{thread_id:uuid}/history", summary="The thread's past states, newest first")
     async def history(
         self,
-        runtime: Runtime,
-        tenant: str,
-        thread_id: uuid.UUID,
-        limit: int = Parameter(default=10, ge=1, le=1000),
-        before: str | None = None,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
+        before: FromQuery[str | None] = None,
     ) -> list[ThreadState]:
         states = await runtime.threads.history(tenant, thread_id, limit=limit, before=before)
         return [ThreadState(**s) for s in states]
 
     @post("/{thread_id:uuid}/history", status_code=200, summary="Search the thread's past states")
     async def history_search(
-        self, runtime: Runtime, tenant: str, thread_id: uuid.UUID, data: HistoryQuery
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: HistoryQuery
     ) -> list[ThreadState]:
         states = await runtime.threads.history(
             tenant,

@@ -1,0 +1,44 @@
+"""Session-wide real services: PostgreSQL (a fresh database per app) and a
+Chroma server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance import offline  # noqa: F401  (offline switches before anything else)
+from tests.support.services import Databases, chroma_server, postgres_server
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def databases(workdir: Path) -> Iterator[Databases]:
+    with postgres_server(workdir) as url:
+        dbs = Databases(url)
+        yield dbs
+        dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def chroma_url(workdir: Path) -> Iterator[str]:
+    with chroma_server(workdir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def scripted_app(databases, chroma_url, tmp_path_factory):
+    """The appliance with a scripted model, on a fresh database, served over HTTP."""
+    from tests.support.app import make_settings, serve_app
+    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+
+    chat = ScriptedChatModel(delay=0.01)
+    settings = make_settings(tmp_path_factory.mktemp("app"), databases.create(), chroma_url)
+    async with serve_app(settings, scripted_language_model(chat)) as served:
+        served.chat = chat
+        yield served

@@ -1,0 +1,71 @@
+"""The appliance served over real HTTP (uvicorn on a free loopback port) in
+the test's event loop, so tests can inject a scripted model and still see
+real streaming."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from appliance.api.app import create_app
+from appliance.llm.provider import LanguageModel
+from appliance.runtime import Runtime
+from appliance.settings import Settings, load_settings
+from tests.support.services import free_port
+
+
+def make_settings(data_dir: Path, database_url: str, chroma_url: str | None = None, **extra: str) -> Settings:
+    env = {
+        "APPLIANCE_DATA_DIR": str(data_dir),
+        "APPLIANCE_DATABASE_URL": database_url,
+        "APPLIANCE_LOG_LEVEL": "warning",
+        **{f"APPLIANCE_{k.upper()}": str(v) for k, v in extra.items()},
+    }
+    if chroma_url:
+        env["APPLIANCE_CHROMA_URL"] = chroma_url
+    return load_settings(env=env)
+
+
+@dataclass
+class Served:
+    url: str
+    client: httpx.AsyncClient  # carries the admin key
+    runtime: Runtime
+    admin_key: str
+
+    def as_key(self, key: str | None) -> httpx.AsyncClient:
+        headers = {"x-api-key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60, trust_env=False)
+
+    async def tenant_client(self, tenant: str) -> httpx.AsyncClient:
+        _, secret = await self.runtime.keys.create(tenant)
+        return self.as_key(secret)
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings, model: LanguageModel | None = None) -> AsyncIterator[Served]:
+    app = create_app(settings, model=model)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the appliance exited during start-up")
+        await asyncio.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    admin_key = settings.admin_key_path.read_text().strip()
+    served = Served(url=url, client=None, runtime=app.state.runtime, admin_key=admin_key)  # type: ignore[arg-type]
+    served.client = served.as_key(admin_key)
+    try:
+        yield served
+    finally:
+        await served.client.aclose()
+        server.should_exit = True
+        await task

@@ -1,0 +1,79 @@
+"""A scripted chat model: deterministic answers, every prompt recorded, and
+tokens counted as words, so assertions about prompts can be exact."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field
+
+from appliance.agent.memory import SUMMARIZER_INSTRUCTIONS
+from appliance.llm.provider import LanguageModel
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def is_summary_prompt(messages: list[BaseMessage]) -> bool:
+    return bool(messages) and messages[0].text.startswith(SUMMARIZER_INSTRUCTIONS)
+
+
+def default_reply(messages: list[BaseMessage], calls: int) -> str:
+    if is_summary_prompt(messages):
+        return f"summary-{calls} " + "fact " * 20
+    return f"reply-{calls} to your message, noted and understood."
+
+
+class ScriptedChatModel(BaseChatModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    reply: Callable[[list[BaseMessage], int], str] = default_reply
+    delay: float = 0.0
+    prompts: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        self.prompts.append(list(messages))
+        text = self.reply(messages, len(self.prompts))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        self.prompts.append(list(messages))
+        text = self.reply(messages, len(self.prompts))
+        for i, word in enumerate(text.split(" ")):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            piece = word if i == 0 else " " + word
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        pieces = [c.text async for c in self._astream(messages, stop, run_manager)]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(pieces)))])
+
+    def answer_prompts(self) -> list[list[BaseMessage]]:
+        return [p for p in self.prompts if not is_summary_prompt(p)]
+
+
+def scripted_language_model(chat: ScriptedChatModel | None = None) -> LanguageModel:
+    chat = chat or ScriptedChatModel()
+
+    async def check() -> str:
+        return "scripted model"
+
+    return LanguageModel(
+        name="scripted", where="test", answer=chat, summarizer=chat, count_tokens=word_count, check=check
+    )

@@ -1,0 +1,45 @@
+"""Small helpers for driving the API the way a client does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": text}]}}
+
+
+async def new_thread(client: httpx.AsyncClient, **metadata: Any) -> str:
+    response = await client.post("/threads", json={"metadata": metadata})
+    assert response.status_code == 200, response.text
+    return response.json()["thread_id"]
+
+
+async def turn(client: httpx.AsyncClient, thread_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    response = await client.post(f"/threads/{thread_id}/runs/wait", json=user(text) | extra)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def stream(client: httpx.AsyncClient, thread_id: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(event, data) pairs of one SSE response."""
+    events: list[tuple[str, Any]] = []
+    async with client.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        event = None
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[len("data: "):])))
+    return events
+
+
+async def checkpoint_count(runtime, thread_id: str) -> int:
+    async with runtime.pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,))).fetchone()
+    return row["n"]
