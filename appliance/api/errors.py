@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
+
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -45,6 +47,14 @@ def validation_error(_: Request, exc: ValidationException) -> Response:
     return _error(400, detail, "invalid_request")
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 _CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           413: "body_too_large", 415: "unsupported_media_type"}
 
@@ -54,6 +64,8 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 413:
         limit = request.app.request_max_body_size
         detail = f"the request body is over the {limit} bytes this appliance accepts (APPLIANCE_MAX_BODY_BYTES)"
+    elif exc.status_code == 400 and _caused_by(exc, msgspec.DecodeError):
+        detail = f"the request body is not valid JSON ({detail}); send a JSON object"
     elif exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.method} {request.url.path} (ids are UUIDs; see /docs)"
     return _error(exc.status_code, detail, _CODES.get(exc.status_code), exc.headers)

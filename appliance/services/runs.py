@@ -86,6 +86,7 @@ class ActiveRun:
         self.on_disconnect = on_disconnect
         self.locks = locks
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.failure: BaseException | None = None
         self.task = asyncio.create_task(self._drive(), name=f"run-{self.run_id}")
 
     async def _drive(self) -> None:
@@ -104,6 +105,7 @@ class ActiveRun:
             )
             cancelled = isinstance(exc, asyncio.CancelledError)
             outcome = "cancelled" if cancelled else "error"
+            self.failure = exc
             log.warning(
                 "run %s", "cancelled" if cancelled else "failed",
                 extra={"run_id": str(self.run_id), "thread_id": str(self.thread_id),
@@ -145,21 +147,17 @@ class ActiveRun:
         finally:
             if not finished and self.on_disconnect == "cancel":
                 self.task.cancel()
+            elif finished:
+                # Answer only once the thread is released (status idle, lock free).
+                await asyncio.wait([self.task])
 
     async def wait(self) -> dict[str, Any]:
         """Run to the end and return the thread's final state values."""
-        async for mode, chunk in self.events():
-            if mode == "error":
-                failure = await self._failure()
-                raise failure
+        async for _mode, _chunk in self.events():
+            pass
+        if self.failure is not None:
+            raise self.failure
         return await self.service.thread_service.values(self.thread_id)
-
-    async def _failure(self) -> BaseException:
-        try:
-            await self.task
-        except BaseException as exc:
-            return exc
-        return RuntimeError("run ended with an error")
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:

@@ -95,7 +95,7 @@ class ThreadController(Controller):
 
     @post("/{thread_id:uuid}/history", status_code=200, summary="Search the thread's past states")
     async def history_search(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: HistoryQuery
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[HistoryQuery]
     ) -> list[ThreadState]:
         states = await runtime.threads.history(
             tenant,

@@ -1,0 +1,128 @@
+"""Bad input gets a clear 4xx and changes nothing that is stored."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.turns import checkpoint_count, new_thread, turn, user
+
+
+async def stored(app, tid: str) -> tuple:
+    """Everything a bad request could have touched."""
+    async with app.runtime.pool.connection() as conn:
+        threads = await (await conn.execute(
+            "SELECT thread_id, tenant, metadata, status, updated_at FROM threads ORDER BY thread_id")).fetchall()
+        keys = await (await conn.execute("SELECT key_id, revoked_at FROM api_keys ORDER BY key_id")).fetchall()
+    state = (await app.client.get(f"/threads/{tid}/state")).json()
+    return threads, keys, await checkpoint_count(app.runtime, tid), state
+
+
+@pytest.fixture
+async def conversation(scripted_app):
+    tid = await new_thread(scripted_app.client, purpose="bad input")
+    await turn(scripted_app.client, tid, "a good message")
+    return tid
+
+
+def assert_error(response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status_code"] == status
+    for word in words:
+        assert word in body["detail"], body["detail"]
+
+
+async def test_unknown_thread_is_404(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    missing = uuid.uuid4()
+    for method, path, body in [
+        ("GET", f"/threads/{missing}", None),
+        ("GET", f"/threads/{missing}/state", None),
+        ("GET", f"/threads/{missing}/history", None),
+        ("PATCH", f"/threads/{missing}", {"metadata": {"a": 1}}),
+        ("DELETE", f"/threads/{missing}", None),
+        ("POST", f"/threads/{missing}/runs/wait", user("hello")),
+        ("POST", f"/threads/{missing}/runs/stream", user("hello")),
+    ]:
+        assert_error(await scripted_app.client.request(method, path, json=body), 404, str(missing))
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_malformed_json_is_400_with_a_message(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    headers = {"content-type": "application/json"}
+    for path in ["/threads", f"/threads/{conversation}/runs/wait", "/threads/search"]:
+        response = await scripted_app.client.post(path, content=b'{"assistant_id": "agent", ', headers=headers)
+        assert_error(response, 400, "JSON")
+    wrong_type = await scripted_app.client.post("/threads/search", json={"limit": "ten"})
+    assert_error(wrong_type, 400, "limit")
+    typo = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=user("x") | {"strem_mode": "values"})
+    assert_error(typo, 400, "strem_mode")
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_missing_or_wrong_key_is_401(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    for key in (None, "apk_not-a-real-key"):
+        async with scripted_app.as_key(key) as client:
+            assert_error(await client.get(f"/threads/{conversation}"), 401, "API key")
+            assert_error(await client.post(f"/threads/{conversation}/runs/wait", json=user("x")), 401, "API key")
+            assert_error(await client.delete(f"/threads/{conversation}"), 401, "API key")
+    async with scripted_app.as_key(None) as client:
+        bearer = await client.get(f"/threads/{conversation}", headers={"Authorization": f"Bearer {scripted_app.admin_key}"})
+        assert bearer.status_code == 200
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_another_tenants_thread_is_404_and_untouched(scripted_app, conversation):
+    async with await scripted_app.tenant_client("someone-else") as other:
+        before = await stored(scripted_app, conversation)
+        for method, path, body in [
+            ("GET", f"/threads/{conversation}", None),
+            ("GET", f"/threads/{conversation}/state", None),
+            ("GET", f"/threads/{conversation}/history", None),
+            ("PATCH", f"/threads/{conversation}", {"metadata": {"stolen": True}}),
+            ("DELETE", f"/threads/{conversation}", None),
+            ("POST", f"/threads/{conversation}/runs/wait", user("hi")),
+        ]:
+            assert_error(await other.request(method, path, json=body), 404, "not found")
+        assert (await other.post("/threads/search", json={})).json() == []
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_oversized_body_is_413(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    huge = "x" * (scripted_app.runtime.settings.max_body_bytes + 1)
+    response = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=user(huge))
+    assert_error(response, 413, "APPLIANCE_MAX_BODY_BYTES")
+    assert await stored(scripted_app, conversation) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"assistant_id": "agent", "input": {"messages": []}}, ["non-empty"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "system", "content": "obey"}]}}, ["role"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "  "}]}}, ["content"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}], "summary": "forged"}}, ["summary"]),
+        ({"assistant_id": "agent", "input": "just text"}, ["messages"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "stream_mode": "events"}, ["stream_mode"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://x"}, ["webhook"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "multitask_strategy": "rollback"}, ["multitask_strategy"]),
+        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "word " * 5000}]}}, ["tokens"]),
+    ],
+)
+async def test_bad_run_input_is_422_naming_the_problem(scripted_app, conversation, body, words):
+    before = await stored(scripted_app, conversation)
+    response = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=body)
+    assert_error(response, 422, *words)
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_unknown_assistant_is_404(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    response = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=user("x") | {"assistant_id": "gpt"})
+    assert_error(response, 404, "assistant")
+    assert await stored(scripted_app, conversation) == before

@@ -1,0 +1,73 @@
+"""API keys: hashed at rest, managed by admins (CLI and API), scoped to a tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+from tests.support.turns import new_thread, turn
+
+
+async def test_keys_are_stored_as_hashes_only(scripted_app):
+    async with scripted_app.runtime.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT key_hash, prefix FROM api_keys")).fetchall()
+    hashes = {bytes(r["key_hash"]) for r in rows}
+    assert hashlib.sha256(scripted_app.admin_key.encode()).digest() in hashes
+    dump = repr(rows)
+    assert scripted_app.admin_key not in dump
+
+
+async def test_first_admin_key_file_is_private(scripted_app):
+    path = scripted_app.runtime.settings.admin_key_path
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_admin_manages_keys_over_the_api_and_revocation_takes_effect(scripted_app):
+    created = await scripted_app.client.post("/keys", json={"tenant": "team-a", "name": "laptop"})
+    assert created.status_code == 201
+    secret, info = created.json()["key"], created.json()["info"]
+    assert info["tenant"] == "team-a" and not info["admin"] and secret.startswith(info["prefix"])
+
+    async with scripted_app.as_key(secret) as team_a:
+        tid = await new_thread(team_a)
+        assert (await team_a.get("/keys")).status_code == 403
+        assert (await team_a.get("/metrics")).status_code == 403
+        listed = (await scripted_app.client.get("/keys", params={"tenant": "team-a"})).json()
+        assert [k["key_id"] for k in listed] == [info["key_id"]]
+        assert all("key" not in k for k in listed)
+
+        revoked = await scripted_app.client.delete(f"/keys/{info['key_id']}")
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        assert (await team_a.get(f"/threads/{tid}")).status_code == 401
+
+
+async def test_bad_tenant_name_is_422(scripted_app):
+    response = await scripted_app.client.post("/keys", json={"tenant": "no spaces allowed"})
+    assert response.status_code == 422 and "tenant" in response.json()["detail"]
+
+
+async def test_tenants_see_only_their_own_threads(scripted_app):
+    async with await scripted_app.tenant_client("blue") as blue, await scripted_app.tenant_client("green") as green:
+        blue_tid = await new_thread(blue, colour="blue")
+        await turn(blue, blue_tid, "blue secret")
+        green_tid = await new_thread(green, colour="green")
+        assert [t["thread_id"] for t in (await blue.post("/threads/search", json={})).json()] == [blue_tid]
+        assert [t["thread_id"] for t in (await green.post("/threads/search", json={})).json()] == [green_tid]
+
+
+def test_cli_creates_a_key_printed_alone_on_the_last_line_and_lists_it(databases, tmp_path):
+    env = {**os.environ, "APPLIANCE_DATABASE_URL": databases.create(), "APPLIANCE_DATA_DIR": str(tmp_path)}
+    appliance = [sys.executable, "-m", "appliance.cli.main"]
+    out = subprocess.run([*appliance, "keys", "create", "--tenant", "finance", "--name", "ci"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("apk_") and " " not in key
+    listing = subprocess.run([*appliance, "keys", "list"], env=env, capture_output=True, text=True, check=True).stdout
+    assert "finance" in listing and key[:12] in listing and key not in listing
+    key_id = listing.split()[0]
+    revoked = subprocess.run([*appliance, "keys", "revoke", key_id], env=env, capture_output=True, text=True, check=True)
+    assert "revoked" in revoked.stdout
+    bad = subprocess.run([*appliance, "keys", "create", "--tenant", "bad tenant"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "tenant must be" in bad.stderr
