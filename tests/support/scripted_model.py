@@ -36,21 +36,20 @@ class ScriptedChatModel(BaseChatModel):
     reply: Callable[[list[BaseMessage], int], str] = default_reply
     delay: float = 0.0
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
+    replies: list[str] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
         return "scripted"
 
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
-        self.prompts.append(list(messages))
-        text = self.reply(messages, len(self.prompts))
+        text = self._record(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     async def _astream(
         self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
-        self.prompts.append(list(messages))
-        text = self.reply(messages, len(self.prompts))
+        text = self._record(messages)
         for i, word in enumerate(text.split(" ")):
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -63,6 +62,11 @@ class ScriptedChatModel(BaseChatModel):
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
         pieces = [c.text async for c in self._astream(messages, stop, run_manager)]
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(pieces)))])
+
+    def _record(self, messages: list[BaseMessage]) -> str:
+        self.prompts.append(list(messages))
+        self.replies.append(self.reply(messages, len(self.prompts)))
+        return self.replies[-1]
 
     def answer_prompts(self) -> list[list[BaseMessage]]:
         return [p for p in self.prompts if not is_summary_prompt(p)]

@@ -1,0 +1,75 @@
+"""However long a conversation runs, the prompt stays bounded: older turns are
+folded into a running summary that every later prompt carries. The model is
+scripted and tokens are counted as words, so the assertions are exact."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.agent.memory import SUMMARY_HEADING
+from tests.support.app import make_settings, serve_app
+from tests.support.scripted_model import ScriptedChatModel, is_summary_prompt, scripted_language_model, word_count
+from tests.support.turns import new_thread, turn
+
+BUDGET = 300
+TURNS = 200
+
+
+@pytest.fixture(scope="module")
+async def small_context_app(databases, chroma_url, tmp_path_factory):
+    chat = ScriptedChatModel()
+    settings = make_settings(
+        tmp_path_factory.mktemp("memory"), databases.create(), chroma_url,
+        context_token_budget=BUDGET, fold_target="0.85", summary_max_tokens=40,
+    )
+    async with serve_app(settings, scripted_language_model(chat)) as served:
+        served.chat = chat
+        yield served
+
+
+async def test_prompt_at_turn_200_is_within_1_2x_of_turn_20_and_always_carries_the_summary(small_context_app):
+    app, chat = small_context_app, small_context_app.chat
+    tid = await new_thread(app.client)
+    for n in range(1, TURNS + 1):
+        values = await turn(app.client, tid, f"turn {n}: please remember item number {n}")
+
+    # Every turn is kept in the thread, whatever was folded.
+    assert len(values["messages"]) == 2 * TURNS
+    assert values["messages"][0]["content"] == "turn 1: please remember item number 1"
+
+    policy = app.runtime.policy
+    answer_prompts, sizes, latest_summary, folds = [], [], None, 0
+    for prompt, reply in zip(chat.prompts, chat.replies, strict=True):
+        if is_summary_prompt(prompt):
+            latest_summary, folds = reply.strip(), folds + 1
+            continue
+        answer_prompts.append(prompt)
+        sizes.append(policy.tokens(prompt))
+        if latest_summary is not None:
+            system = prompt[0].text
+            assert SUMMARY_HEADING in system and latest_summary in system, f"answer {len(sizes)} lost the summary"
+
+    assert len(answer_prompts) == TURNS
+    assert folds >= 10, "the conversation should have been folded many times"
+    assert all(size <= BUDGET for size in sizes), max(sizes)
+    turn_20, turn_200 = sizes[19], sizes[199]
+    print(f"prompt tokens: turn 20 = {turn_20}, turn 200 = {turn_200}, max = {max(sizes)}, folds = {folds}")
+    assert turn_200 <= 1.2 * turn_20, (turn_20, turn_200)
+    # And it does not creep: the late prompts are no larger than the early ones after folding began.
+    assert max(sizes[100:]) <= max(sizes[20:40])
+
+    state = (await app.client.get(f"/threads/{tid}/state")).json()["values"]
+    assert 0 < state["folded"] < 2 * TURNS and state["summary"] == latest_summary
+
+
+async def test_the_newest_message_is_never_folded_away(small_context_app):
+    app, chat = small_context_app, small_context_app.chat
+    tid = await new_thread(app.client)
+    long_message = " ".join(["detail"] * (app.runtime.policy.max_message_tokens() - 5))
+    for n in range(6):
+        await turn(app.client, tid, f"short {n}")
+    await turn(app.client, tid, long_message)
+    prompt = chat.answer_prompts()[-1]
+    assert prompt[-1].text == long_message
+    assert app.runtime.policy.tokens(prompt) <= BUDGET
+    assert word_count(prompt[0].text) > 0
