@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
@@ -41,6 +42,16 @@ def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
 
 
+def usage_chunk(usage: dict[str, int]) -> ChatGenerationChunk:
+    """The last chunk of an answer: no text, the token counts."""
+    counts = UsageMetadata(
+        input_tokens=usage.get("input_tokens", 0),
+        output_tokens=usage.get("output_tokens", 0),
+        total_tokens=usage.get("input_tokens", 0) + usage.get("output_tokens", 0),
+    )
+    return ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=counts))
+
+
 class LlamaCppChatModel(BaseChatModel):
     """A LangChain chat model over a :class:`LoadedLlama`."""
 
@@ -62,11 +73,17 @@ class LlamaCppChatModel(BaseChatModel):
         return self.loaded.count_tokens(text)
 
     def _pieces(
-        self, messages: list[BaseMessage], stop: list[str] | None, cancelled: threading.Event
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        cancelled: threading.Event,
+        usage: dict[str, int],
     ) -> Iterator[str]:
+        chat = to_chat_messages(messages)
+        usage["input_tokens"] = sum(self.loaded.count_tokens(m["content"]) + 4 for m in chat)
         with self.loaded.lock:
             stream = self.loaded.llama.create_chat_completion(
-                messages=to_chat_messages(messages),
+                messages=chat,
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
                 stop=stop,
@@ -77,6 +94,7 @@ class LlamaCppChatModel(BaseChatModel):
                     break
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
+                    usage["output_tokens"] = usage.get("output_tokens", 0) + 1
                     yield piece
 
     def _stream(
@@ -86,11 +104,13 @@ class LlamaCppChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for piece in self._pieces(messages, stop, threading.Event()):
+        usage: dict[str, int] = {}
+        for piece in self._pieces(messages, stop, threading.Event(), usage):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        yield usage_chunk(usage)
 
     def _generate(
         self,
@@ -99,8 +119,10 @@ class LlamaCppChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = "".join(self._pieces(messages, stop, threading.Event()))
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+        usage: dict[str, int] = {}
+        text = "".join(self._pieces(messages, stop, threading.Event(), usage))
+        message = AIMessage(content=text, usage_metadata=usage_chunk(usage).message.usage_metadata)
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _astream(
         self,
@@ -112,10 +134,11 @@ class LlamaCppChatModel(BaseChatModel):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
+        usage: dict[str, int] = {}
 
         def produce() -> None:
             try:
-                for piece in self._pieces(messages, stop, cancelled):
+                for piece in self._pieces(messages, stop, cancelled, usage):
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
             except BaseException as exc:  # handed to the consumer, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -131,6 +154,7 @@ class LlamaCppChatModel(BaseChatModel):
                 if run_manager:
                     await run_manager.on_llm_new_token(item, chunk=chunk)
                 yield chunk
+            yield usage_chunk(usage)
         finally:
             # A cancelled run (client gone, run interrupted) stops generation at the next token.
             cancelled.set()
@@ -143,5 +167,9 @@ class LlamaCppChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        pieces = [c.text async for c in self._astream(messages, stop, run_manager, **kwargs)]
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(pieces)))])
+        chunks = [c async for c in self._astream(messages, stop, run_manager, **kwargs)]
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged += chunk
+        message = AIMessage(content=merged.text, usage_metadata=merged.message.usage_metadata)
+        return ChatResult(generations=[ChatGeneration(message=message)])
