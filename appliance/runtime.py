@@ -61,6 +61,8 @@ async def open_database(settings: Settings) -> AsyncIterator[tuple[AsyncConnecti
         yield pool, embedded
     finally:
         await pool.close()
+        if embedded is not None:
+            embedded.release()
 
 
 @asynccontextmanager

@@ -28,9 +28,19 @@ class EmbeddedPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(data_path / "run"))
         (data_path / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
         import pgserver
+        import psutil
+        from pgserver.utils import DiskList
 
         data_path.mkdir(parents=True, exist_ok=True)
-        self.server = pgserver.get_server(data_path / "postgres", cleanup_mode="stop")
+        pgdata = data_path / "postgres"
+        # pgserver stops the server when the last process using it exits, counting
+        # processes in this list; one that was killed never leaves it, so the
+        # server would outlive every later graceful stop. Drop the dead first.
+        handles = DiskList(pgdata / ".handle_pids.json")
+        if handles.path.exists():
+            with pgserver.PostgresServer._lock:
+                handles.put([pid for pid in handles.get() if psutil.pid_exists(pid)])
+        self.server = pgserver.get_server(pgdata, cleanup_mode="stop")
         self.server.psql(
             f"SELECT 'CREATE DATABASE {EMBEDDED_DATABASE}' "
             f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}')\\gexec"
@@ -39,6 +49,11 @@ class EmbeddedPostgres:
     @property
     def url(self) -> str:
         return self.server.get_uri(EMBEDDED_DATABASE)
+
+    def release(self) -> None:
+        """Give up this process's handle; the last one out stops the server.
+        Called explicitly: uvicorn ends on a re-raised SIGTERM, so atexit never runs."""
+        self.server.cleanup()
 
 
 def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
