@@ -28,7 +28,8 @@ from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.observability import Metrics
 from appliance.services.threads import ThreadService, thread_config
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.locks import ThreadBusy, ThreadLocks
+from appliance.services.jsonable import jsonable
+from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
 from appliance.store.threads import ThreadStore
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,6 @@ class ActiveRun:
     async def _drive(self) -> None:
         service, started, outcome = self.service, time.perf_counter(), "error"
         try:
-            await service.threads.set_status(self.thread_id, "busy")
             async for mode, chunk in service.graph.astream(
                 self.graph_input, self.config, stream_mode=self.modes
             ):
@@ -119,10 +119,7 @@ class ActiveRun:
             await asyncio.shield(self._release())
 
     async def _release(self) -> None:
-        try:
-            await self.service.threads.set_status(self.thread_id, "idle")
-        finally:
-            await self.locks.aclose()
+        await self.locks.aclose()
 
     async def events(self, heartbeat: float | None = None) -> AsyncIterator[tuple[str, Any]]:
         """(mode, chunk) pairs as the graph produces them; a failure arrives as
@@ -153,11 +150,13 @@ class ActiveRun:
 
     async def wait(self) -> dict[str, Any]:
         """Run to the end and return the thread's final state values."""
-        async for _mode, _chunk in self.events():
-            pass
+        final: Any = {}
+        async for mode, chunk in self.events():
+            if mode == "values":
+                final = chunk
         if self.failure is not None:
             raise self.failure
-        return await self.service.thread_service.values(self.thread_id)
+        return jsonable(final)
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -187,11 +186,27 @@ class RunService:
         self.policy = policy
         self.metrics = metrics
 
-    async def start(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> ActiveRun:
-        """Validate, lock the thread, and start the run."""
+    async def wait(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> dict[str, Any]:
+        """Run to the end; the answer is the thread's final state values. A
+        caller that stops waiting does not cancel the turn."""
+        run = await self.start(tenant, thread_id, spec, modes=["values"], on_disconnect="continue")
+        return await run.wait()
+
+    async def start(
+        self,
+        tenant: str,
+        thread_id: uuid.UUID,
+        spec: RunSpec,
+        *,
+        modes: list[str] | None = None,
+        on_disconnect: str | None = None,
+    ) -> ActiveRun:
+        """Validate, lock the thread, and start the run. ``modes`` and
+        ``on_disconnect`` replace the spec's (after it is validated)."""
         if spec.assistant_id != GRAPH_ID:
             raise NotFound(f"assistant {spec.assistant_id!r} not found; this appliance serves {GRAPH_ID!r}")
-        modes = stream_modes(spec.stream_mode)
+        requested = stream_modes(spec.stream_mode)  # validated even when replaced
+        modes = modes or requested
         if spec.multitask_strategy not in MULTITASK_STRATEGIES:
             raise Invalid(
                 f"multitask_strategy {spec.multitask_strategy!r} is not available; "
@@ -199,21 +214,22 @@ class RunService:
             )
         graph_input = self.validate_input(spec.input)
 
-        if await self.threads.get(tenant, thread_id) is None:
-            if spec.if_not_exists != "create":
-                raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it")
+        if spec.if_not_exists == "create":
             await self.thread_service.create(tenant, thread_id, {}, "do_nothing")
 
         stack = AsyncExitStack()
         try:
             await stack.enter_async_context(
-                self.locks.hold(thread_id, wait=spec.multitask_strategy == "enqueue")
+                self.locks.hold(thread_id, tenant, wait=spec.multitask_strategy == "enqueue")
             )
         except ThreadBusy:
             await stack.aclose()
             raise Conflict(
                 f"thread {thread_id} has a run in progress; multitask_strategy 'reject' refused this one"
             ) from None
+        except ThreadMissing:
+            await stack.aclose()
+            raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
         except BaseException:
             await stack.aclose()
             raise
@@ -229,7 +245,7 @@ class RunService:
         }
         if spec.recursion_limit:
             config["recursion_limit"] = spec.recursion_limit
-        return ActiveRun(self, thread_id, graph_input, config, modes, spec.on_disconnect, stack)
+        return ActiveRun(self, thread_id, graph_input, config, modes, on_disconnect or spec.on_disconnect, stack)
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict) or "messages" not in value:

@@ -10,7 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 from appliance.services.errors import Conflict, NotFound
 from appliance.services.jsonable import thread_state
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.locks import ThreadBusy, ThreadLocks
+from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
 from appliance.store.threads import SortBy, ThreadExists, ThreadRecord, ThreadStatus, ThreadStore
 
 
@@ -64,11 +64,12 @@ class ThreadService:
         return record
 
     async def delete(self, tenant: str, thread_id: uuid.UUID) -> None:
-        await self.require(tenant, thread_id)
         try:
-            async with self.locks.hold(thread_id, wait=False):
+            async with self.locks.hold(thread_id, tenant, wait=False):
                 await self.checkpointer.adelete_thread(str(thread_id))
                 await self.store.delete(tenant, thread_id)
+        except ThreadMissing:
+            raise NotFound(f"thread {thread_id} not found") from None
         except ThreadBusy:
             raise Conflict(f"thread {thread_id} has a run in progress; try again when it ends") from None
 

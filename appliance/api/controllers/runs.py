@@ -50,10 +50,7 @@ class RunController(Controller):
 
     @post("/wait", status_code=200, summary="Run the agent and wait for the thread's final state")
     async def wait(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> dict[str, Any]:
-        spec = to_spec(data)
-        spec.on_disconnect = "continue"  # a dropped waiter must not cancel a finished-looking turn
-        run = await runtime.runs.start(tenant, thread_id, spec)
-        return await run.wait()
+        return await runtime.runs.wait(tenant, thread_id, to_spec(data))
 
     @post("/stream", status_code=200, summary="Run the agent and stream its output (Server-Sent Events)")
     async def stream(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> Stream:

@@ -1,0 +1,65 @@
+"""What the benchmarks share: a fresh database on the same server the tests
+use, an instant model, and percentile arithmetic."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from appliance.llm.provider import LanguageModel
+from appliance.settings import Settings, load_settings
+from tests.support.services import Databases, postgres_server
+
+
+class InstantChatModel(BaseChatModel):
+    """Answers at once, so a benchmark measures everything but the model."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "instant"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="ok"))])
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return self._generate(messages)
+
+
+def instant_model() -> LanguageModel:
+    chat = InstantChatModel()
+
+    async def check() -> str:
+        return "instant"
+
+    return LanguageModel(name="instant", where="bench", answer=chat, summarizer=chat,
+                         count_tokens=lambda text: len(text.split()), check=check)
+
+
+@contextmanager
+def bench_settings(**extra: str) -> Iterator[Settings]:
+    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as server:
+        databases = Databases(server)
+        try:
+            env = {"APPLIANCE_DATA_DIR": tmp, "APPLIANCE_DATABASE_URL": databases.create(),
+                   "APPLIANCE_LOG_LEVEL": "warning", **{f"APPLIANCE_{k.upper()}": v for k, v in extra.items()}}
+            yield load_settings(env=env)
+        finally:
+            databases.drop_all()
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(name: str, seconds: list[float]) -> str:
+    return (f"{name:<34} n={len(seconds):<5} p50={percentile(seconds, 50) * 1000:7.2f} ms  "
+            f"p99={percentile(seconds, 99) * 1000:7.2f} ms  mean={statistics.fmean(seconds) * 1000:7.2f} ms  "
+            f"rate={len(seconds) / sum(seconds):7.1f}/s")

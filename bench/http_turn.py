@@ -1,0 +1,65 @@
+"""(a) The cost of the HTTP layer: a full turn through POST /threads/{id}/runs/wait
+against graph.ainvoke with the same checkpointer, both with an instant model.
+
+    python -m bench.http_turn [--turns 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from bench.common import bench_settings, instant_model, percentile, summary
+from tests.support.app import serve_app
+
+
+async def main(turns: int) -> None:
+    with bench_settings() as settings:
+        async with serve_app(settings, instant_model()) as app:
+            runtime, client = app.runtime, app.client
+            body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hello there"}]}}
+
+            # Raw: the compiled graph and its checkpointer, no HTTP, no services.
+            raw_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
+            for _ in range(20):
+                await runtime.graph.ainvoke({"messages": [("user", "warm up")]}, raw_thread)
+            raw = []
+            for _ in range(turns):
+                started = time.perf_counter()
+                await runtime.graph.ainvoke({"messages": [("user", "hello there")]}, raw_thread)
+                raw.append(time.perf_counter() - started)
+
+            tid = (await client.post("/threads", json={})).json()["thread_id"]
+            for _ in range(20):
+                await client.post(f"/threads/{tid}/runs/wait", json=body)
+            http = []
+            for _ in range(turns):
+                started = time.perf_counter()
+                response = await client.post(f"/threads/{tid}/runs/wait", json=body)
+                http.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+
+            # Throughput with 8 conversations at once (one client each, one thread each).
+            threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
+
+            async def converse(thread_id: str, n: int) -> None:
+                for _ in range(n):
+                    assert (await client.post(f"/threads/{thread_id}/runs/wait", json=body)).status_code == 200
+
+            started = time.perf_counter()
+            await asyncio.gather(*(converse(t, turns // 8) for t in threads))
+            concurrent_rate = 8 * (turns // 8) / (time.perf_counter() - started)
+
+    print(summary("raw graph.ainvoke", raw))
+    print(summary("HTTP runs/wait (sequential)", http))
+    print(f"{'HTTP runs/wait, 8 threads at once':<34} rate={concurrent_rate:7.1f} turns/s")
+    print(f"ratio HTTP/raw: p50 {percentile(http, 50) / percentile(raw, 50):.2f}x  "
+          f"p99 {percentile(http, 99) / percentile(raw, 99):.2f}x  (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=300)
+    asyncio.run(main(parser.parse_args().turns))
