@@ -3,6 +3,7 @@ and the lifespan that opens the runtime."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None, *, model: LanguageModel | None 
                 key = await runtime.keys.bootstrap_admin(settings.admin_key_path)
                 if key:
                     print(first_key_banner(key, settings.admin_key_path, settings), flush=True)
+            # Start-up left millions of long-lived objects (torch, chromadb, the model);
+            # moving them out of the collector's reach keeps full collections short.
+            gc.collect()
+            gc.freeze()
             log.info("appliance ready", extra={"profile": settings.profile, "model": runtime.model.name})
             yield
 
