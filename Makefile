@@ -23,9 +23,10 @@ test: install
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/http_turn.py
-	$(BIN)/python bench/state_read.py
-	$(BIN)/python bench/checkpointer_lock.py
+	$(BIN)/python -m bench.http_turn
+	$(BIN)/python -m bench.state_read
+	$(BIN)/python -m bench.checkpointer_lock
+	$(BIN)/python -m bench.summary_quality
 
 constraints: install
 	{ echo "# Exact versions resolved for the appliance (Python 3.11, x86-64, CPU torch)."; \
