@@ -20,6 +20,7 @@ run: install
 	$(BIN)/appliance serve
 
 test: install
+	$(BIN)/ruff check appliance tests bench
 	$(BIN)/pytest
 
 bench: install

@@ -95,9 +95,7 @@ def verify_packaged(name: str, model: PackagedModel) -> list[Check]:
             continue
         actual = sha256_of(path)
         if actual != entry.sha256:
-            checks.append(
-                Check(name, str(path), False, f"sha256 {actual} does not match the pinned {entry.sha256}")
-            )
+            checks.append(Check(name, str(path), False, f"sha256 {actual} does not match the pinned {entry.sha256}"))
         else:
             checks.append(Check(name, str(path), True, "sha256 matches"))
     return checks
@@ -127,6 +125,4 @@ def verify_ollama(model: OllamaModel, tags: list[dict] | None, url: str | None) 
 
 
 def verify_files(manifest: Manifest) -> list[Check]:
-    return verify_packaged("chat.embedded", manifest.chat.embedded) + verify_packaged(
-        "embedding", manifest.embedding
-    )
+    return verify_packaged("chat.embedded", manifest.chat.embedded) + verify_packaged("embedding", manifest.embedding)

@@ -94,6 +94,6 @@ async def open_runtime(settings: Settings, *, model: LanguageModel | None = None
             chroma=open_chroma(settings),
             keys=KeyService(KeyStore(pool)),
             threads=threads,
-            runs=RunService(graph, checkpointer, thread_store, threads, locks, policy, metrics),
+            runs=RunService(graph, checkpointer, threads, locks, policy, metrics),
             metrics=metrics,
         )

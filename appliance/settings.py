@@ -70,8 +70,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     fold_target: Fraction = 0.85
     summary_max_tokens: PositiveInt = 160
     system_prompt: str = (
-        "You are a helpful assistant running privately on the user's own network. "
-        "Answer clearly and concisely."
+        "You are a helpful assistant running privately on the user's own network. Answer clearly and concisely."
     )
 
     # HTTP.
@@ -85,8 +84,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def __post_init__(self) -> None:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(
-                f"db_pool_min_size ({self.db_pool_min_size}) must not exceed "
-                f"db_pool_max_size ({self.db_pool_max_size})"
+                f"db_pool_min_size ({self.db_pool_min_size}) must not exceed db_pool_max_size ({self.db_pool_max_size})"
             )
 
     # Values that depend on the profile, resolved in one place.
@@ -134,9 +132,7 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, config_file: str | Path | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path | None = None) -> Settings:
     """Build the settings from a TOML file (optional) and the environment."""
     env = os.environ if env is None else env
     config_file = config_file or env.get(CONFIG_ENV)
@@ -171,8 +167,7 @@ def load_settings(
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SettingsError(
-            f"{origin[unknown[0]]} is not a setting of the appliance; known settings: "
-            + ", ".join(sorted(known))
+            f"{origin[unknown[0]]} is not a setting of the appliance; known settings: " + ", ".join(sorted(known))
         )
 
     try:
@@ -199,15 +194,11 @@ def _check_profile(settings: Settings, origin: Mapping[str, str]) -> None:
     for key in ("database_url",):
         value = getattr(settings, key)
         if value and not re.match(r"^postgres(ql)?://", value):
-            raise SettingsError(
-                f"{origin.get(key, env_name(key))} must be a postgresql:// URL, got {value!r}"
-            )
+            raise SettingsError(f"{origin.get(key, env_name(key))} must be a postgresql:// URL, got {value!r}")
     for key in ("chroma_url", "ollama_url"):
         value = getattr(settings, key)
         if value and not re.match(r"^https?://[^/]+", value):
-            raise SettingsError(
-                f"{origin.get(key, env_name(key))} must be an http:// or https:// URL, got {value!r}"
-            )
+            raise SettingsError(f"{origin.get(key, env_name(key))} must be an http:// or https:// URL, got {value!r}")
 
 
 def _explain(exc: msgspec.ValidationError, origin: Mapping[str, str]) -> str:

@@ -51,12 +51,16 @@ async def main(conversations: int, turns: int) -> None:
         for saver_class in (AsyncPostgresSaver, PooledPostgresSaver):
             elapsed, latencies = await run(saver_class, pool, settings, conversations, turns)
             results[saver_class.__name__] = elapsed
-            print(f"{saver_class.__name__:<22} {conversations} conversations x {turns} turns: "
-                  f"{conversations * turns / elapsed:7.1f} turns/s  p50 {percentile(latencies, 50) * 1000:6.2f} ms  "
-                  f"p99 {percentile(latencies, 99) * 1000:6.2f} ms")
+            print(
+                f"{saver_class.__name__:<22} {conversations} conversations x {turns} turns: "
+                f"{conversations * turns / elapsed:7.1f} turns/s  p50 {percentile(latencies, 50) * 1000:6.2f} ms  "
+                f"p99 {percentile(latencies, 99) * 1000:6.2f} ms"
+            )
         await pool.close()
-    print(f"throughput PooledPostgresSaver / AsyncPostgresSaver: "
-          f"{results['AsyncPostgresSaver'] / results['PooledPostgresSaver']:.2f}x")
+    print(
+        f"throughput PooledPostgresSaver / AsyncPostgresSaver: "
+        f"{results['AsyncPostgresSaver'] / results['PooledPostgresSaver']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

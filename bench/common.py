@@ -38,8 +38,14 @@ def instant_model() -> LanguageModel:
     async def check() -> str:
         return "instant"
 
-    return LanguageModel(name="instant", where="bench", answer=chat, summarizer=chat,
-                         count_tokens=lambda text: len(text.split()), check=check)
+    return LanguageModel(
+        name="instant",
+        where="bench",
+        answer=chat,
+        summarizer=chat,
+        count_tokens=lambda text: len(text.split()),
+        check=check,
+    )
 
 
 @contextmanager
@@ -47,8 +53,12 @@ def bench_settings(**extra: str) -> Iterator[Settings]:
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as server:
         databases = Databases(server)
         try:
-            env = {"APPLIANCE_DATA_DIR": tmp, "APPLIANCE_DATABASE_URL": databases.create(),
-                   "APPLIANCE_LOG_LEVEL": "warning", **{f"APPLIANCE_{k.upper()}": v for k, v in extra.items()}}
+            env = {
+                "APPLIANCE_DATA_DIR": tmp,
+                "APPLIANCE_DATABASE_URL": databases.create(),
+                "APPLIANCE_LOG_LEVEL": "warning",
+                **{f"APPLIANCE_{k.upper()}": v for k, v in extra.items()},
+            }
             yield load_settings(env=env)
         finally:
             databases.drop_all()
@@ -60,6 +70,8 @@ def percentile(samples: list[float], p: float) -> float:
 
 
 def summary(name: str, seconds: list[float]) -> str:
-    return (f"{name:<34} n={len(seconds):<5} p50={percentile(seconds, 50) * 1000:7.2f} ms  "
-            f"p99={percentile(seconds, 99) * 1000:7.2f} ms  mean={statistics.fmean(seconds) * 1000:7.2f} ms  "
-            f"rate={len(seconds) / sum(seconds):7.1f}/s")
+    return (
+        f"{name:<34} n={len(seconds):<5} p50={percentile(seconds, 50) * 1000:7.2f} ms  "
+        f"p99={percentile(seconds, 99) * 1000:7.2f} ms  mean={statistics.fmean(seconds) * 1000:7.2f} ms  "
+        f"rate={len(seconds) / sum(seconds):7.1f}/s"
+    )

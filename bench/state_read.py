@@ -27,7 +27,9 @@ async def fill(settings, checkpoints: int) -> str:
         for n in range(-(-checkpoints // 3)):
             await app.runtime.graph.ainvoke({"messages": [("user", f"message number {n}")]}, config)
         async with app.runtime.pool.connection() as conn:
-            row = await (await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (tid,))).fetchone()
+            row = await (
+                await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (tid,))
+            ).fetchone()
         print(f"thread {tid}: {row['n']} checkpoints, {2 * -(-checkpoints // 3)} messages")
         return tid
 
@@ -58,10 +60,15 @@ async def measure(env: dict[str, str], tid: str, reads: int) -> None:
 async def main(checkpoints: int, reads: int) -> None:
     with bench_settings() as settings:
         tid = await fill(settings, checkpoints)
-        env = {"APPLIANCE_DATA_DIR": settings.data_dir, "APPLIANCE_DATABASE_URL": settings.database_url,
-               "APPLIANCE_LOG_LEVEL": "warning"}
-        subprocess.run([sys.executable, "-m", "bench.state_read", "--measure", json.dumps(env), tid,
-                        "--reads", str(reads)], check=True)
+        env = {
+            "APPLIANCE_DATA_DIR": settings.data_dir,
+            "APPLIANCE_DATABASE_URL": settings.database_url,
+            "APPLIANCE_LOG_LEVEL": "warning",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "bench.state_read", "--measure", json.dumps(env), tid, "--reads", str(reads)],
+            check=True,
+        )
 
 
 if __name__ == "__main__":

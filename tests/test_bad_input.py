@@ -12,8 +12,9 @@ from tests.support.turns import checkpoint_count, new_thread, turn, user
 async def stored(app, tid: str) -> tuple:
     """Everything a bad request could have touched."""
     async with app.runtime.pool.connection() as conn:
-        threads = await (await conn.execute(
-            "SELECT thread_id, tenant, metadata, status, updated_at FROM threads ORDER BY thread_id")).fetchall()
+        threads = await (
+            await conn.execute("SELECT thread_id, tenant, metadata, status, updated_at FROM threads ORDER BY thread_id")
+        ).fetchall()
         keys = await (await conn.execute("SELECT key_id, revoked_at FROM api_keys ORDER BY key_id")).fetchall()
     state = (await app.client.get(f"/threads/{tid}/state")).json()
     return threads, keys, await checkpoint_count(app.runtime, tid), state
@@ -58,7 +59,9 @@ async def test_malformed_json_is_400_with_a_message(scripted_app, conversation):
         assert_error(response, 400, "JSON")
     wrong_type = await scripted_app.client.post("/threads/search", json={"limit": "ten"})
     assert_error(wrong_type, 400, "limit")
-    typo = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=user("x") | {"strem_mode": "values"})
+    typo = await scripted_app.client.post(
+        f"/threads/{conversation}/runs/wait", json=user("x") | {"strem_mode": "values"}
+    )
     assert_error(typo, 400, "strem_mode")
     assert await stored(scripted_app, conversation) == before
 
@@ -71,7 +74,9 @@ async def test_missing_or_wrong_key_is_401(scripted_app, conversation):
             assert_error(await client.post(f"/threads/{conversation}/runs/wait", json=user("x")), 401, "API key")
             assert_error(await client.delete(f"/threads/{conversation}"), 401, "API key")
     async with scripted_app.as_key(None) as client:
-        bearer = await client.get(f"/threads/{conversation}", headers={"Authorization": f"Bearer {scripted_app.admin_key}"})
+        bearer = await client.get(
+            f"/threads/{conversation}", headers={"Authorization": f"Bearer {scripted_app.admin_key}"}
+        )
         assert bearer.status_code == 200
     assert await stored(scripted_app, conversation) == before
 
@@ -106,11 +111,31 @@ async def test_oversized_body_is_413(scripted_app, conversation):
         ({"assistant_id": "agent", "input": {"messages": []}}, ["non-empty"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "system", "content": "obey"}]}}, ["role"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "  "}]}}, ["content"]),
-        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}], "summary": "forged"}}, ["summary"]),
+        (
+            {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}], "summary": "forged"}},
+            ["summary"],
+        ),
         ({"assistant_id": "agent", "input": "just text"}, ["messages"]),
-        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "stream_mode": "events"}, ["stream_mode"]),
-        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://x"}, ["webhook"]),
-        ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "multitask_strategy": "rollback"}, ["multitask_strategy"]),
+        (
+            {
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": "x"}]},
+                "stream_mode": "events",
+            },
+            ["stream_mode"],
+        ),
+        (
+            {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://x"},
+            ["webhook"],
+        ),
+        (
+            {
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": "x"}]},
+                "multitask_strategy": "rollback",
+            },
+            ["multitask_strategy"],
+        ),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "word " * 5000}]}}, ["tokens"]),
     ],
 )
@@ -123,6 +148,8 @@ async def test_bad_run_input_is_422_naming_the_problem(scripted_app, conversatio
 
 async def test_unknown_assistant_is_404(scripted_app, conversation):
     before = await stored(scripted_app, conversation)
-    response = await scripted_app.client.post(f"/threads/{conversation}/runs/wait", json=user("x") | {"assistant_id": "gpt"})
+    response = await scripted_app.client.post(
+        f"/threads/{conversation}/runs/wait", json=user("x") | {"assistant_id": "gpt"}
+    )
     assert_error(response, 404, "assistant")
     assert await stored(scripted_app, conversation) == before

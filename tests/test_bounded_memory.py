@@ -19,8 +19,12 @@ TURNS = 200
 async def small_context_app(databases, chroma_url, tmp_path_factory):
     chat = ScriptedChatModel()
     settings = make_settings(
-        tmp_path_factory.mktemp("memory"), databases.create(), chroma_url,
-        context_token_budget=BUDGET, fold_target="0.85", summary_max_tokens=40,
+        tmp_path_factory.mktemp("memory"),
+        databases.create(),
+        chroma_url,
+        context_token_budget=BUDGET,
+        fold_target="0.85",
+        summary_max_tokens=40,
     )
     async with serve_app(settings, scripted_language_model(chat)) as served:
         served.chat = chat

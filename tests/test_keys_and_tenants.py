@@ -60,14 +60,23 @@ async def test_tenants_see_only_their_own_threads(scripted_app):
 def test_cli_creates_a_key_printed_alone_on_the_last_line_and_lists_it(databases, tmp_path):
     env = {**os.environ, "APPLIANCE_DATABASE_URL": databases.create(), "APPLIANCE_DATA_DIR": str(tmp_path)}
     appliance = [sys.executable, "-m", "appliance.cli.main"]
-    out = subprocess.run([*appliance, "keys", "create", "--tenant", "finance", "--name", "ci"],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*appliance, "keys", "create", "--tenant", "finance", "--name", "ci"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     key = out.strip().splitlines()[-1]
     assert key.startswith("apk_") and " " not in key
     listing = subprocess.run([*appliance, "keys", "list"], env=env, capture_output=True, text=True, check=True).stdout
     assert "finance" in listing and key[:12] in listing and key not in listing
     key_id = listing.split()[0]
-    revoked = subprocess.run([*appliance, "keys", "revoke", key_id], env=env, capture_output=True, text=True, check=True)
+    revoked = subprocess.run(
+        [*appliance, "keys", "revoke", key_id], env=env, capture_output=True, text=True, check=True
+    )
     assert "revoked" in revoked.stdout
-    bad = subprocess.run([*appliance, "keys", "create", "--tenant", "bad tenant"], env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [*appliance, "keys", "create", "--tenant", "bad tenant"], env=env, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "tenant must be" in bad.stderr

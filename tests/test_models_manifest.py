@@ -52,10 +52,16 @@ def test_models_verify_command_checks_a_running_ollama(tmp_path):
     from tests.support.fake_ollama import FakeOllama
 
     with FakeOllama() as fake:
-        env = {"APPLIANCE_LLM_PROVIDER": "ollama", "APPLIANCE_OLLAMA_URL": fake.url,
-               "APPLIANCE_OLLAMA_MODEL": MODEL, "APPLIANCE_DATA_DIR": str(tmp_path), "PATH": ""}
+        env = {
+            "APPLIANCE_LLM_PROVIDER": "ollama",
+            "APPLIANCE_OLLAMA_URL": fake.url,
+            "APPLIANCE_OLLAMA_MODEL": MODEL,
+            "APPLIANCE_DATA_DIR": str(tmp_path),
+            "PATH": "",
+        }
         load_settings(env=env)  # the same settings the command will read
-        result = subprocess.run([sys.executable, "-m", "appliance.cli.main", "models", "verify"],
-                                env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance.cli.main", "models", "verify"], env=env, capture_output=True, text=True
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sha256 matches" in result.stdout and f"digest matches on {fake.url}" in result.stdout

@@ -22,9 +22,14 @@ def fake_ollama():
 @pytest.fixture(scope="module")
 async def ollama_app(fake_ollama, databases, chroma_url, tmp_path_factory):
     settings = make_settings(
-        tmp_path_factory.mktemp("ollama-app"), databases.create(), chroma_url,
-        llm_provider="ollama", ollama_url=fake_ollama.url, ollama_model=MODEL,
-        ollama_timeout_s="1.5", ollama_connect_timeout_s="1",
+        tmp_path_factory.mktemp("ollama-app"),
+        databases.create(),
+        chroma_url,
+        llm_provider="ollama",
+        ollama_url=fake_ollama.url,
+        ollama_model=MODEL,
+        ollama_timeout_s="1.5",
+        ollama_connect_timeout_s="1",
     )
     async with serve_app(settings) as served:
         yield served
@@ -38,7 +43,9 @@ async def thread(ollama_app, fake_ollama):
     fake_ollama.reset()
     yield tid
     fake_ollama.reset()
-    fake_ollama.models = {MODEL: fake_ollama.models.get(MODEL) or "357c53fb659c5076de1d65ccb0b397446227b71a42be9d1603d46168015c9e4b"}
+    fake_ollama.models = {
+        MODEL: fake_ollama.models.get(MODEL) or "357c53fb659c5076de1d65ccb0b397446227b71a42be9d1603d46168015c9e4b"
+    }
 
 
 async def unchanged(app, tid: str, before: tuple[int, list]) -> None:
@@ -53,7 +60,9 @@ async def snapshot(app, tid: str) -> tuple[int, list]:
 
 
 async def test_answer_streams_token_by_token_from_ollama_ndjson(ollama_app, fake_ollama, thread):
-    events = await stream(ollama_app.client, thread, user("And of Italy?") | {"stream_mode": ["messages-tuple", "values"]})
+    events = await stream(
+        ollama_app.client, thread, user("And of Italy?") | {"stream_mode": ["messages-tuple", "values"]}
+    )
     pieces = [chunk["content"] for event, (chunk, _meta) in ((e, d) for e, d in events if e == "messages")]
     assert "".join(pieces) == fake_ollama.reply
     assert len([p for p in pieces if p]) == len(fake_ollama.reply.split(" "))
@@ -120,8 +129,15 @@ async def test_a_model_that_stops_answering_times_out_as_504(ollama_app, fake_ol
 
 async def test_model_server_down_is_503_and_readyz_says_so(databases, chroma_url, tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"
-    settings = make_settings(tmp_path, databases.create(), chroma_url, llm_provider="ollama",
-                             ollama_url=closed, ollama_model=MODEL, ollama_connect_timeout_s="0.5")
+    settings = make_settings(
+        tmp_path,
+        databases.create(),
+        chroma_url,
+        llm_provider="ollama",
+        ollama_url=closed,
+        ollama_model=MODEL,
+        ollama_connect_timeout_s="0.5",
+    )
     async with serve_app(settings) as app:
         tid = await new_thread(app.client)
         response = await app.client.post(f"/threads/{tid}/runs/wait", json=user("anyone there?"))

@@ -37,8 +37,10 @@ def test_history_survives_sigkill_and_the_model_still_sees_earlier_turns(tmp_pat
         client = httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=300, trust_env=False)
         tid = client.post("/threads", json={"metadata": {"test": "restart"}}).json()["thread_id"]
         for question in QUESTIONS:
-            response = client.post(f"/threads/{tid}/runs/wait", json={
-                "assistant_id": "agent", "input": {"messages": [{"role": "user", "content": question}]}})
+            response = client.post(
+                f"/threads/{tid}/runs/wait",
+                json={"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": question}]}},
+            )
             assert response.status_code == 200, response.text
         state_before = client.get(f"/threads/{tid}/state").json()
         history_before = client.get(f"/threads/{tid}/history", params={"limit": 100}).json()
@@ -55,8 +57,10 @@ def test_history_survives_sigkill_and_the_model_still_sees_earlier_turns(tmp_pat
             assert client.get(f"/threads/{tid}").json()["status"] == "idle"
 
             follow_up = "What is my name, and where do I keep bees?"
-            values = client.post(f"/threads/{tid}/runs/wait", json={
-                "assistant_id": "agent", "input": {"messages": [{"role": "user", "content": follow_up}]}}).json()
+            values = client.post(
+                f"/threads/{tid}/runs/wait",
+                json={"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": follow_up}]}},
+            ).json()
             assert values["messages"][:6] == messages
             assert values["messages"][6]["content"] == follow_up
             reply = values["messages"][7]

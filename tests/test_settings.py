@@ -44,7 +44,10 @@ def test_production_profile_needs_its_services():
         ({"APPLIANCE_PORT": "70000"}, r"APPLIANCE_PORT: .*<= 65535"),
         ({"APPLIANCE_PROFILE": "prod"}, r"APPLIANCE_PROFILE: .*'embedded', 'production'"),
         ({"APPLIANCE_FOLD_TARGET": "1.5"}, r"APPLIANCE_FOLD_TARGET"),
-        ({"APPLIANCE_DATABSE_URL": "postgresql://x"}, r"APPLIANCE_DATABSE_URL is not a setting.*APPLIANCE_DATABASE_URL"),
+        (
+            {"APPLIANCE_DATABSE_URL": "postgresql://x"},
+            r"APPLIANCE_DATABSE_URL is not a setting.*APPLIANCE_DATABASE_URL",
+        ),
         ({"APPLIANCE_DATABASE_URL": "mysql://x"}, r"APPLIANCE_DATABASE_URL must be a postgresql:// URL"),
         ({"APPLIANCE_CHROMA_URL": "vectors.lan:8001"}, r"APPLIANCE_CHROMA_URL must be an http:// or https:// URL"),
         ({"APPLIANCE_DB_POOL_MIN_SIZE": "30"}, r"db_pool_min_size \(30\) must not exceed"),

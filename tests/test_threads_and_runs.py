@@ -96,10 +96,8 @@ async def test_state_and_history_read_back_every_checkpoint(scripted_app):
     older = history[3]["checkpoint"]["checkpoint_id"]
     at = (await client.get(f"/threads/{tid}/state/{older}")).json()
     assert at["checkpoint"]["checkpoint_id"] == older
-    page = (await client.post(f"/threads/{tid}/history",
-                              json={"limit": 2, "before": {"checkpoint_id": older}})).json()
-    assert [h["checkpoint"]["checkpoint_id"] for h in page] == [
-        h["checkpoint"]["checkpoint_id"] for h in history[4:6]]
+    page = (await client.post(f"/threads/{tid}/history", json={"limit": 2, "before": {"checkpoint_id": older}})).json()
+    assert [h["checkpoint"]["checkpoint_id"] for h in page] == [h["checkpoint"]["checkpoint_id"] for h in history[4:6]]
 
 
 async def test_reject_strategy_refuses_a_second_run_on_a_busy_thread(scripted_app):
@@ -108,7 +106,9 @@ async def test_reject_strategy_refuses_a_second_run_on_a_busy_thread(scripted_ap
     try:
         first = asyncio.create_task(turn(client, tid, "slow one"))
         await asyncio.sleep(0.15)
-        second = await client.post(f"/threads/{tid}/runs/wait", json=user("too soon") | {"multitask_strategy": "reject"})
+        second = await client.post(
+            f"/threads/{tid}/runs/wait", json=user("too soon") | {"multitask_strategy": "reject"}
+        )
         assert second.status_code == 409
         values = await first
     finally:
@@ -137,8 +137,9 @@ async def test_a_dropped_stream_cancels_its_run_and_leaves_no_half_turn(scripted
     before = await checkpoint_count(scripted_app.runtime, tid)
     scripted_app.chat.delay = 0.05
     try:
-        async with client.stream("POST", f"/threads/{tid}/runs/stream",
-                                 json=user("dropped") | {"stream_mode": "messages-tuple"}) as response:
+        async with client.stream(
+            "POST", f"/threads/{tid}/runs/stream", json=user("dropped") | {"stream_mode": "messages-tuple"}
+        ) as response:
             async for line in response.aiter_lines():
                 if line.startswith("event: messages"):
                     break  # leave after the first token

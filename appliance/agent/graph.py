@@ -1,7 +1,7 @@
 """The agent's graph, assembled in one place.
 
-    START ──▶ over budget? ──yes──▶ fold_history ──▶ respond ──▶ END
-                         └──no───────────────────────▲
+START ──▶ over budget? ──yes──▶ fold_history ──▶ respond ──▶ END
+                     └──no───────────────────────▲
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ def build_graph(
     graph = StateGraph(AgentState)
     graph.add_node("fold_history", make_fold_history(model, policy), retry_policy=MODEL_RETRY)
     graph.add_node("respond", make_respond(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_conditional_edges(
-        START, needs_fold(policy), {"fold_history": "fold_history", "respond": "respond"}
-    )
+    graph.add_conditional_edges(START, needs_fold(policy), {"fold_history": "fold_history", "respond": "respond"})
     graph.add_edge("fold_history", "respond")
     graph.add_edge("respond", END)
     return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)

@@ -44,15 +44,11 @@ def system_message(policy: MemoryPolicy, summary: str) -> SystemMessage:
     return SystemMessage(f"{policy.system_prompt}\n\n{SUMMARY_HEADING}\n{summary}")
 
 
-def build_prompt(
-    policy: MemoryPolicy, messages: Sequence[BaseMessage], summary: str, folded: int
-) -> list[BaseMessage]:
+def build_prompt(policy: MemoryPolicy, messages: Sequence[BaseMessage], summary: str, folded: int) -> list[BaseMessage]:
     return [system_message(policy, summary), *messages[folded:]]
 
 
-def plan_fold(
-    policy: MemoryPolicy, messages: Sequence[BaseMessage], summary: str, folded: int
-) -> int | None:
+def plan_fold(policy: MemoryPolicy, messages: Sequence[BaseMessage], summary: str, folded: int) -> int | None:
     """Where the new fold point goes, or None while the prompt fits the budget.
 
     When the prompt is over budget, fold whole turns (up to the next user

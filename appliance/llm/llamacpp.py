@@ -29,9 +29,7 @@ class LoadedLlama:
         from llama_cpp import Llama
 
         self.model_path = model_path
-        self.llama = Llama(
-            model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False
-        )
+        self.llama = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         self.lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:

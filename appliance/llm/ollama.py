@@ -44,7 +44,9 @@ async def probe_ollama(settings: Settings) -> str:
 
 async def ollama_tags(settings: Settings) -> list[dict]:
     url = str(settings.ollama_url).rstrip("/")
-    async with httpx.AsyncClient(base_url=url, timeout=settings.ollama_connect_timeout_s * 2, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=settings.ollama_connect_timeout_s * 2, trust_env=False
+    ) as client:
         response = await client.get("/api/tags")
         response.raise_for_status()
         return list(response.json().get("models", []))

@@ -13,7 +13,11 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 # Attributes every LogRecord has; anything else was passed in `extra`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "taskName", "color_message"}
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:

@@ -11,20 +11,29 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "appliance_http_requests", "HTTP requests by route and status.",
-            ["method", "route", "status"], registry=self.registry,
+            "appliance_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "appliance_http_request_seconds", "Time to the response's first byte.",
-            ["method", "route"], buckets=_SECONDS, registry=self.registry,
+            "appliance_http_request_seconds",
+            "Time to the response's first byte.",
+            ["method", "route"],
+            buckets=_SECONDS,
+            registry=self.registry,
         )
         self.runs = Counter(
-            "appliance_runs", "Runs by outcome (success, error, cancelled).",
-            ["outcome"], registry=self.registry,
+            "appliance_runs",
+            "Runs by outcome (success, error, cancelled).",
+            ["outcome"],
+            registry=self.registry,
         )
         self.run_seconds = Histogram(
-            "appliance_run_seconds", "Time a run held its thread.",
-            buckets=_SECONDS, registry=self.registry,
+            "appliance_run_seconds",
+            "Time a run held its thread.",
+            buckets=_SECONDS,
+            registry=self.registry,
         )
 
     def observe_run(self, outcome: str, seconds: float) -> None:

@@ -26,8 +26,3 @@ class Conflict(ServiceError):
 class Invalid(ServiceError):
     status = 422
     code = "invalid_input"
-
-
-class Forbidden(ServiceError):
-    status = 403
-    code = "forbidden"

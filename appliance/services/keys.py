@@ -15,9 +15,7 @@ TENANT_MAX = 64
 def _check_tenant(tenant: str) -> str:
     tenant = tenant.strip()
     if not tenant or len(tenant) > TENANT_MAX or not all(c.isalnum() or c in "-_." for c in tenant):
-        raise Invalid(
-            f"tenant must be 1 to {TENANT_MAX} letters, digits, '-', '_' or '.' (got {tenant!r})"
-        )
+        raise Invalid(f"tenant must be 1 to {TENANT_MAX} letters, digits, '-', '_' or '.' (got {tenant!r})")
     return tenant
 
 

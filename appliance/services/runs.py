@@ -24,13 +24,12 @@ from langgraph.graph.state import CompiledStateGraph
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.llm.errors import ModelError
-from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.observability import Metrics
+from appliance.services.errors import Conflict, Invalid, NotFound
+from appliance.services.jsonable import jsonable
 from appliance.services.threads import ThreadService, thread_config
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.services.jsonable import jsonable
 from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
-from appliance.store.threads import ThreadStore
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +92,24 @@ class ActiveRun:
     async def _drive(self) -> None:
         service, started, outcome = self.service, time.perf_counter(), "error"
         try:
-            async for mode, chunk in service.graph.astream(
-                self.graph_input, self.config, stream_mode=self.modes
-            ):
+            async for mode, chunk in service.graph.astream(self.graph_input, self.config, stream_mode=self.modes):
                 self.queue.put_nowait((mode, chunk))
             self.queue.put_nowait(_DONE)
             outcome = "success"
         except BaseException as exc:
-            removed = await asyncio.shield(
-                service.checkpointer.adelete_run(str(self.thread_id), str(self.run_id))
-            )
+            removed = await asyncio.shield(service.checkpointer.adelete_run(str(self.thread_id), str(self.run_id)))
             cancelled = isinstance(exc, asyncio.CancelledError)
             outcome = "cancelled" if cancelled else "error"
             self.failure = exc
             log.warning(
-                "run %s", "cancelled" if cancelled else "failed",
-                extra={"run_id": str(self.run_id), "thread_id": str(self.thread_id),
-                       "error": repr(exc), "checkpoints_removed": removed},
+                "run %s",
+                "cancelled" if cancelled else "failed",
+                extra={
+                    "run_id": str(self.run_id),
+                    "thread_id": str(self.thread_id),
+                    "error": repr(exc),
+                    "checkpoints_removed": removed,
+                },
             )
             self.queue.put_nowait(exc)
             if cancelled:
@@ -172,7 +172,6 @@ class RunService:
         self,
         graph: CompiledStateGraph,
         checkpointer: PooledPostgresSaver,
-        threads: ThreadStore,
         thread_service: ThreadService,
         locks: ThreadLocks,
         policy: MemoryPolicy,
@@ -180,7 +179,6 @@ class RunService:
     ) -> None:
         self.graph = graph
         self.checkpointer = checkpointer
-        self.threads = threads
         self.thread_service = thread_service
         self.locks = locks
         self.policy = policy
@@ -284,7 +282,5 @@ class RunService:
 def stream_modes(requested: list[str]) -> list[str]:
     unknown = [m for m in requested if m not in STREAM_MODES]
     if unknown:
-        raise Invalid(
-            f"stream_mode {unknown[0]!r} is not available; use any of {', '.join(STREAM_MODES)}"
-        )
+        raise Invalid(f"stream_mode {unknown[0]!r} is not available; use any of {', '.join(STREAM_MODES)}")
     return [STREAM_MODES[m] for m in dict.fromkeys(requested)] or ["values"]

@@ -11,7 +11,7 @@ from appliance.services.errors import Conflict, NotFound
 from appliance.services.jsonable import thread_state
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
-from appliance.store.threads import SortBy, ThreadExists, ThreadRecord, ThreadStatus, ThreadStore
+from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -50,9 +50,7 @@ class ThreadService:
         try:
             return await self.store.create(tenant, thread_id or uuid.uuid4(), metadata, if_exists=if_exists)
         except ThreadExists:
-            raise Conflict(
-                f"thread {thread_id} already exists; pass if_exists='do_nothing' to reuse it"
-            ) from None
+            raise Conflict(f"thread {thread_id} already exists; pass if_exists='do_nothing' to reuse it") from None
 
     async def values(self, thread_id: uuid.UUID) -> dict[str, Any]:
         return thread_state(await self.graph.aget_state(thread_config(thread_id)))["values"]
@@ -73,28 +71,8 @@ class ThreadService:
         except ThreadBusy:
             raise Conflict(f"thread {thread_id} has a run in progress; try again when it ends") from None
 
-    async def search(
-        self,
-        tenant: str,
-        *,
-        ids: list[uuid.UUID] | None,
-        metadata: dict[str, Any] | None,
-        status: ThreadStatus | None,
-        limit: int,
-        offset: int,
-        sort_by: SortBy,
-        descending: bool,
-    ) -> list[ThreadRecord]:
-        return await self.store.search(
-            tenant,
-            ids=ids,
-            metadata=metadata,
-            status=status,
-            limit=limit,
-            offset=offset,
-            sort_by=sort_by,
-            descending=descending,
-        )
+    async def search(self, tenant: str, query: ThreadQuery) -> list[ThreadRecord]:
+        return await self.store.search(tenant, query)
 
     async def state(self, tenant: str, thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
         await self.require(tenant, thread_id)

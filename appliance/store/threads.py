@@ -25,6 +25,16 @@ class ThreadRecord(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
+class ThreadQuery(msgspec.Struct, frozen=True, kw_only=True):
+    ids: list[uuid.UUID] | None = None
+    metadata: dict[str, Any] | None = None
+    status: ThreadStatus | None = None
+    limit: int = 10
+    offset: int = 0
+    sort_by: SortBy = "updated_at"
+    descending: bool = True
+
+
 class ThreadExists(Exception):
     pass
 
@@ -65,9 +75,7 @@ class ThreadStore:
             ).fetchone()
         return _record(row) if row else None
 
-    async def merge_metadata(
-        self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any]
-    ) -> ThreadRecord | None:
+    async def merge_metadata(self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any]) -> ThreadRecord | None:
         async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
@@ -78,50 +86,29 @@ class ThreadStore:
             ).fetchone()
         return _record(row) if row else None
 
-    async def set_status(self, thread_id: uuid.UUID, status: ThreadStatus) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE threads SET status = %s, updated_at = now() WHERE thread_id = %s",
-                (status, thread_id),
-            )
-
     async def delete(self, tenant: str, thread_id: uuid.UUID) -> bool:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM threads WHERE thread_id = %s AND tenant = %s", (thread_id, tenant)
-            )
+            cur = await conn.execute("DELETE FROM threads WHERE thread_id = %s AND tenant = %s", (thread_id, tenant))
             return cur.rowcount == 1
 
-    async def search(
-        self,
-        tenant: str,
-        *,
-        ids: list[uuid.UUID] | None,
-        metadata: dict[str, Any] | None,
-        status: ThreadStatus | None,
-        limit: int,
-        offset: int,
-        sort_by: SortBy,
-        descending: bool,
-    ) -> list[ThreadRecord]:
+    async def search(self, tenant: str, query: ThreadQuery) -> list[ThreadRecord]:
         where, params = ["tenant = %s"], [tenant]
-        if ids is not None:
+        if query.ids is not None:
             where.append("thread_id = ANY(%s)")
-            params.append(ids)
-        if metadata:
+            params.append(query.ids)
+        if query.metadata:
             where.append("metadata @> %s")
-            params.append(Jsonb(metadata))
-        if status:
+            params.append(Jsonb(query.metadata))
+        if query.status:
             where.append("status = %s")
-            params.append(status)
+            params.append(query.status)
         # sort_by is a Literal checked at the API boundary; never user text here.
-        order = f"{sort_by} {'DESC' if descending else 'ASC'}, thread_id"
+        order = f"{query.sort_by} {'DESC' if query.descending else 'ASC'}, thread_id"
         async with self.pool.connection() as conn:
             rows = await (
                 await conn.execute(
-                    f"SELECT {_COLUMNS} FROM threads WHERE {' AND '.join(where)} "
-                    f"ORDER BY {order} LIMIT %s OFFSET %s",
-                    (*params, limit, offset),
+                    f"SELECT {_COLUMNS} FROM threads WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s OFFSET %s",
+                    (*params, query.limit, query.offset),
                 )
             ).fetchall()
         return [_record(r) for r in rows]

@@ -84,11 +84,27 @@ class FakeOllama:
             def do_GET(self) -> None:
                 fake.requests.append({"path": self.path, "body": None})
                 if self.path == "/api/tags":
-                    self._json(200, {"models": [
-                        {"name": name, "model": name, "modified_at": _now(), "size": 1929912432,
-                         "digest": digest, "details": {"format": "gguf", "family": "qwen2",
-                                                       "parameter_size": "3.1B", "quantization_level": "Q4_K_M"}}
-                        for name, digest in fake.models.items()]})
+                    self._json(
+                        200,
+                        {
+                            "models": [
+                                {
+                                    "name": name,
+                                    "model": name,
+                                    "modified_at": _now(),
+                                    "size": 1929912432,
+                                    "digest": digest,
+                                    "details": {
+                                        "format": "gguf",
+                                        "family": "qwen2",
+                                        "parameter_size": "3.1B",
+                                        "quantization_level": "Q4_K_M",
+                                    },
+                                }
+                                for name, digest in fake.models.items()
+                            ]
+                        },
+                    )
                 elif self.path == "/api/version":
                     self._json(200, {"version": "0.12.0"})
                 else:
@@ -102,10 +118,17 @@ class FakeOllama:
                     if model not in fake.models:
                         self._json(404, {"error": f"model '{model}' not found"})
                     else:
-                        self._json(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
-                                         "details": {"format": "gguf", "family": "qwen2"},
-                                         "model_info": {"general.architecture": "qwen2"},
-                                         "capabilities": ["completion"]})
+                        self._json(
+                            200,
+                            {
+                                "modelfile": "",
+                                "parameters": "",
+                                "template": "{{ .Prompt }}",
+                                "details": {"format": "gguf", "family": "qwen2"},
+                                "model_info": {"general.architecture": "qwen2"},
+                                "capabilities": ["completion"],
+                            },
+                        )
                 elif self.path == "/api/chat":
                     self._chat(body, model)
                 else:
@@ -133,19 +156,33 @@ class FakeOllama:
                         self._line({"error": "an error was encountered while running the model: unexpected EOF"})
                         break
                     piece = word if i == 0 else " " + word
-                    self._line({"model": model, "created_at": _now(),
-                                "message": {"role": "assistant", "content": piece}, "done": False})
+                    self._line(
+                        {
+                            "model": model,
+                            "created_at": _now(),
+                            "message": {"role": "assistant", "content": piece},
+                            "done": False,
+                        }
+                    )
                 else:
                     self._line(self._final(model, ""))
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
             def _final(self, model: str, content: str) -> dict[str, Any]:
-                return {"model": model, "created_at": _now(),
-                        "message": {"role": "assistant", "content": content}, "done": True,
-                        "done_reason": "stop", "total_duration": 1_000_000, "load_duration": 1000,
-                        "prompt_eval_count": 12, "prompt_eval_duration": 1000,
-                        "eval_count": len(fake.reply.split()), "eval_duration": 1000}
+                return {
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": content},
+                    "done": True,
+                    "done_reason": "stop",
+                    "total_duration": 1_000_000,
+                    "load_duration": 1000,
+                    "prompt_eval_count": 12,
+                    "prompt_eval_duration": 1000,
+                    "eval_count": len(fake.reply.split()),
+                    "eval_duration": 1000,
+                }
 
             def _line(self, obj: dict[str, Any]) -> None:
                 data = json.dumps(obj).encode() + b"\n"

@@ -40,7 +40,9 @@ def start_server(env: dict[str, str], port: int, log: Path, timeout: float = 120
     handle = log.open("ab")
     process = subprocess.Popen(
         [str(appliance), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

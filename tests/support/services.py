@@ -79,7 +79,9 @@ def chroma_server(workdir: Path) -> Iterator[str]:
     log = (workdir / "chroma.log").open("wb")
     process = subprocess.Popen(
         [str(chroma), "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
     )
     url = f"http://127.0.0.1:{port}"
     try:

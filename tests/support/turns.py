@@ -32,14 +32,15 @@ async def stream(client: httpx.AsyncClient, thread_id: str, body: dict[str, Any]
         event = None
         async for line in response.aiter_lines():
             if line.startswith("event: "):
-                event = line[len("event: "):]
+                event = line[len("event: ") :]
             elif line.startswith("data: "):
-                events.append((event, json.loads(line[len("data: "):])))
+                events.append((event, json.loads(line[len("data: ") :])))
     return events
 
 
 async def checkpoint_count(runtime, thread_id: str) -> int:
     async with runtime.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,))).fetchone()
+        row = await (
+            await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,))
+        ).fetchone()
     return row["n"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from typing import Annotated
-
 
 from appliance.api.auth import admin_only
 from appliance.api.schemas import KeyCreate, KeyCreated, KeyInfo

@@ -49,11 +49,23 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/wait", status_code=200, summary="Run the agent and wait for the thread's final state")
-    async def wait(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> dict[str, Any]:
+    async def wait(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[RunCreate],
+    ) -> dict[str, Any]:
         return await runtime.runs.wait(tenant, thread_id, to_spec(data))
 
     @post("/stream", status_code=200, summary="Run the agent and stream its output (Server-Sent Events)")
-    async def stream(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[RunCreate]) -> Stream:
+    async def stream(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[RunCreate],
+    ) -> Stream:
         run = await runtime.runs.start(tenant, thread_id, to_spec(data))
         return Stream(
             run_events(run),

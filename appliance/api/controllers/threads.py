@@ -12,9 +12,19 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from appliance.api.schemas import HistoryQuery, Thread, ThreadCreate, ThreadPatch, ThreadSearch, ThreadState
 from appliance.runtime import Runtime
 from appliance.services.errors import Invalid
-from appliance.store.threads import ThreadRecord
+from appliance.store.threads import ThreadQuery, ThreadRecord
 
-SEARCH_FIELDS = {"thread_id", "created_at", "updated_at", "metadata", "config", "context", "status", "values", "interrupts"}
+SEARCH_FIELDS = {
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "config",
+    "context",
+    "status",
+    "values",
+    "interrupts",
+}
 
 
 def to_thread(record: ThreadRecord, values: dict | None = None) -> Thread:
@@ -33,17 +43,20 @@ class ThreadController(Controller):
     tags = ["threads"]
 
     @post("/", status_code=200, summary="Create a thread")
-    async def create(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadCreate]) -> Thread:
+    async def create(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadCreate]
+    ) -> Thread:
         record = await runtime.threads.create(tenant, data.thread_id, data.metadata, data.if_exists)
         return to_thread(record, {})
 
     @post("/search", status_code=200, summary="Search the tenant's threads")
-    async def search(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadSearch]) -> list[Thread]:
+    async def search(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadSearch]
+    ) -> list[Thread]:
         unknown = set(data.select or ()) - SEARCH_FIELDS
         if unknown:
             raise Invalid(f"select has unknown fields: {', '.join(sorted(unknown))}")
-        records = await runtime.threads.search(
-            tenant,
+        query = ThreadQuery(
             ids=data.ids,
             metadata=data.metadata,
             status=data.status,
@@ -52,32 +65,47 @@ class ThreadController(Controller):
             sort_by=data.sort_by,
             descending=data.sort_order == "desc",
         )
+        records = await runtime.threads.search(tenant, query)
         with_values = data.select is None or "values" in data.select
-        return [
-            to_thread(r, await runtime.threads.values(r.thread_id) if with_values else None) for r in records
-        ]
+        return [to_thread(r, await runtime.threads.values(r.thread_id) if with_values else None) for r in records]
 
     @get("/{thread_id:uuid}", summary="Get a thread")
-    async def read(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> Thread:
+    async def read(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]
+    ) -> Thread:
         record = await runtime.threads.require(tenant, thread_id)
         return to_thread(record, await runtime.threads.values(thread_id))
 
     @patch("/{thread_id:uuid}", summary="Merge metadata into a thread")
-    async def update(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[ThreadPatch]) -> Thread:
+    async def update(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[ThreadPatch],
+    ) -> Thread:
         record = await runtime.threads.patch(tenant, thread_id, data.metadata)
         return to_thread(record, await runtime.threads.values(thread_id))
 
     @delete("/{thread_id:uuid}", summary="Delete a thread and its whole history")
-    async def remove(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> None:
+    async def remove(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]
+    ) -> None:
         await runtime.threads.delete(tenant, thread_id)
 
     @get("/{thread_id:uuid}/state", summary="The thread's latest state")
-    async def state(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]) -> ThreadState:
+    async def state(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]
+    ) -> ThreadState:
         return ThreadState(**await runtime.threads.state(tenant, thread_id))
 
     @get("/{thread_id:uuid}/state/{checkpoint_id:str}", summary="The thread's state at a checkpoint")
     async def state_at(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], checkpoint_id: FromPath[str]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        checkpoint_id: FromPath[str],
     ) -> ThreadState:
         return ThreadState(**await runtime.threads.state(tenant, thread_id, checkpoint_id))
 
@@ -95,7 +123,11 @@ class ThreadController(Controller):
 
     @post("/{thread_id:uuid}/history", status_code=200, summary="Search the thread's past states")
     async def history_search(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID], data: JSONBody[HistoryQuery]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[HistoryQuery],
     ) -> list[ThreadState]:
         states = await runtime.threads.history(
             tenant,
