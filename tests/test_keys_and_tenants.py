@@ -80,3 +80,13 @@ def test_cli_creates_a_key_printed_alone_on_the_last_line_and_lists_it(databases
         [*appliance, "keys", "create", "--tenant", "bad tenant"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "tenant must be" in bad.stderr
+
+
+async def test_the_landing_page_needs_no_key_and_loads_nothing_from_outside(scripted_app):
+    async with scripted_app.as_key(None) as anonymous:
+        page = await anonymous.get("/")
+        docs = await anonymous.get("/docs")
+    assert page.status_code == 200 and "appliance chat" in page.text
+    for html in (page.text, docs.text):
+        assert "https://" not in html and "http://cdn" not in html
+    assert "/static/swagger/swagger-ui-bundle.js" in docs.text

@@ -19,6 +19,7 @@ from appliance import __version__
 from appliance.api.auth import ApiKeyMiddleware
 from appliance.api.context import RequestContextMiddleware
 from appliance.api.controllers.health import HealthController, MetricsController
+from appliance.api.controllers.home import HomeController
 from appliance.api.controllers.keys import KeyController
 from appliance.api.controllers.runs import RunController
 from appliance.api.controllers.threads import ThreadController
@@ -88,7 +89,15 @@ def create_app(settings: Settings | None = None, *, model: LanguageModel | None 
         path="/static", directories=[STATIC], opt={"exclude_from_auth": True}, include_in_schema=False
     )
     return Litestar(
-        route_handlers=[HealthController, MetricsController, ThreadController, RunController, KeyController, static],
+        route_handlers=[
+            HomeController,
+            HealthController,
+            MetricsController,
+            ThreadController,
+            RunController,
+            KeyController,
+            static,
+        ],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
         middleware=[
