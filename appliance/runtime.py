@@ -52,10 +52,12 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[tuple[AsyncConnectionPool, EmbeddedPostgres | None]]:
+async def open_database(
+    settings: Settings, *, wait_s: float = 30
+) -> AsyncIterator[tuple[AsyncConnectionPool, EmbeddedPostgres | None]]:
     """The pool, with the schema migrated (the embedded server started first if needed)."""
     url, embedded = database_url(settings)
-    pool = await open_pool(url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size)
+    pool = await open_pool(url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size, wait_s=wait_s)
     try:
         await migrate(pool)
         yield pool, embedded

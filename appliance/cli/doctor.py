@@ -74,7 +74,7 @@ async def services(settings: Settings) -> list[Check]:
     checks = []
     where = settings.database_url or f"embedded under {settings.data_path / 'postgres'}"
     try:
-        async with open_database(settings) as (pool, _):
+        async with open_database(settings, wait_s=5) as (pool, _):
             async with pool.connection() as conn:
                 row = await (await conn.execute("SHOW server_version")).fetchone()
         checks.append(Check("postgres", where, True, f"PostgreSQL {row['server_version']}, schema migrated"))

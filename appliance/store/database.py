@@ -68,7 +68,8 @@ def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
-async def open_pool(url: str, *, min_size: int, max_size: int) -> AsyncConnectionPool:
+async def open_pool(url: str, *, min_size: int, max_size: int, wait_s: float = 30) -> AsyncConnectionPool:
+    """A started pool; ``wait_s`` bounds the wait for the server to accept connections."""
     pool = AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -78,5 +79,5 @@ async def open_pool(url: str, *, min_size: int, max_size: int) -> AsyncConnectio
         name="appliance",
         timeout=30,
     )
-    await pool.open(wait=True, timeout=30)
+    await pool.open(wait=True, timeout=wait_s)
     return pool
