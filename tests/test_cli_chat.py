@@ -30,3 +30,40 @@ async def test_chat_streams_answers_and_keeps_one_thread(scripted_app, tmp_path)
     assert text.count("assistant> reply-") == 2
     state = (await scripted_app.client.get(f"/threads/{thread_id}/state")).json()
     assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["first line", "second line"]
+
+
+def test_chat_in_process_uses_the_embedded_default_and_remembers_the_thread(tmp_path):
+    import subprocess
+
+    env = {"PATH": "", "APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_MAX_ANSWER_TOKENS": "24"}
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance.cli.main", "chat"],
+        input="Hello there\nAnd again\n/quit\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 2
+    thread_id = result.stdout.split("conversation ", 1)[1].split(".", 1)[0]
+    # The same conversation continues from the CLI after the process ended.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "appliance.cli.main", "chat", "--thread", thread_id],
+        input="/quit\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"conversation {thread_id} (4 earlier messages)" in resumed.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-m", "appliance.cli.main", "chat", "--thread", "00000000-0000-0000-0000-000000000000"],
+        input="/quit\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unknown.returncode == 2 and "not found" in unknown.stderr

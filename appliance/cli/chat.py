@@ -23,6 +23,8 @@ class Backend(Protocol):
 
     async def new_thread(self) -> str: ...
 
+    async def earlier_messages(self) -> int: ...
+
     def send(self, text: str) -> AsyncIterator[str]: ...
 
 
@@ -48,6 +50,12 @@ class RemoteBackend:
         response.raise_for_status()
         self.thread_id = response.json()["thread_id"]
         return self.thread_id
+
+    async def earlier_messages(self) -> int:
+        response = await self.client.get(f"/threads/{self.thread_id}/state")
+        if response.status_code != 200:
+            raise RuntimeError(response.json().get("detail", response.text))
+        return len(response.json()["values"].get("messages", []))
 
     async def send(self, text: str) -> AsyncIterator[str]:
         async with self.client.stream("POST", f"/threads/{self.thread_id}/runs/stream", json=message(text)) as response:
@@ -75,6 +83,10 @@ class LocalBackend:
         self.thread_id = str(record.thread_id)
         return self.thread_id
 
+    async def earlier_messages(self) -> int:
+        await self.runtime.threads.require("default", uuid.UUID(self.thread_id))
+        return len((await self.runtime.threads.values(uuid.UUID(self.thread_id))).get("messages", []))
+
     async def send(self, text: str) -> AsyncIterator[str]:
         from appliance.services.runs import RunSpec
 
@@ -90,9 +102,16 @@ class LocalBackend:
 
 
 async def converse(backend: Backend) -> int:
-    if not backend.thread_id:
+    if backend.thread_id:
+        try:
+            earlier = await backend.earlier_messages()
+        except Exception as exc:
+            print(f"appliance: cannot continue conversation {backend.thread_id}: {exc}", file=sys.stderr)
+            return 2
+        print(f"conversation {backend.thread_id} ({earlier} earlier messages). {HELP}")
+    else:
         await backend.new_thread()
-    print(f"conversation {backend.thread_id}. {HELP}")
+        print(f"conversation {backend.thread_id}. {HELP}")
     loop = asyncio.get_running_loop()
     while True:
         try:
