@@ -55,16 +55,16 @@ def plan_fold(policy: MemoryPolicy, messages: Sequence[BaseMessage], summary: st
     message) until what remains, with room for a full-size summary, fits under
     fold_target * budget. The newest user message is never folded.
     """
-    if policy.tokens(build_prompt(policy, messages, summary, folded)) <= policy.token_budget:
+    window = policy.tokens(messages[folded:])  # each message counted once
+    if policy.tokens([system_message(policy, summary)]) + window <= policy.token_budget:
         return None
     target = policy.token_budget * policy.fold_target
     reserved = policy.tokens([system_message(policy, "")]) + policy.summary_max_tokens
     last = len(messages) - 1
-    point = folded
-    while point < last:
-        point += 1
-        at_turn_start = isinstance(messages[point], HumanMessage)
-        if at_turn_start and reserved + policy.tokens(messages[point:]) <= target:
+    remaining = window
+    for point in range(folded + 1, last + 1):
+        remaining -= policy.tokens([messages[point - 1]])
+        if isinstance(messages[point], HumanMessage) and reserved + remaining <= target:
             return point
     return last if last > folded else None
 

@@ -20,6 +20,10 @@ from appliance.llm.provider import LanguageModel
 Node = Callable[[AgentState], Awaitable[dict[str, Any]]]
 
 
+def _memory(state: AgentState) -> tuple[list, str, int]:
+    return state["messages"], state.get("summary", ""), state.get("folded", 0)
+
+
 async def _call(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:
     try:
         return await runnable.ainvoke(prompt)
@@ -35,7 +39,7 @@ def make_fold_history(model: LanguageModel, policy: MemoryPolicy) -> Node:
     summarizer = model.summarizer.with_config(tags=[TAG_NOSTREAM], run_name="fold_history")
 
     async def fold_history(state: AgentState) -> dict[str, Any]:
-        messages, summary, folded = state["messages"], state.get("summary", ""), state.get("folded", 0)
+        messages, summary, folded = _memory(state)
         point = plan_fold(policy, messages, summary, folded)
         if point is None:
             return {}
@@ -47,7 +51,7 @@ def make_fold_history(model: LanguageModel, policy: MemoryPolicy) -> Node:
 
 def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
     async def respond(state: AgentState) -> dict[str, Any]:
-        prompt = build_prompt(policy, state["messages"], state.get("summary", ""), state.get("folded", 0))
+        prompt = build_prompt(policy, *_memory(state))
         reply = await _call(model, model.answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {model.name} returned an empty answer")
@@ -59,7 +63,6 @@ def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
 
 def needs_fold(policy: MemoryPolicy) -> Callable[[AgentState], str]:
     def route(state: AgentState) -> str:
-        point = plan_fold(policy, state["messages"], state.get("summary", ""), state.get("folded", 0))
-        return "fold_history" if point is not None else "respond"
+        return "fold_history" if plan_fold(policy, *_memory(state)) is not None else "respond"
 
     return route

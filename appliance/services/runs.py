@@ -116,10 +116,7 @@ class ActiveRun:
                 raise
         finally:
             service.metrics.observe_run(outcome, time.perf_counter() - started)
-            await asyncio.shield(self._release())
-
-    async def _release(self) -> None:
-        await self.locks.aclose()
+            await asyncio.shield(self.locks.aclose())
 
     async def events(self, heartbeat: float | None = None) -> AsyncIterator[tuple[str, Any]]:
         """(mode, chunk) pairs as the graph produces them; a failure arrives as

@@ -25,11 +25,6 @@ def to_spec(data: JSONBody[RunCreate]) -> RunSpec:
         raise Invalid("context is not used by this appliance's agent; pass settings in config.configurable")
     if data.stream_resumable:
         raise Invalid("stream_resumable is not supported by this version of the appliance; leave it out")
-    if data.multitask_strategy in ("interrupt", "rollback"):
-        raise Invalid(
-            f"multitask_strategy {data.multitask_strategy!r} is not supported by this version; "
-            f"use 'reject' or 'enqueue'"
-        )
     modes = [data.stream_mode] if isinstance(data.stream_mode, str) else list(data.stream_mode)
     return RunSpec(
         assistant_id=data.assistant_id,
