@@ -10,8 +10,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.api.schemas import ErrorBody
-from appliance.llm.errors import ModelError
-from appliance.services.errors import ServiceError
+from appliance.errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +24,7 @@ def _error(status: int, detail: str, code: str | None = None, headers: dict[str,
     )
 
 
-def service_error(_: Request, exc: ServiceError) -> Response:
-    return _error(exc.status, exc.message, exc.code)
-
-
-def model_error(_: Request, exc: ModelError) -> Response:
+def appliance_error(_: Request, exc: ApplianceError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     return _error(exc.status, exc.message, exc.code, headers)
 
@@ -82,8 +77,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
-    ServiceError: service_error,
-    ModelError: model_error,
+    ApplianceError: appliance_error,
     ValidationException: validation_error,
     HTTPException: http_error,
     Exception: internal_error,

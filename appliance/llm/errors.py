@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import httpx
 
+from appliance.errors import ApplianceError
 
-class ModelError(Exception):
-    """The model could not answer. ``status`` is the HTTP status for API clients."""
+
+class ModelError(ApplianceError):
+    """The model could not answer."""
 
     status = 502
     code = "model_failed"
-    retry_after: int | None = None
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ModelNotFound(ModelError):

@@ -3,14 +3,11 @@ to a status code, the CLI to a message."""
 
 from __future__ import annotations
 
+from appliance.errors import ApplianceError
 
-class ServiceError(Exception):
-    status = 400
-    code = "bad_request"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class ServiceError(ApplianceError):
+    """The caller's request cannot be served as asked."""
 
 
 class NotFound(ServiceError):

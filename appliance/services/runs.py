@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
-from appliance.llm.errors import ModelError
+from appliance.errors import ApplianceError
 from appliance.observability import Metrics
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.jsonable import jsonable
@@ -157,7 +157,7 @@ class ActiveRun:
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, ModelError):
+    if isinstance(exc, ApplianceError):
         return {"error": exc.code, "message": exc.message}
     if isinstance(exc, asyncio.CancelledError):
         return {"error": "cancelled", "message": "the run was cancelled"}
