@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ class EmbeddedPostgres:
         # pgserver keeps its inter-process lock under XDG_RUNTIME_DIR, unset under systemd and sudo.
         os.environ.setdefault("XDG_RUNTIME_DIR", str(data_path / "run"))
         (data_path / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.geteuid() == 0 and shutil.which("useradd") is None:
+            # As root, pgserver runs PostgreSQL as its own user, created with useradd (in sbin).
+            os.environ["PATH"] = os.pathsep.join(p for p in (os.environ.get("PATH"), "/usr/sbin", "/sbin") if p)
         import pgserver
         import psutil
         from pgserver.utils import DiskList
