@@ -43,6 +43,58 @@ MIGRATIONS: list[tuple[str, str]] = [
             AS $$ SELECT hashtextextended($1::text, 7369) $$;
         """,
     ),
+    (
+        "knowledge bases, documents and their chunks",
+        """
+        CREATE TABLE knowledge_bases (
+            knowledge_base_id uuid PRIMARY KEY,
+            tenant      text NOT NULL,
+            name        text NOT NULL,
+            description text NOT NULL DEFAULT '',
+            metadata    jsonb NOT NULL DEFAULT '{}'::jsonb,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant, name)
+        );
+
+        -- One row a source file; generation counts its versions. The chunks
+        -- table holds only the live generation's chunks, and it is the gate
+        -- every query passes: vectors in Chroma that it does not list (an old
+        -- generation, or a crashed ingestion's) are never returned.
+        CREATE TABLE documents (
+            document_id       uuid PRIMARY KEY,
+            knowledge_base_id uuid NOT NULL REFERENCES knowledge_bases ON DELETE CASCADE,
+            source       text NOT NULL,
+            title        text NOT NULL DEFAULT '',
+            media_type   text NOT NULL,
+            content_hash text NOT NULL,
+            size_bytes   bigint NOT NULL,
+            pages        integer,
+            chunk_count  integer NOT NULL DEFAULT 0,
+            generation   integer NOT NULL DEFAULT 1,
+            status       text NOT NULL CHECK (status IN ('processing', 'ready', 'failed')),
+            error        text,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (knowledge_base_id, source)
+        );
+
+        CREATE TABLE chunks (
+            chunk_id          text PRIMARY KEY,
+            document_id       uuid NOT NULL REFERENCES documents ON DELETE CASCADE,
+            knowledge_base_id uuid NOT NULL,
+            chunk_index  integer NOT NULL,
+            heading      text NOT NULL DEFAULT '',
+            page         integer,
+            text         text NOT NULL,
+            search       tsvector GENERATED ALWAYS AS
+                         (to_tsvector('english', heading || ' ' || text)) STORED
+        );
+        CREATE INDEX chunks_document_idx ON chunks (document_id, chunk_index);
+        CREATE INDEX chunks_knowledge_base_idx ON chunks (knowledge_base_id);
+        CREATE INDEX chunks_search_idx ON chunks USING gin (search);
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"
