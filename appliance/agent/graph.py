@@ -1,7 +1,17 @@
 """The agent's graph, assembled in one place.
 
-START ──▶ over budget? ──yes──▶ fold_history ──▶ respond ──▶ END
-                     └──no───────────────────────▲
+    START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
+                         └─no─────────────────▶ plan
+
+    plan ─▶ documents needed? ─no──▶ respond ─▶ END
+                             └─yes─▶ retrieve ─▶ grade
+
+    grade ─▶ any passage relevant? ─yes──────────────────▶ generate ─▶ END
+                                   └─no, tries left─▶ rewrite ─▶ retrieve
+                                   └─no, none left──▶ refuse ─▶ END
+
+Without a retriever (or with no knowledge bases on the run) ``plan`` always
+routes to ``respond``: a plain conversation with bounded memory.
 """
 
 from __future__ import annotations
@@ -13,7 +23,18 @@ from langgraph.types import RetryPolicy
 
 from appliance.agent.memory import MemoryPolicy
 from appliance.agent.nodes import make_fold_history, make_respond, needs_fold
+from appliance.agent.rag_nodes import (
+    after_grade,
+    after_plan,
+    make_generate,
+    make_grade,
+    make_plan,
+    make_retrieve,
+    make_rewrite,
+    refuse,
+)
 from appliance.agent.state import AgentState
+from appliance.knowledge.retrieval import Retriever
 from appliance.llm.errors import ModelBusy, ModelUnavailable
 from appliance.llm.provider import LanguageModel
 
@@ -28,14 +49,38 @@ MODEL_RETRY = RetryPolicy(
 
 
 def build_graph(
-    model: LanguageModel, policy: MemoryPolicy, checkpointer: BaseCheckpointSaver | None
+    model: LanguageModel,
+    policy: MemoryPolicy,
+    checkpointer: BaseCheckpointSaver | None,
+    *,
+    retriever: Retriever | None = None,
+    retrieval_k: int = 4,
+    max_retrievals: int = 2,
 ) -> CompiledStateGraph:
     graph = StateGraph(AgentState)
     graph.add_node("fold_history", make_fold_history(model, policy), retry_policy=MODEL_RETRY)
+    graph.add_node("plan", make_plan(model, retriever), retry_policy=MODEL_RETRY)
     graph.add_node("respond", make_respond(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_conditional_edges(START, needs_fold(policy), {"fold_history": "fold_history", "respond": "respond"})
-    graph.add_edge("fold_history", "respond")
+    graph.add_conditional_edges(START, needs_fold(policy), {"fold_history": "fold_history", "plan": "plan"})
+    graph.add_edge("fold_history", "plan")
     graph.add_edge("respond", END)
+    if retriever is None:
+        graph.add_edge("plan", "respond")
+        return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
+
+    graph.add_node("retrieve", make_retrieve(retriever, retrieval_k))
+    graph.add_node("grade", make_grade(model), retry_policy=MODEL_RETRY)
+    graph.add_node("rewrite", make_rewrite(model), retry_policy=MODEL_RETRY)
+    graph.add_node("generate", make_generate(model, policy), retry_policy=MODEL_RETRY)
+    graph.add_node("refuse", refuse)
+    graph.add_conditional_edges("plan", after_plan, {"respond": "respond", "retrieve": "retrieve"})
+    graph.add_edge("retrieve", "grade")
+    graph.add_conditional_edges(
+        "grade", after_grade(max_retrievals), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}
+    )
+    graph.add_edge("rewrite", "retrieve")
+    graph.add_edge("generate", END)
+    graph.add_edge("refuse", END)
     return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
 

@@ -20,11 +20,11 @@ from appliance.llm.provider import LanguageModel
 Node = Callable[[AgentState], Awaitable[dict[str, Any]]]
 
 
-def _memory(state: AgentState) -> tuple[list, str, int]:
+def memory_of(state: AgentState) -> tuple[list, str, int]:
     return state["messages"], state.get("summary", ""), state.get("folded", 0)
 
 
-async def _call(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:
+async def call_model(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:
     try:
         return await runnable.ainvoke(prompt)
     except Exception as exc:
@@ -39,11 +39,11 @@ def make_fold_history(model: LanguageModel, policy: MemoryPolicy) -> Node:
     summarizer = model.summarizer.with_config(tags=[TAG_NOSTREAM], run_name="fold_history")
 
     async def fold_history(state: AgentState) -> dict[str, Any]:
-        messages, summary, folded = _memory(state)
+        messages, summary, folded = memory_of(state)
         point = plan_fold(policy, messages, summary, folded)
         if point is None:
             return {}
-        reply = await _call(model, summarizer, summarizer_prompt(summary, messages[folded:point]))
+        reply = await call_model(model, summarizer, summarizer_prompt(summary, messages[folded:point]))
         return {"summary": reply.text.strip(), "folded": point}
 
     return fold_history
@@ -51,8 +51,8 @@ def make_fold_history(model: LanguageModel, policy: MemoryPolicy) -> Node:
 
 def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
     async def respond(state: AgentState) -> dict[str, Any]:
-        prompt = build_prompt(policy, *_memory(state))
-        reply = await _call(model, model.answer, prompt)
+        prompt = build_prompt(policy, *memory_of(state))
+        reply = await call_model(model, model.answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {model.name} returned an empty answer")
         # The model's own message, id included: the client already streamed it under that id.
@@ -63,6 +63,6 @@ def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
 
 def needs_fold(policy: MemoryPolicy) -> Callable[[AgentState], str]:
     def route(state: AgentState) -> str:
-        return "fold_history" if plan_fold(policy, *_memory(state)) is not None else "respond"
+        return "fold_history" if plan_fold(policy, *memory_of(state)) is not None else "plan"
 
     return route

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -16,3 +16,16 @@ class AgentState(TypedDict, total=False):
     # and messages[folded:] only, so it stays bounded however long the thread.
     summary: str
     folded: int
+
+    # This turn's retrieval, reset when a turn starts. ``query`` is what is
+    # searched (the question, then each rewrite); ``passages`` what the last
+    # search found and ``relevant`` those graded relevant; ``retrievals`` is
+    # the trace of every search this turn: {query, found, relevant}.
+    question: str
+    use_documents: bool
+    query: str
+    passages: list[dict[str, Any]]
+    relevant: list[dict[str, Any]]
+    retrievals: list[dict[str, Any]]
+    # The sources of the final answer, numbered as its [n] markers.
+    citations: list[dict[str, Any]]

@@ -58,6 +58,8 @@ class LlamaCppChatModel(BaseChatModel):
     loaded: LoadedLlama
     max_tokens: int = 256
     temperature: float = 0.2
+    # A GBNF grammar that constrains decoding (used for decisions).
+    grammar: str | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -79,6 +81,11 @@ class LlamaCppChatModel(BaseChatModel):
     ) -> Iterator[str]:
         chat = to_chat_messages(messages)
         usage["input_tokens"] = sum(self.loaded.count_tokens(m["content"]) + 4 for m in chat)
+        grammar = None
+        if self.grammar:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(self.grammar, verbose=False)
         with self.loaded.lock:
             stream = self.loaded.llama.create_chat_completion(
                 messages=chat,
@@ -86,6 +93,7 @@ class LlamaCppChatModel(BaseChatModel):
                 temperature=self.temperature,
                 stop=stop,
                 stream=True,
+                grammar=grammar,
             )
             for chunk in stream:
                 if cancelled.is_set():

@@ -9,13 +9,15 @@ from appliance.llm.errors import ModelError, ModelNotFound, ModelUnavailable, cl
 from appliance.settings import Settings
 
 
-def chat_ollama(settings: Settings, *, max_tokens: int) -> ChatOllama:
+def chat_ollama(settings: Settings, *, max_tokens: int, schema: dict | None = None) -> ChatOllama:
+    """A chat model; with ``schema``, Ollama constrains the reply to that JSON schema."""
     timeout = httpx.Timeout(settings.ollama_timeout_s, connect=settings.ollama_connect_timeout_s)
     return ChatOllama(
         base_url=settings.ollama_url,
         model=settings.ollama_model,
-        temperature=settings.temperature,
+        temperature=0 if schema else settings.temperature,
         num_predict=max_tokens,
+        format=schema,
         keep_alive=settings.ollama_keep_alive,
         client_kwargs={"timeout": timeout, "trust_env": False},
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
+from appliance.llm.choices import choice_grammar, choice_schema
 from appliance.manifest import load_manifest
 from appliance.settings import Settings
 
@@ -18,16 +19,25 @@ class LanguageModel:
     """What the agent needs from a model provider.
 
     ``answer`` writes replies; ``summarizer`` folds old turns into the running
-    summary with a smaller output limit; ``count_tokens`` measures prompts for
-    the context budget; ``check`` raises a ModelError when the model cannot serve.
+    summary, and ``rewriter`` rewrites search queries, each with a smaller
+    output limit; ``decider(choices)`` is a model constrained to answer with
+    one of ``choices``; ``count_tokens`` measures prompts for the context
+    budget; ``check`` raises a ModelError when the model cannot serve.
     """
 
     name: str
     where: str
     answer: BaseChatModel
     summarizer: BaseChatModel
+    rewriter: BaseChatModel
+    decider: Callable[[Sequence[str]], BaseChatModel]
     count_tokens: Callable[[str], int]
     check: Callable[[], Awaitable[str]]
+
+
+# A decision is one word (or a one-key JSON object); a rewritten query one line.
+DECISION_MAX_TOKENS = 12
+REWRITE_MAX_TOKENS = 48
 
 
 def approximate_tokens(text: str) -> int:
@@ -54,6 +64,10 @@ def build_language_model(settings: Settings) -> LanguageModel:
             where=str(settings.ollama_url),
             answer=chat_ollama(settings, max_tokens=settings.max_answer_tokens),
             summarizer=chat_ollama(settings, max_tokens=settings.summary_max_tokens),
+            rewriter=chat_ollama(settings, max_tokens=REWRITE_MAX_TOKENS),
+            decider=lambda choices: chat_ollama(
+                settings, max_tokens=DECISION_MAX_TOKENS, schema=choice_schema(choices)
+            ),
             count_tokens=approximate_tokens,
             check=check,
         )
@@ -72,14 +86,17 @@ def build_language_model(settings: Settings) -> LanguageModel:
     async def check_loaded() -> str:
         return f"llama.cpp has {Path(path).name} loaded"
 
-    def chat(max_tokens: int) -> LlamaCppChatModel:
-        return LlamaCppChatModel(loaded=loaded, max_tokens=max_tokens, temperature=settings.temperature)
+    def chat(max_tokens: int, grammar: str | None = None) -> LlamaCppChatModel:
+        temperature = 0 if grammar else settings.temperature
+        return LlamaCppChatModel(loaded=loaded, max_tokens=max_tokens, temperature=temperature, grammar=grammar)
 
     return LanguageModel(
         name=Path(path).stem,
         where="llama.cpp (in-process)",
         answer=chat(settings.max_answer_tokens),
         summarizer=chat(settings.summary_max_tokens),
+        rewriter=chat(REWRITE_MAX_TOKENS),
+        decider=lambda choices: chat(DECISION_MAX_TOKENS, choice_grammar(choices)),
         count_tokens=loaded.count_tokens,
         check=check_loaded,
     )
