@@ -6,31 +6,36 @@ open the same runtime, so they cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.agent.graph import build_graph, memory_policy
 from appliance.agent.memory import MemoryPolicy
+from appliance.knowledge.embeddings import Embedder, load_embedder
+from appliance.knowledge.ingest import Ingestor
+from appliance.knowledge.retrieval import Retriever
 from appliance.llm.errors import ModelError
 from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
 from appliance.services.keys import KeyService
+from appliance.services.knowledge import KnowledgeService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.settings import Settings
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import EmbeddedPostgres, database_url, open_pool
 from appliance.store.keys import KeyStore
+from appliance.store.knowledge import KnowledgeStore
 from appliance.store.locks import ThreadLocks
 from appliance.store.migrations import migrate
 from appliance.store.threads import ThreadStore
-from appliance.store.vectors import open_chroma
+from appliance.store.vectors import ChunkIndex, open_chroma
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +49,9 @@ class Runtime:
     model: LanguageModel
     policy: MemoryPolicy
     graph: CompiledStateGraph
-    chroma: Any
     keys: KeyService
     threads: ThreadService
+    knowledge: KnowledgeService
     runs: RunService
     metrics: Metrics
 
@@ -67,10 +72,32 @@ async def open_database(
             embedded.release()
 
 
+async def open_knowledge(
+    settings: Settings, pool: AsyncConnectionPool, embedder: Embedder | None = None
+) -> KnowledgeService:
+    """The knowledge bases over the pool and Chroma, with what a crash left behind swept away."""
+    store = KnowledgeStore(pool)
+    index = ChunkIndex(open_chroma(settings), settings.chroma_collection)
+    embedder = embedder or await asyncio.to_thread(load_embedder, settings)
+    ingestor = Ingestor(
+        store,
+        index,
+        embedder,
+        chunk_words=settings.chunk_words,
+        overlap_words=settings.chunk_overlap_words,
+        max_bytes=settings.max_document_bytes,
+    )
+    await ingestor.sweep()
+    return KnowledgeService(store, ingestor, Retriever(store, index, embedder, floor=settings.relevance_floor))
+
+
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, model: LanguageModel | None = None) -> AsyncIterator[Runtime]:
-    """Open the stores, load the model and build the agent. ``model`` replaces
-    the configured provider (tests and benchmarks pass a scripted one)."""
+async def open_runtime(
+    settings: Settings, *, model: LanguageModel | None = None, embedder: Embedder | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the stores, load the models and build the agent. ``model`` replaces
+    the configured chat model (tests and benchmarks pass a scripted one);
+    ``embedder`` an already loaded embedding model (tests share one)."""
     async with open_database(settings) as (pool, embedded):
         checkpointer = PooledPostgresSaver(pool)
         await checkpointer.setup()
@@ -81,7 +108,15 @@ async def open_runtime(settings: Settings, *, model: LanguageModel | None = None
             # Serve anyway: /readyz reports it and runs answer with a clear error.
             log.error("model not ready: %s", exc.message)
         policy = memory_policy(settings, model)
-        graph = build_graph(model, policy, checkpointer)
+        knowledge = await open_knowledge(settings, pool, embedder)
+        graph = build_graph(
+            model,
+            policy,
+            checkpointer,
+            retriever=knowledge.retriever,
+            retrieval_k=settings.retrieval_k,
+            max_retrievals=settings.rag_max_retrievals,
+        )
         thread_store, locks, metrics = ThreadStore(pool), ThreadLocks(pool), Metrics()
         await thread_store.reset_stale_busy()
         threads = ThreadService(thread_store, graph, checkpointer, locks)
@@ -93,9 +128,9 @@ async def open_runtime(settings: Settings, *, model: LanguageModel | None = None
             model=model,
             policy=policy,
             graph=graph,
-            chroma=open_chroma(settings),
             keys=KeyService(KeyStore(pool)),
             threads=threads,
-            runs=RunService(graph, checkpointer, threads, locks, policy, metrics),
+            knowledge=knowledge,
+            runs=RunService(graph, checkpointer, threads, locks, policy, metrics, knowledge),
             metrics=metrics,
         )

@@ -31,6 +31,7 @@ Port = Annotated[int, Meta(ge=1, le=65535)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(gt=0)]
 Fraction = Annotated[float, Meta(gt=0, le=1)]
+CHROMA_COLLECTION_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$"
 
 
 class SettingsError(ValueError):
@@ -48,6 +49,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     db_pool_min_size: PositiveInt = 2
     db_pool_max_size: PositiveInt = 20
     chroma_url: str | None = None
+    chroma_collection: Annotated[str, Meta(pattern=CHROMA_COLLECTION_NAME)] = "appliance_chunks"
 
     # The model. The provider defaults to llamacpp (embedded) or ollama (production).
     llm_provider: LlmProvider | None = None
@@ -57,7 +59,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ollama_timeout_s: Seconds = 120.0
     ollama_keep_alive: str = "30m"
     llamacpp_model_path: str | None = None
-    llamacpp_context_tokens: Annotated[int, Meta(ge=256)] = 2048
+    llamacpp_context_tokens: Annotated[int, Meta(ge=256)] = 4096
     llamacpp_threads: PositiveInt | None = None
     model_concurrency: PositiveInt = 1
     temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
@@ -73,6 +75,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         "You are a helpful assistant running privately on the user's own network. Answer clearly and concisely."
     )
 
+    # Knowledge bases: chunking (in words, so no tokenizer is needed), the
+    # embedding model, and retrieval.
+    chunk_words: Annotated[int, Meta(ge=20, le=2000)] = 180
+    chunk_overlap_words: Annotated[int, Meta(ge=0, le=500)] = 30
+    embedding_model_path: str | None = None
+    embedding_batch_size: PositiveInt = 32
+    max_document_bytes: PositiveInt = 20_971_520
+    retrieval_k: Annotated[int, Meta(ge=1, le=50)] = 4
+    relevance_floor: Annotated[float, Meta(ge=-1, le=1)] = 0.25
+    rag_max_retrievals: Annotated[int, Meta(ge=1, le=5)] = 2
+
     # HTTP.
     max_body_bytes: PositiveInt = 1_048_576
     admin_key_file: str | None = None
@@ -82,6 +95,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     models_manifest: str | None = None
 
     def __post_init__(self) -> None:
+        if self.chunk_overlap_words >= self.chunk_words:
+            raise SettingsError(
+                f"chunk_overlap_words ({self.chunk_overlap_words}) must be smaller than "
+                f"chunk_words ({self.chunk_words})"
+            )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(
                 f"db_pool_min_size ({self.db_pool_min_size}) must not exceed db_pool_max_size ({self.db_pool_max_size})"

@@ -15,6 +15,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from appliance.llm.provider import LanguageModel
 from appliance.settings import Settings, load_settings
+from tests.support.scripted_model import scripted_language_model
 from tests.support.services import Databases, postgres_server
 
 
@@ -33,19 +34,7 @@ class InstantChatModel(BaseChatModel):
 
 
 def instant_model() -> LanguageModel:
-    chat = InstantChatModel()
-
-    async def check() -> str:
-        return "instant"
-
-    return LanguageModel(
-        name="instant",
-        where="bench",
-        answer=chat,
-        summarizer=chat,
-        count_tokens=lambda text: len(text.split()),
-        check=check,
-    )
+    return scripted_language_model(InstantChatModel(), name="instant")
 
 
 @contextmanager

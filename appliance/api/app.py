@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -21,10 +21,12 @@ from appliance.api.context import RequestContextMiddleware
 from appliance.api.controllers.health import HealthController, MetricsController
 from appliance.api.controllers.home import HomeController
 from appliance.api.controllers.keys import KeyController
+from appliance.api.controllers.knowledge import KnowledgeBaseController
 from appliance.api.controllers.runs import RunController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.knowledge.embeddings import Embedder
 from appliance.llm.provider import LanguageModel
 from appliance.runtime import open_runtime
 from appliance.settings import Settings, load_settings
@@ -50,6 +52,11 @@ def first_key_banner(key: str, path: Path, settings: Settings) -> str:
     )
 
 
+def upload_limit(settings: Settings) -> int:
+    """A document upload's body: the document plus room for the multipart framing."""
+    return settings.max_document_bytes + 65_536
+
+
 def openapi_config() -> OpenAPIConfig:
     swagger = SwaggerRenderPlugin(
         path="/",
@@ -67,12 +74,14 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(settings: Settings | None = None, *, model: LanguageModel | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, model: LanguageModel | None = None, embedder: Embedder | None = None
+) -> Litestar:
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_runtime(settings, model=model) as runtime:
+        async with open_runtime(settings, model=model, embedder=embedder) as runtime:
             app.state.runtime = runtime
             if settings.profile == "embedded":
                 key = await runtime.keys.bootstrap_admin(settings.admin_key_path)
@@ -96,6 +105,8 @@ def create_app(settings: Settings | None = None, *, model: LanguageModel | None 
             ThreadController,
             RunController,
             KeyController,
+            # Uploads may be larger than other requests.
+            Router("/", route_handlers=[KnowledgeBaseController], request_max_body_size=upload_limit(settings)),
             static,
         ],
         lifespan=[lifespan],

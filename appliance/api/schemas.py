@@ -123,6 +123,66 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     feedback_keys: list[str] | None = None
 
 
+# Knowledge bases ----------------------------------------------------------
+
+
+class KnowledgeBaseCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    description: Annotated[str, Meta(max_length=2000)] = ""
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class KnowledgeBase(msgspec.Struct):
+    knowledge_base_id: uuid.UUID
+    name: str
+    description: str
+    metadata: Metadata
+    created_at: datetime
+    updated_at: datetime
+
+
+class Document(msgspec.Struct):
+    document_id: uuid.UUID
+    knowledge_base_id: uuid.UUID
+    source: str
+    title: str
+    media_type: str
+    content_hash: str
+    size_bytes: int
+    pages: int | None
+    chunk_count: int
+    status: Literal["processing", "ready", "failed"]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    # On upload: what the upload did (an unchanged file is not ingested again).
+    outcome: Literal["created", "replaced", "unchanged"] | None = None
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    query: Annotated[str, Meta(min_length=1, max_length=4000)]
+    k: Annotated[int, Meta(ge=1, le=50)] | None = None
+    document_ids: list[uuid.UUID] | None = None
+    sources: list[str] | None = None
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+
+
+class SearchResult(msgspec.Struct):
+    document_id: uuid.UUID
+    source: str
+    page: int | None
+    heading: str
+    text: str
+    score: float
+    title: str
+    chunk_id: str
+    similarity: float
+
+
+class SearchResponse(msgspec.Struct):
+    results: list[SearchResult]
+
+
 # API keys -----------------------------------------------------------------
 
 

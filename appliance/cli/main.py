@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
     chat.add_argument("--thread", help="continue this thread id instead of starting a new one")
 
+    ingest = sub.add_parser("ingest", help="add files and folders to a knowledge base (txt, md, html, pdf)")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to walk")
+    ingest.add_argument("--knowledge-base", "-k", required=True, help="its name; created when it does not exist")
+    ingest.add_argument("--url", help="a running appliance (default: in-process; use --url while one runs embedded)")
+    ingest.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
+    ingest.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
+    ingest.add_argument("--tenant", default="default", help="in-process only: the tenant that owns it")
+    ingest.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key; it is printed alone on the last line")
@@ -63,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.chat import chat
 
         raise SystemExit(chat(settings_or_exit(), args))
+    elif args.command == "ingest":
+        from appliance.cli.ingest import ingest
+
+        raise SystemExit(ingest(settings_or_exit(), args))
     elif args.command == "keys":
         from appliance.cli.keys import keys
 

@@ -27,6 +27,7 @@ from appliance.errors import ApplianceError
 from appliance.observability import Metrics
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.jsonable import jsonable
+from appliance.services.knowledge import KnowledgeService
 from appliance.services.threads import ThreadService, thread_config
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
@@ -173,7 +174,9 @@ class RunService:
         locks: ThreadLocks,
         policy: MemoryPolicy,
         metrics: Metrics,
+        knowledge: KnowledgeService,
     ) -> None:
+        self.knowledge = knowledge
         self.graph = graph
         self.checkpointer = checkpointer
         self.thread_service = thread_service
@@ -211,6 +214,7 @@ class RunService:
 
         if spec.if_not_exists == "create":
             await self.thread_service.create(tenant, thread_id, {}, "do_nothing")
+        knowledge_bases = await self._knowledge_bases(tenant, thread_id, spec)
 
         stack = AsyncExitStack()
         try:
@@ -234,6 +238,7 @@ class RunService:
         config["configurable"] |= {
             k: v for k, v in spec.configurable.items() if k not in ("thread_id", "checkpoint_id", "checkpoint_ns")
         }
+        config["configurable"]["knowledge_bases"] = knowledge_bases
         config |= {
             "run_id": run_id,
             "metadata": {**spec.metadata, "run_id": str(run_id), "assistant_id": GRAPH_ID, "tenant": tenant},
@@ -241,6 +246,16 @@ class RunService:
         if spec.recursion_limit:
             config["recursion_limit"] = spec.recursion_limit
         return ActiveRun(self, thread_id, graph_input, config, modes, on_disconnect or spec.on_disconnect, stack)
+
+    async def _knowledge_bases(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> list[str]:
+        """The run's own choice (config.configurable.knowledge_bases), else the thread's metadata.knowledge_bases."""
+        if "knowledge_bases" in spec.configurable:
+            return await self.knowledge.resolve(
+                tenant, spec.configurable["knowledge_bases"], "config.configurable.knowledge_bases"
+            )
+        thread = await self.thread_service.store.get(tenant, thread_id)
+        chosen = thread.metadata.get("knowledge_bases") if thread else None
+        return await self.knowledge.resolve(tenant, chosen, f"the metadata.knowledge_bases of thread {thread_id}")
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict) or "messages" not in value:

@@ -5,6 +5,7 @@ real streaming."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import httpx
 import uvicorn
 
 from appliance.api.app import create_app
+from appliance.knowledge.embeddings import Embedder, load_embedder
 from appliance.llm.provider import LanguageModel
 from appliance.runtime import Runtime
 from appliance.settings import Settings, load_settings
@@ -23,6 +25,8 @@ from tests.support.services import free_port
 def make_settings(data_dir: Path, database_url: str, chroma_url: str | None = None, **extra: str) -> Settings:
     env = {
         "APPLIANCE_DATA_DIR": str(data_dir),
+        # Apps of one session share the Chroma server; each keeps its own collection.
+        "APPLIANCE_CHROMA_COLLECTION": f"chunks-{database_url.rsplit('/', 1)[-1]}",
         "APPLIANCE_DATABASE_URL": database_url,
         "APPLIANCE_LOG_LEVEL": "warning",
         **{f"APPLIANCE_{k.upper()}": str(v) for k, v in extra.items()},
@@ -48,9 +52,15 @@ class Served:
         return self.as_key(secret)
 
 
+@functools.cache
+def shared_embedder() -> Embedder:
+    """One loaded embedding model for every app a test session starts."""
+    return load_embedder(load_settings(env={}))
+
+
 @asynccontextmanager
 async def serve_app(settings: Settings, model: LanguageModel | None = None) -> AsyncIterator[Served]:
-    app = create_app(settings, model=model)
+    app = create_app(settings, model=model, embedder=shared_embedder())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())

@@ -13,20 +13,42 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field
 
 from appliance.agent.memory import SUMMARIZER_INSTRUCTIONS
+from appliance.agent.rag_prompts import GRADE_INSTRUCTIONS, REWRITE_INSTRUCTIONS, ROUTE_INSTRUCTIONS
 from appliance.llm.provider import LanguageModel
+
+# The internal prompts the graph sends, by the instructions they start with.
+PROMPT_KINDS = {
+    SUMMARIZER_INSTRUCTIONS: "summary",
+    ROUTE_INSTRUCTIONS: "route",
+    GRADE_INSTRUCTIONS: "grade",
+    REWRITE_INSTRUCTIONS: "rewrite",
+}
 
 
 def word_count(text: str) -> int:
     return len(text.split())
 
 
+def prompt_kind(messages: list[BaseMessage]) -> str:
+    """summary, route, grade, rewrite, or answer."""
+    first = messages[0].text if messages else ""
+    return next((kind for start, kind in PROMPT_KINDS.items() if first.startswith(start)), "answer")
+
+
 def is_summary_prompt(messages: list[BaseMessage]) -> bool:
-    return bool(messages) and messages[0].text.startswith(SUMMARIZER_INSTRUCTIONS)
+    return prompt_kind(messages) == "summary"
 
 
 def default_reply(messages: list[BaseMessage], calls: int) -> str:
-    if is_summary_prompt(messages):
+    kind = prompt_kind(messages)
+    if kind == "summary":
         return f"summary-{calls} " + "fact " * 20
+    if kind == "route":
+        return "search"
+    if kind == "grade":
+        return "yes"
+    if kind == "rewrite":
+        return "rewritten query"
     return f"reply-{calls} to your message, noted and understood."
 
 
@@ -69,15 +91,23 @@ class ScriptedChatModel(BaseChatModel):
         return self.replies[-1]
 
     def answer_prompts(self) -> list[list[BaseMessage]]:
-        return [p for p in self.prompts if not is_summary_prompt(p)]
+        return [p for p in self.prompts if prompt_kind(p) == "answer"]
 
 
-def scripted_language_model(chat: ScriptedChatModel | None = None) -> LanguageModel:
+def scripted_language_model(chat: BaseChatModel | None = None, name: str = "scripted") -> LanguageModel:
+    """Every role of the model played by one chat model (which tells them apart by the prompt)."""
     chat = chat or ScriptedChatModel()
 
     async def check() -> str:
-        return "scripted model"
+        return f"{name} model"
 
     return LanguageModel(
-        name="scripted", where="test", answer=chat, summarizer=chat, count_tokens=word_count, check=check
+        name=name,
+        where="test",
+        answer=chat,
+        summarizer=chat,
+        rewriter=chat,
+        decider=lambda choices: chat,
+        count_tokens=word_count,
+        check=check,
     )

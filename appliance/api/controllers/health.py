@@ -23,8 +23,8 @@ async def _postgres(runtime: NamedDependency[Runtime]) -> Check:
 
 
 async def _chroma(runtime: NamedDependency[Runtime]) -> Check:
-    await asyncio.to_thread(runtime.chroma.heartbeat)
-    return Check(True, "heartbeat answered")
+    count = await runtime.knowledge.ingestor.index.count()
+    return Check(True, f"answered; {count} vectors indexed")
 
 
 async def _model(runtime: NamedDependency[Runtime]) -> Check:

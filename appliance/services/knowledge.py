@@ -1,0 +1,108 @@
+"""Knowledge bases as a tenant sees them: ownership, documents and search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from appliance.knowledge.ingest import Ingested, Ingestor
+from appliance.knowledge.retrieval import Mode, Passage, Retriever
+from appliance.services.errors import Conflict, Invalid, NotFound
+from appliance.store.knowledge import (
+    ChunkFilter,
+    DocumentRecord,
+    KnowledgeBaseExists,
+    KnowledgeBaseRecord,
+    KnowledgeStore,
+)
+
+MAX_NAME_LENGTH = 200
+
+
+class KnowledgeService:
+    def __init__(self, store: KnowledgeStore, ingestor: Ingestor, retriever: Retriever) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.retriever = retriever
+
+    async def create(
+        self, tenant: str, name: str, description: str = "", metadata: dict | None = None
+    ) -> KnowledgeBaseRecord:
+        name = name.strip()
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise Invalid(f"name must be 1 to {MAX_NAME_LENGTH} characters")
+        try:
+            return await self.store.create_base(tenant, name, description, metadata or {})
+        except KnowledgeBaseExists:
+            raise Conflict(f"a knowledge base named {name!r} already exists; pick another name") from None
+
+    async def list(self, tenant: str) -> list[KnowledgeBaseRecord]:
+        return await self.store.list_bases(tenant)
+
+    async def require(self, tenant: str, kb_id: uuid.UUID) -> KnowledgeBaseRecord:
+        record = await self.store.get_base(tenant, kb_id)
+        if record is None:
+            raise NotFound(f"knowledge base {kb_id} not found")
+        return record
+
+    async def by_name(self, tenant: str, name: str) -> KnowledgeBaseRecord | None:
+        return await self.store.base_by_name(tenant, name)
+
+    async def delete(self, tenant: str, kb_id: uuid.UUID) -> None:
+        if not await self.ingestor.delete_base(tenant, kb_id):
+            raise NotFound(f"knowledge base {kb_id} not found")
+
+    async def add_document(self, tenant: str, kb_id: uuid.UUID, filename: str, data: bytes) -> Ingested:
+        await self.require(tenant, kb_id)
+        return await self.ingestor.ingest(kb_id, filename, data)
+
+    async def documents(self, tenant: str, kb_id: uuid.UUID) -> list[DocumentRecord]:
+        await self.require(tenant, kb_id)
+        return await self.store.list_documents(kb_id)
+
+    async def document(self, tenant: str, kb_id: uuid.UUID, document_id: uuid.UUID) -> DocumentRecord:
+        await self.require(tenant, kb_id)
+        document = await self.store.get_document(kb_id, document_id=document_id)
+        if document is None:
+            raise NotFound(f"document {document_id} not found in knowledge base {kb_id}")
+        return document
+
+    async def delete_document(self, tenant: str, kb_id: uuid.UUID, document_id: uuid.UUID) -> None:
+        await self.ingestor.delete_document(await self.document(tenant, kb_id, document_id))
+
+    async def search(
+        self,
+        tenant: str,
+        kb_id: uuid.UUID,
+        query: str,
+        k: int,
+        *,
+        document_ids: list[uuid.UUID] | None = None,
+        sources: list[str] | None = None,
+        mode: Mode = "hybrid",
+    ) -> list[Passage]:
+        await self.require(tenant, kb_id)
+        if not query.strip():
+            raise Invalid("query must not be empty")
+        scope = ChunkFilter(knowledge_base_ids=[kb_id], document_ids=document_ids, sources=sources)
+        return await self.retriever.search(query, scope, k, mode=mode)
+
+    async def resolve(self, tenant: str, value: Any, where: str) -> list[str]:
+        """Knowledge base ids a run may use, checked to be the tenant's own."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise Invalid(f"{where} must be a list of knowledge base ids")
+        try:
+            ids = [uuid.UUID(v) for v in value]
+        except ValueError:
+            raise Invalid(f"{where} holds a value that is not a knowledge base id (a UUID)") from None
+        missing = _missing(ids, await self.store.owned_bases(tenant, ids))
+        if missing:
+            raise Invalid(f"{where} names knowledge bases that do not exist: {', '.join(map(str, missing))}")
+        return [str(i) for i in dict.fromkeys(ids)]
+
+
+def _missing(ids: Sequence[uuid.UUID], owned: set[uuid.UUID]) -> list[uuid.UUID]:
+    return [i for i in ids if i not in owned]
