@@ -109,11 +109,11 @@ async def run_batch(target: Target, name: str, files: list[Path], *, progress: b
                 outcome, count = await target.add(path)
             except (Refused, OSError) as exc:
                 outcomes["refused"] += 1
-                bar.write(f"{path}: refused: {exc}")
+                bar.write(f"{path}: refused: {exc}", file=sys.stdout)
                 continue
             outcomes[outcome] += 1
             chunks += count if outcome != "unchanged" else 0
-            bar.write(f"{path}: {outcome} ({count} chunks)")
+            bar.write(f"{path}: {outcome} ({count} chunks)", file=sys.stdout)
     parts = ", ".join(f"{outcomes[k]} {k}" for k in ("created", "replaced", "unchanged", "refused") if outcomes[k])
     print(f"{len(files)} files: {parts or 'nothing to do'}; {chunks} chunks indexed")
     return 1 if outcomes["refused"] else 0

@@ -42,7 +42,8 @@ def chunk_sections(sections: list[Section], *, size: int, overlap: int) -> list[
 
 def _pack(paragraphs: list[str], size: int, overlap: int) -> list[str]:
     """Greedy packing of whole pieces (paragraphs, or sentences of long ones) into chunks."""
-    pieces = [piece for p in paragraphs for piece in _pieces(p, size)]
+    # Pieces leave room for the overlap, so a chunk of cut text still shares its edge with the next.
+    pieces = [piece for p in paragraphs for piece in _pieces(p, size - overlap)]
     chunks: list[list[str]] = []
     current: list[str] = []
     for piece in pieces:
