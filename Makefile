@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python -m bench.state_read
 	$(BIN)/python -m bench.checkpointer_lock
 	$(BIN)/python -m bench.summary_quality
+	$(BIN)/python -m bench.knowledge_manual  # needs: apt-get install postgresql-doc-15
 
 constraints: install
 	{ echo "# Exact versions resolved for the appliance (Python 3.11, x86-64, CPU torch)."; \

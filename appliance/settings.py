@@ -25,6 +25,7 @@ CONFIG_ENV = "APPLIANCE_CONFIG"
 Profile = Literal["embedded", "production"]
 LlmProvider = Literal["llamacpp", "ollama"]
 LogFormat = Literal["json", "console"]
+EmbeddingBackend = Literal["torch", "onnx-int8"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
@@ -80,6 +81,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     chunk_words: Annotated[int, Meta(ge=20, le=2000)] = 180
     chunk_overlap_words: Annotated[int, Meta(ge=0, le=500)] = 30
     embedding_model_path: str | None = None
+    embedding_backend: EmbeddingBackend = "torch"
     embedding_batch_size: PositiveInt = 32
     max_document_bytes: PositiveInt = 20_971_520
     retrieval_k: Annotated[int, Meta(ge=1, le=50)] = 4

@@ -1,7 +1,7 @@
 """Ingestion and retrieval on a real public corpus: the PostgreSQL 15 manual.
 
     apt-get install postgresql-doc-15      # about 1,100 HTML pages
-    python -m bench.knowledge_manual [--pages N]
+    python -m bench.knowledge_manual [--pages N] [--backend torch|onnx-int8]
 
 Ingestion: every page through the whole pipeline (extract, chunk, embed,
 Chroma, PostgreSQL), then raw sentence-transformers on the very same chunk
@@ -82,7 +82,7 @@ async def evaluate(knowledge, kb_id) -> dict[str, tuple[float, float]]:
     return scores
 
 
-async def main(pages_limit: int | None) -> None:
+async def main(pages_limit: int | None, backend: str) -> None:
     if not MANUAL.is_dir():
         sys.exit(f"{MANUAL} is missing: apt-get install postgresql-doc-15")
     pages = sorted(MANUAL.glob("*.html"))
@@ -92,12 +92,12 @@ async def main(pages_limit: int | None) -> None:
         chosen = [p for p in pages if p.name in needed]
         chosen += [p for p in pages if p.name not in needed][: max(0, pages_limit - len(chosen))]
         pages = sorted(chosen)
-    with bench_settings() as settings:
+    with bench_settings(embedding_backend=backend) as settings:
         async with open_database(settings) as (pool, _):
             rss_before = peak_rss_mb()
             knowledge = await open_knowledge(settings, pool)
             rss_loaded = peak_rss_mb()
-            print(f"ingesting {len(pages)} pages of the PostgreSQL 15 manual")
+            print(f"ingesting {len(pages)} pages of the PostgreSQL 15 manual; embeddings: {backend}")
             kb_id, seconds, chunks = await ingest_manual(knowledge, pages)
             rss_ingested = peak_rss_mb()
             pipeline = chunks / seconds
@@ -107,7 +107,7 @@ async def main(pages_limit: int | None) -> None:
 
             print(f"\nIngestion ({len(pages)} pages, {chunks} chunks, {words:.0f} words a chunk on average)")
             print(f"  whole pipeline          {pipeline:7.1f} chunks/s  ({seconds:.0f} s)")
-            print(f"  sentence-transformers   {raw:7.1f} chunks/s  (same texts, one call)")
+            print(f"  embedding alone         {raw:7.1f} chunks/s  (same texts, one call)")
             print(f"  ratio pipeline / raw    {pipeline / raw:7.2f}   (target >= 0.8)")
             print(
                 f"  peak RSS                {rss_ingested:7.0f} MB  "
@@ -125,4 +125,6 @@ async def main(pages_limit: int | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, help="ingest only this many pages (those the questions need first)")
-    asyncio.run(main(parser.parse_args().pages))
+    parser.add_argument("--backend", choices=["torch", "onnx-int8"], default="torch", help="the embedding backend")
+    args = parser.parse_args()
+    asyncio.run(main(args.pages, args.backend))

@@ -10,7 +10,7 @@ import pytest
 from appliance.agent.rag_prompts import refusal
 from tests.support.corpus import HANDBOOK_MD, pdf_bytes, write_corpus
 from tests.support.librarian import ANSWER, Librarian
-from tests.support.turns import new_thread, stream, turn
+from tests.support.turns import new_kb, new_thread, stream, turn, upload
 
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
 UNCOVERED = "What is the capital of Australia?"
@@ -31,16 +31,6 @@ async def app(databases, chroma_url, tmp_path_factory):
     async with serve_app(settings, scripted_language_model(chat)) as served:
         served.chat = chat
         yield served
-
-
-async def new_kb(client, name: str | None = None) -> str:
-    response = await client.post("/knowledge-bases", json={"name": name or f"kb-{uuid.uuid4().hex[:8]}"})
-    assert response.status_code == 201, response.text
-    return response.json()["knowledge_base_id"]
-
-
-async def upload(client, kb_id: str, name: str, data: bytes):
-    return await client.post(f"/knowledge-bases/{kb_id}/documents", files={"file": (name, data)})
 
 
 @pytest.fixture(scope="module")

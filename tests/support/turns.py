@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -44,3 +45,13 @@ async def checkpoint_count(runtime, thread_id: str) -> int:
             await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread_id,))
         ).fetchone()
     return row["n"]
+
+
+async def new_kb(client: httpx.AsyncClient, name: str | None = None) -> str:
+    response = await client.post("/knowledge-bases", json={"name": name or f"kb-{uuid.uuid4().hex[:8]}"})
+    assert response.status_code == 201, response.text
+    return response.json()["knowledge_base_id"]
+
+
+async def upload(client: httpx.AsyncClient, kb_id: str, name: str, data: bytes) -> httpx.Response:
+    return await client.post(f"/knowledge-bases/{kb_id}/documents", files={"file": (name, data)})
