@@ -3,11 +3,13 @@ MiniLM embeddings, and the agent's graph driven by a scripted librarian."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from appliance.agent.rag_prompts import refusal
+from appliance.store.knowledge import ChunkFilter
 from tests.support.corpus import HANDBOOK_MD, pdf_bytes, write_corpus
 from tests.support.librarian import ANSWER, Librarian
 from tests.support.turns import new_kb, new_thread, stream, turn, upload
@@ -197,6 +199,30 @@ async def test_reingesting_unchanged_changed_and_deleted_documents(app):
     assert (await app.client.get(f"/knowledge-bases/{kb_id}/documents/{document_id}")).status_code == 404
     search = await app.client.post(f"/knowledge-bases/{kb_id}/search", json={"query": "paid leave"})
     assert search.json()["results"] == []
+
+
+async def test_searches_during_replacements_see_one_version_of_a_document(app):
+    kb_id = await new_kb(app.client)
+    versions = [HANDBOOK_MD.replace("27 days", f"{20 + i} days") for i in range(5)]
+    assert (await upload(app.client, kb_id, "handbook.md", versions[0].encode())).status_code == 201
+    retriever = app.runtime.knowledge.retriever
+    scope = ChunkFilter(knowledge_base_ids=[uuid.UUID(kb_id)])
+    generations_seen: list[set[str]] = []
+    replaced = asyncio.Event()
+
+    async def keep_searching() -> None:
+        while not replaced.is_set():
+            found = await retriever.search("paid leave and travel expenses", scope, 10, floor=-1.0)
+            generations_seen.append({p.chunk.chunk_id.split(":")[1] for p in found})
+
+    searching = asyncio.create_task(keep_searching())
+    for text in versions[1:]:
+        assert (await upload(app.client, kb_id, "handbook.md", text.encode())).status_code == 201
+        await asyncio.sleep(0.05)
+    replaced.set()
+    await searching
+    assert all(len(generations) == 1 for generations in generations_seen)
+    assert len(set.union(*generations_seen)) > 1  # the searches did overlap the replacements
 
 
 async def test_vectors_a_crash_left_unpublished_are_never_returned_and_swept(app):

@@ -71,25 +71,19 @@ class Retriever:
         floor = self.floor if floor is None else floor
         depth = max(4 * k, 20)
         [vector] = await self.embedder.aembed([query])
-        rankings: list[list[str]] = []
-        chunks: dict[str, ChunkRecord] = {}
-        similarity: dict[str, float] = {}
-
-        if mode in ("hybrid", "dense"):
-            nearest = await self.index.query(vector, chroma_where(scope), depth)
+        nearest = await self.index.query(vector, chroma_where(scope), depth) if mode != "lexical" else []
+        # One snapshot for both lists: a document replaced meanwhile shows one version, never parts of two.
+        async with self.store.snapshot() as conn:
             # Only chunks PostgreSQL lists are live: this drops old generations and orphans.
-            live = await self.store.chunks_by_id([i for i, _ in nearest], scope)
-            chunks |= live
-            similarity |= {i: s for i, s in nearest if i in live}
-            rankings.append([i for i, _ in nearest if i in live])
-        if mode in ("hybrid", "lexical"):
-            lexical = await self.store.lexical_search(query, scope, depth)
-            chunks |= {c.chunk_id: c for c in lexical}
-            rankings.append([c.chunk_id for c in lexical])
-            missing = [c.chunk_id for c in lexical if c.chunk_id not in similarity]
-            similarity |= {i: _dot(vector, e) for i, e in (await self.index.embeddings(missing)).items()}
+            live = await self.store.chunks_by_id(conn, [i for i, _ in nearest], scope) if nearest else {}
+            lexical = await self.store.lexical_search(conn, query, scope, depth) if mode != "dense" else []
+        chunks = live | {c.chunk_id: c for c in lexical}
+        similarity = {i: s for i, s in nearest if i in live}
+        missing = [c.chunk_id for c in lexical if c.chunk_id not in similarity]
+        similarity |= {i: _dot(vector, e) for i, e in (await self.index.embeddings(missing)).items()}
 
-        fused = reciprocal_rank_fusion(rankings)
+        # In a single mode the other list is empty and adds nothing.
+        fused = reciprocal_rank_fusion([[i for i, _ in nearest if i in live], [c.chunk_id for c in lexical]])
         ranked = sorted(fused, key=lambda i: (-fused[i], i))
         passages = [
             Passage(chunks[i], fused[i], similarity.get(i, -1.0)) for i in ranked if similarity.get(i, -1.0) >= floor

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
+from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -282,39 +283,68 @@ class KnowledgeStore:
 
     # Chunks ---------------------------------------------------------------
 
-    async def chunks_by_id(self, ids: Sequence[str], scope: ChunkFilter) -> dict[str, ChunkRecord]:
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection that sees one moment: queries through it never
+        mix the chunks of two versions of a document."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    async def chunks_by_id(
+        self, conn: AsyncConnection, ids: Sequence[str], scope: ChunkFilter
+    ) -> dict[str, ChunkRecord]:
         """The live chunks among ``ids`` that pass the filter."""
         params: list[Any] = [list(ids)]
         where = scope.where(params)
-        async with self.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    f"""SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (document_id)
-                        WHERE c.chunk_id = ANY(%s) AND {where}""",
-                    params,
-                )
-            ).fetchall()
+        rows = await (
+            await conn.execute(
+                f"""SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (document_id)
+                    WHERE c.chunk_id = ANY(%s) AND {where}""",
+                params,
+            )
+        ).fetchall()
         return {r["chunk_id"]: ChunkRecord(**r) for r in rows}
 
-    async def lexical_search(self, query: str, scope: ChunkFilter, limit: int) -> list[ChunkRecord]:
-        """Chunks ranked by full-text relevance to any of the query's terms."""
+    async def lexical_search(
+        self, conn: AsyncConnection, query: str, scope: ChunkFilter, limit: int
+    ) -> list[ChunkRecord]:
+        """Chunks ranked by how rare the query's terms they contain are.
+
+        Each stem of the query scores its BM25 inverse document frequency
+        within the searched chunks, so a chunk holding the one rare term
+        (an option's name) outranks one holding three common words; ties go to
+        ts_rank. Any term may match: a question's words rarely all appear in
+        one chunk.
+        """
         params: list[Any] = [query]
+        total_where = scope.where(params)
+        df_where = scope.where(params)
         where = scope.where(params)
         params.append(limit)
-        async with self.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    f"""WITH q AS (
-                            SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS tsq
-                            FROM unnest(to_tsvector('english', %s)))
-                        SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (document_id), q
-                        -- the query stems OR-ed: the words of a question rarely all appear in one chunk
-                        WHERE q.tsq IS NOT NULL AND c.search @@ q.tsq AND {where}
-                        ORDER BY ts_rank_cd(c.search, q.tsq, 1) DESC, c.chunk_id
-                        LIMIT %s""",
-                    params,
-                )
-            ).fetchall()
+        rows = await (
+            await conn.execute(
+                f"""WITH lexemes AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', %s))),
+                    terms AS (SELECT to_tsquery('simple', quote_literal(lexeme)) AS q FROM lexemes),
+                    any_term AS (
+                        SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q FROM lexemes),
+                    total AS (
+                        SELECT count(*)::float8 AS n FROM chunks c JOIN documents d USING (document_id)
+                        WHERE {total_where}),
+                    idf AS (
+                        SELECT t.q, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS w
+                        FROM terms t CROSS JOIN total CROSS JOIN LATERAL (
+                            SELECT count(*)::float8 AS n FROM chunks c JOIN documents d USING (document_id)
+                            WHERE c.search @@ t.q AND {df_where}) df)
+                    SELECT {_CHUNK_COLUMNS}
+                    FROM chunks c JOIN documents d USING (document_id) JOIN idf i ON c.search @@ i.q
+                    WHERE {where}
+                    GROUP BY c.chunk_id, d.document_id
+                    ORDER BY sum(i.w) DESC, ts_rank(c.search, (SELECT q FROM any_term), 1) DESC, c.chunk_id
+                    LIMIT %s""",
+                params,
+            )
+        ).fetchall()
         return [ChunkRecord(**r) for r in rows]
 
     async def live_chunk_ids(self, kb_ids: Sequence[uuid.UUID] | None = None) -> set[str]:
