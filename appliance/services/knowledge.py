@@ -88,6 +88,10 @@ class KnowledgeService:
         scope = ChunkFilter(knowledge_base_ids=[kb_id], document_ids=document_ids, sources=sources)
         return await self.retriever.search(query, scope, k, mode=mode)
 
+    async def vectors_indexed(self) -> int:
+        """Chroma's vector count (it answers only when Chroma is up)."""
+        return await self.ingestor.index.count()
+
     async def resolve(self, tenant: str, value: Any, where: str) -> list[str]:
         """Knowledge base ids a run may use, checked to be the tenant's own."""
         if value is None:

@@ -23,7 +23,7 @@ async def _postgres(runtime: NamedDependency[Runtime]) -> Check:
 
 
 async def _chroma(runtime: NamedDependency[Runtime]) -> Check:
-    count = await runtime.knowledge.ingestor.index.count()
+    count = await runtime.knowledge.vectors_indexed()
     return Check(True, f"answered; {count} vectors indexed")
 
 
