@@ -108,3 +108,17 @@ async def test_embedded_model_decides_within_its_grammar(embedded_model):
     for question in ("How many pallets are in Rotterdam?", "Who painted the Mona Lisa?"):
         reply = await embedded_model.decider(GRADE_CHOICES).ainvoke(grade_prompt(question, passage))
         assert reply.text in GRADE_CHOICES
+
+
+def test_onnx_int8_backend_is_exported_locally_and_agrees_with_torch(tmp_path):
+    from appliance.knowledge.embeddings import OnnxEmbedder, TorchEmbedder, load_embedder
+    from appliance.settings import load_settings
+
+    settings = load_settings(env={"APPLIANCE_DATA_DIR": str(tmp_path), "APPLIANCE_EMBEDDING_BACKEND": "onnx-int8"})
+    onnx = load_embedder(settings)
+    assert isinstance(onnx, OnnxEmbedder)
+    assert list((tmp_path / "models").glob("*.int8.onnx"))  # exported under the data directory
+    torch = TorchEmbedder(onnx.path)
+    texts = ["The Rotterdam warehouse stores 48000 pallets.", "Connect to the VPN with WireGuard.", "hello"]
+    for a, b in zip(onnx.embed(texts), torch.embed(texts), strict=True):
+        assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.97
