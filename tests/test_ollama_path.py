@@ -147,3 +147,20 @@ async def test_model_server_down_is_503_and_readyz_says_so(databases, chroma_url
         assert ready["checks"]["postgres"]["ok"] and ready["checks"]["chroma"]["ok"]
         assert not ready["checks"]["model"]["ok"] and "cannot be reached" in ready["checks"]["model"]["detail"]
         assert await checkpoint_count(app.runtime, tid) == 0
+
+
+async def test_decisions_ask_ollama_for_json_constrained_to_the_choices(ollama_app, fake_ollama, tmp_path):
+    from tests.support.corpus import HOURS_TXT
+    from tests.support.turns import new_kb, upload
+
+    kb_id = await new_kb(ollama_app.client)
+    assert (await upload(ollama_app.client, kb_id, "hours.txt", HOURS_TXT.encode())).status_code == 201
+    tid = await new_thread(ollama_app.client, knowledge_bases=[kb_id])
+    fake_ollama.reset()
+    values = await turn(ollama_app.client, tid, "When does the cafeteria serve lunch?")
+    formats = [r["body"].get("format") for r in fake_ollama.chat_requests()]
+    enums = [f["properties"]["choice"]["enum"] for f in formats if f]
+    assert enums[0] == ["search", "chat"]  # plan
+    assert ["yes", "no"] in enums  # grade
+    assert formats[-1] is None  # the answer itself is free text
+    assert values["citations"][0]["source"] == "hours.txt"

@@ -141,9 +141,14 @@ class FakeOllama:
                 if fake._take_busy():
                     self._json(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
                     return
-                words = fake.reply.split(" ")
+                reply = fake.reply
+                schema = body.get("format")
+                if isinstance(schema, dict):
+                    # Ollama constrains the output to the JSON schema: answer its first allowed choice.
+                    reply = json.dumps({"choice": schema["properties"]["choice"]["enum"][0]})
+                words = reply.split(" ")
                 if not body.get("stream", True):
-                    self._json(200, self._final(model, fake.reply))
+                    self._json(200, self._final(model, reply))
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
