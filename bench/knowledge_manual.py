@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.cli.ingest import IN_FLIGHT
 from appliance.knowledge.embeddings import Embedder
 from appliance.knowledge.ingest import embedding_text
 from appliance.runtime import open_database, open_knowledge
@@ -36,14 +37,21 @@ def peak_rss_mb() -> float:
 
 
 async def ingest_manual(knowledge, pages: list[Path]) -> tuple[str, float, int]:
+    """Every page through the pipeline, as many in flight as ``appliance ingest`` keeps."""
     kb = await knowledge.create("default", "postgresql-manual")
+    slots = asyncio.Semaphore(IN_FLIGHT)
     started = time.perf_counter()
-    chunks = 0
-    for i, page in enumerate(pages, 1):
-        ingested = await knowledge.add_document("default", kb.knowledge_base_id, page.name, page.read_bytes())
-        chunks += ingested.document.chunk_count
-        if i % 100 == 0:
-            print(f"  {i}/{len(pages)} pages, {chunks} chunks, {time.perf_counter() - started:.0f} s", flush=True)
+    done, chunks = 0, 0
+
+    async def add(page: Path) -> None:
+        nonlocal done, chunks
+        async with slots:
+            ingested = await knowledge.add_document("default", kb.knowledge_base_id, page.name, page.read_bytes())
+        done, chunks = done + 1, chunks + ingested.document.chunk_count
+        if done % 100 == 0:
+            print(f"  {done}/{len(pages)} pages, {chunks} chunks, {time.perf_counter() - started:.0f} s", flush=True)
+
+    await asyncio.gather(*(add(page) for page in pages))
     return kb.knowledge_base_id, time.perf_counter() - started, chunks
 
 

@@ -18,6 +18,10 @@ from typing import Protocol
 from appliance.cli.chat import read_key
 from appliance.settings import Settings
 
+# Two files in flight: while one is embedded, the other is parsed and written,
+# so the cores stay busy with the embedding, the one real cost.
+IN_FLIGHT = 2
+
 
 class Refused(Exception):
     """The appliance would not take a file; the message says why."""
@@ -102,18 +106,25 @@ async def run_batch(target: Target, name: str, files: list[Path], *, progress: b
     print(f"knowledge base {name!r} ({kb_id})")
     outcomes: Counter[str] = Counter()
     chunks = 0
-    with tqdm(files, unit="file", disable=not progress, file=sys.stderr) as bar:
-        for path in bar:
-            bar.set_postfix_str(path.name)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def add(path: Path, bar: tqdm) -> None:
+        nonlocal chunks
+        async with slots:
             try:
                 outcome, count = await target.add(path)
             except (Refused, OSError) as exc:
                 outcomes["refused"] += 1
                 bar.write(f"{path}: refused: {exc}", file=sys.stdout)
-                continue
-            outcomes[outcome] += 1
-            chunks += count if outcome != "unchanged" else 0
-            bar.write(f"{path}: {outcome} ({count} chunks)", file=sys.stdout)
+                return
+            finally:
+                bar.update(1)
+        outcomes[outcome] += 1
+        chunks += count if outcome != "unchanged" else 0
+        bar.write(f"{path}: {outcome} ({count} chunks)", file=sys.stdout)
+
+    with tqdm(total=len(files), unit="file", disable=not progress, file=sys.stderr) as bar:
+        await asyncio.gather(*(add(path, bar) for path in files))
     parts = ", ".join(f"{outcomes[k]} {k}" for k in ("created", "replaced", "unchanged", "refused") if outcomes[k])
     print(f"{len(files)} files: {parts or 'nothing to do'}; {chunks} chunks indexed")
     return 1 if outcomes["refused"] else 0
