@@ -110,10 +110,10 @@ class Ingestor:
             except BaseException as exc:
                 await asyncio.shield(self._abandon(document, ids, exc))
                 raise
-        # The old generation is unlisted now; removing its vectors is housekeeping.
-        await self.index.delete(
-            where={"$and": [{"document_id": str(document.document_id)}, {"generation": {"$ne": generation}}]}
-        )
+            # Older generations are unlisted now; removing their vectors is housekeeping.
+            await self.index.delete(
+                where={"$and": [{"document_id": str(document.document_id)}, {"generation": {"$lt": generation}}]}
+            )
         return Ingested(published, "replaced" if existing and existing.generation else "created")
 
     async def _abandon(self, document: DocumentRecord, ids: list[str], exc: BaseException) -> None:

@@ -84,7 +84,8 @@ class Retriever:
 
         # In a single mode the other list is empty and adds nothing.
         fused = reciprocal_rank_fusion([[i for i, _ in nearest if i in live], [c.chunk_id for c in lexical]])
-        ranked = sorted(fused, key=lambda i: (-fused[i], i))
+        # Ties go by place in the corpus, not by the random ids, so rankings repeat.
+        ranked = sorted(fused, key=lambda i: (-fused[i], chunks[i].source, chunks[i].chunk_index))
         passages = [
             Passage(chunks[i], fused[i], similarity.get(i, -1.0)) for i in ranked if similarity.get(i, -1.0) >= floor
         ]

@@ -340,7 +340,7 @@ class KnowledgeStore:
                     FROM chunks c JOIN documents d USING (document_id) JOIN idf i ON c.search @@ i.q
                     WHERE {where}
                     GROUP BY c.chunk_id, d.document_id
-                    ORDER BY sum(i.w) DESC, ts_rank(c.search, (SELECT q FROM any_term), 1) DESC, c.chunk_id
+                    ORDER BY sum(i.w) DESC, ts_rank(c.search, (SELECT q FROM any_term), 1) DESC, d.source, c.chunk_index
                     LIMIT %s""",
                 params,
             )
