@@ -180,8 +180,10 @@ def export_onnx_int8(path: Path, target: Path) -> Path:
 
 
 def onnx_file_for(settings: Settings, path: Path) -> Path:
-    """Where the exported copy lives: named for the weights it came from, so new weights mean a new export."""
-    digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:16]
+    """Where the exported copy lives: named for the weights file it came from (its size and
+    modification time, so a start never reads 90 MB), so new weights mean a new export."""
+    weights = (path / "model.safetensors").stat()
+    digest = hashlib.sha256(f"{path.resolve()}:{weights.st_size}:{weights.st_mtime_ns}".encode()).hexdigest()[:16]
     return settings.data_path / "models" / f"{path.name}-{digest}.int8.onnx"
 
 

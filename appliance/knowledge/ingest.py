@@ -143,7 +143,7 @@ class Ingestor:
             # An ingestion running in another process holds the source's lock: its vectors are not orphans.
             async with self.store.source_lock(uuid.UUID(kb_id), source, wait=False) as held:
                 if held:
-                    orphans = set(ids) - await self.store.live_chunk_ids([uuid.UUID(kb_id)])
+                    orphans = set(ids) - await self.store.live_chunk_ids(among=ids)
                     await self.index.delete(ids=sorted(orphans))
                     removed += len(orphans)
         if removed:

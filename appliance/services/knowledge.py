@@ -41,13 +41,13 @@ class KnowledgeService:
         return await self.store.list_bases(tenant)
 
     async def require(self, tenant: str, kb_id: uuid.UUID) -> KnowledgeBaseRecord:
-        record = await self.store.get_base(tenant, kb_id)
+        record = await self.store.get_base(tenant, kb_id=kb_id)
         if record is None:
             raise NotFound(f"knowledge base {kb_id} not found")
         return record
 
     async def by_name(self, tenant: str, name: str) -> KnowledgeBaseRecord | None:
-        return await self.store.base_by_name(tenant, name)
+        return await self.store.get_base(tenant, name=name)
 
     async def delete(self, tenant: str, kb_id: uuid.UUID) -> None:
         if not await self.ingestor.delete_base(tenant, kb_id):

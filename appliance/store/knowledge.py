@@ -127,21 +127,14 @@ class KnowledgeStore:
             ).fetchall()
         return [KnowledgeBaseRecord(**r) for r in rows]
 
-    async def get_base(self, tenant: str, kb_id: uuid.UUID) -> KnowledgeBaseRecord | None:
+    async def get_base(
+        self, tenant: str, *, kb_id: uuid.UUID | None = None, name: str | None = None
+    ) -> KnowledgeBaseRecord | None:
+        column, value = ("knowledge_base_id", kb_id) if kb_id else ("name", name)
         async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
-                    f"SELECT {_KB_COLUMNS} FROM knowledge_bases WHERE knowledge_base_id = %s AND tenant = %s",
-                    (kb_id, tenant),
-                )
-            ).fetchone()
-        return KnowledgeBaseRecord(**row) if row else None
-
-    async def base_by_name(self, tenant: str, name: str) -> KnowledgeBaseRecord | None:
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    f"SELECT {_KB_COLUMNS} FROM knowledge_bases WHERE name = %s AND tenant = %s", (name, tenant)
+                    f"SELECT {_KB_COLUMNS} FROM knowledge_bases WHERE {column} = %s AND tenant = %s", (value, tenant)
                 )
             ).fetchone()
         return KnowledgeBaseRecord(**row) if row else None
@@ -347,10 +340,11 @@ class KnowledgeStore:
         ).fetchall()
         return [ChunkRecord(**r) for r in rows]
 
-    async def live_chunk_ids(self, kb_ids: Sequence[uuid.UUID] | None = None) -> set[str]:
+    async def live_chunk_ids(self, among: Sequence[str] | None = None) -> set[str]:
+        """Every live chunk id, or those of ``among`` that are live."""
         sql, params = "SELECT chunk_id FROM chunks", ()
-        if kb_ids is not None:
-            sql, params = sql + " WHERE knowledge_base_id = ANY(%s)", (list(kb_ids),)
+        if among is not None:
+            sql, params = sql + " WHERE chunk_id = ANY(%s)", (list(among),)
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(sql, params)).fetchall()
         return {r["chunk_id"] for r in rows}
