@@ -7,6 +7,7 @@ open the same runtime, so they cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,23 +18,28 @@ from psycopg_pool import AsyncConnectionPool
 
 from appliance.agent.graph import build_graph, memory_policy
 from appliance.agent.memory import MemoryPolicy
+from appliance.engine.events import EventLog
+from appliance.engine.execution import RunExecutor
+from appliance.engine.webhooks import Webhooks
+from appliance.engine.worker import Worker
 from appliance.knowledge.embeddings import Embedder, load_embedder
 from appliance.knowledge.ingest import Ingestor
 from appliance.knowledge.retrieval import Retriever
 from appliance.llm.errors import ModelError
+from appliance.llm.gate import ModelGate
 from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
 from appliance.services.keys import KeyService
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
-from appliance.settings import Settings
+from appliance.settings import Settings, ipaddress_networks
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import EmbeddedPostgres, database_url, open_pool
 from appliance.store.keys import KeyStore
 from appliance.store.knowledge import KnowledgeStore
-from appliance.store.locks import ThreadLocks
 from appliance.store.migrations import migrate
+from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
 from appliance.store.vectors import ChunkIndex, open_chroma
 
@@ -53,6 +59,7 @@ class Runtime:
     threads: ThreadService
     knowledge: KnowledgeService
     runs: RunService
+    worker: Worker
     metrics: Metrics
 
 
@@ -102,6 +109,7 @@ async def open_runtime(
         checkpointer = PooledPostgresSaver(pool)
         await checkpointer.setup()
         model = model or build_language_model(settings)
+        model = dataclasses.replace(model, gate=ModelGate(settings.model_concurrency))
         try:
             log.info("model ready", extra={"detail": await model.check()})
         except ModelError as exc:
@@ -117,20 +125,61 @@ async def open_runtime(
             retrieval_k=settings.retrieval_k,
             max_retrievals=settings.rag_max_retrievals,
         )
-        thread_store, locks, metrics = ThreadStore(pool), ThreadLocks(pool), Metrics()
-        await thread_store.reset_stale_busy()
-        threads = ThreadService(thread_store, graph, checkpointer, locks)
-        yield Runtime(
-            settings=settings,
-            pool=pool,
-            embedded_postgres=embedded,
-            checkpointer=checkpointer,
-            model=model,
-            policy=policy,
-            graph=graph,
-            keys=KeyService(KeyStore(pool)),
-            threads=threads,
-            knowledge=knowledge,
-            runs=RunService(graph, checkpointer, threads, locks, policy, metrics, knowledge),
-            metrics=metrics,
-        )
+        thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
+        threads = ThreadService(thread_store, graph, checkpointer, run_store)
+        async with open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks):
+            await thread_store.reset_stale_busy()
+            yield Runtime(
+                settings=settings,
+                pool=pool,
+                embedded_postgres=embedded,
+                checkpointer=checkpointer,
+                model=model,
+                policy=policy,
+                graph=graph,
+                keys=KeyService(KeyStore(pool)),
+                threads=threads,
+                knowledge=knowledge,
+                runs=RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks),
+                worker=worker,
+                metrics=metrics,
+            )
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    graph: CompiledStateGraph,
+    checkpointer: PooledPostgresSaver,
+    store: RunStore,
+    metrics: Metrics,
+) -> AsyncIterator[tuple[Worker, Webhooks]]:
+    """The run engine: the event log, webhooks, and this process's worker."""
+    events = EventLog(store)
+    webhooks = Webhooks(
+        ipaddress_networks(settings.webhook_allowed_networks),
+        attempts=settings.webhook_attempts,
+        backoff_s=settings.webhook_backoff_s,
+    )
+    executor = RunExecutor(
+        graph, checkpointer, store, events, webhooks, metrics, max_attempts=settings.run_max_attempts
+    )
+    worker = Worker(
+        store,
+        events,
+        pool.conninfo,
+        executor,
+        slots=settings.worker_slots,
+        heartbeat_s=settings.worker_heartbeat_s,
+        dead_after_s=settings.worker_dead_after_s,
+        event_retention_s=settings.run_event_retention_s,
+    )
+    events.start()
+    await worker.start()
+    try:
+        yield worker, webhooks
+    finally:
+        await worker.stop()
+        await events.stop()
+        await webhooks.close()

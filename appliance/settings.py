@@ -8,6 +8,7 @@ what it expects.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -33,6 +34,10 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(gt=0)]
 Fraction = Annotated[float, Meta(gt=0, le=1)]
 CHROMA_COLLECTION_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$"
+
+
+def ipaddress_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
 
 
 class SettingsError(ValueError):
@@ -88,6 +93,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     relevance_floor: Annotated[float, Meta(ge=-1, le=1)] = 0.25
     rag_max_retrievals: Annotated[int, Meta(ge=1, le=5)] = 2
 
+    # Runs: every process executes up to worker_slots runs at once (0: serve
+    # the API only, and leave runs to `appliance worker` processes). A worker
+    # whose heartbeat is older than worker_dead_after_s is taken for dead and
+    # its runs are retried, at most run_max_attempts times in all.
+    worker_slots: Annotated[int, Meta(ge=0)] = 16
+    worker_heartbeat_s: Seconds = 5.0
+    worker_dead_after_s: Seconds = 30.0
+    run_max_attempts: PositiveInt = 3
+    run_event_retention_s: Seconds = 3600.0
+    stream_heartbeat_s: Seconds = 15.0
+    # Where webhooks may go: a comma-separated list of networks.
+    webhook_allowed_networks: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    webhook_attempts: PositiveInt = 4
+    webhook_backoff_s: Seconds = 1.0
+
     # HTTP.
     max_body_bytes: PositiveInt = 1_048_576
     admin_key_file: str | None = None
@@ -102,6 +122,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 f"chunk_overlap_words ({self.chunk_overlap_words}) must be smaller than "
                 f"chunk_words ({self.chunk_words})"
             )
+        try:
+            ipaddress_networks(self.webhook_allowed_networks)
+        except ValueError as exc:
+            raise SettingsError(f"webhook_allowed_networks: {exc}; give networks like 10.0.0.0/8,fd00::/8") from None
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(
                 f"db_pool_min_size ({self.db_pool_min_size}) must not exceed db_pool_max_size ({self.db_pool_max_size})"

@@ -132,10 +132,28 @@ async def test_oversized_body_is_413(scripted_app, conversation):
             {
                 "assistant_id": "agent",
                 "input": {"messages": [{"role": "user", "content": "x"}]},
-                "multitask_strategy": "rollback",
+                "webhook": "http://8.8.8.8/hook",
             },
-            ["multitask_strategy"],
+            ["8.8.8.8", "APPLIANCE_WEBHOOK_ALLOWED_NETWORKS"],
         ),
+        (
+            {
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": "x"}]},
+                "interrupt_before": ["nowhere"],
+            },
+            ["interrupt_before", "nowhere", "respond"],
+        ),
+        (
+            {
+                "assistant_id": "agent",
+                "input": {"messages": [{"role": "user", "content": "x"}]},
+                "command": {"resume": "yes"},
+            },
+            ["either"],
+        ),
+        ({"assistant_id": "agent", "command": {"goto": "nowhere"}}, ["command.goto"]),
+        ({"assistant_id": "agent", "command": {"jump": 1}}, ["resume"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "word " * 5000}]}}, ["tokens"]),
     ],
 )

@@ -26,7 +26,8 @@ def memory_of(state: AgentState) -> tuple[list, str, int]:
 
 async def call_model(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:
     try:
-        return await runnable.ainvoke(prompt)
+        async with model.gate.slot():
+            return await runnable.ainvoke(prompt)
     except Exception as exc:
         error = classify(exc, where=model.where, model=model.name)
         if error is None:

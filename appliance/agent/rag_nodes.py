@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.constants import TAG_NOSTREAM
+from langgraph.types import interrupt
 
 from appliance.agent.citations import cite, passage_dict
 from appliance.agent.memory import MemoryPolicy, build_prompt
@@ -67,14 +68,33 @@ def make_plan(model: LanguageModel, retriever: Retriever | None) -> Callable[...
     return plan
 
 
+def reviewed_query(query: str, question: str) -> str:
+    """With ``review_queries`` set, a person approves the query before the
+    search: the run pauses here, and a resume of ``true`` (or an empty value)
+    keeps the query, a string (or ``{"query": ...}``) replaces it."""
+    answer = interrupt({"review": "search_query", "query": query, "question": question})
+    if isinstance(answer, dict):
+        answer = answer.get("query")
+    if isinstance(answer, str) and answer.strip():
+        return clean_query(answer, fallback=query)
+    return query
+
+
 def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
     async def retrieve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         query = state["query"]
+        if (config.get("configurable") or {}).get("review_queries"):
+            query = reviewed_query(query, state["question"])
         progress("retrieve", query=query)
         found = await retriever.search(query, ChunkFilter(knowledge_base_ids=knowledge_bases(config)), k)
         passages = [passage_dict(p) for p in found]
         trace = {"query": query, "found": len(passages), "relevant": 0}
-        return {"passages": passages, "relevant": [], "retrievals": [*state.get("retrievals", []), trace]}
+        return {
+            "query": query,
+            "passages": passages,
+            "relevant": [],
+            "retrievals": [*state.get("retrievals", []), trace],
+        }
 
     return retrieve
 

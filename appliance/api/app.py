@@ -18,11 +18,12 @@ from litestar.static_files import create_static_files_router
 from appliance import __version__
 from appliance.api.auth import ApiKeyMiddleware
 from appliance.api.context import RequestContextMiddleware
+from appliance.api.controllers.assistants import AssistantController
 from appliance.api.controllers.health import HealthController, MetricsController
 from appliance.api.controllers.home import HomeController
 from appliance.api.controllers.keys import KeyController
 from appliance.api.controllers.knowledge import KnowledgeBaseController
-from appliance.api.controllers.runs import RunController
+from appliance.api.controllers.runs import RunController, StatelessRunController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -103,7 +104,9 @@ def create_app(
             HealthController,
             MetricsController,
             ThreadController,
+            AssistantController,
             RunController,
+            StatelessRunController,
             KeyController,
             # Uploads may be larger than other requests.
             Router("/", route_handlers=[KnowledgeBaseController], request_max_body_size=upload_limit(settings)),

@@ -87,40 +87,66 @@ class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
     configurable: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-# Agent Server fields this version does not act on yet: a request that sets
-# one gets a 422 naming it, rather than having it silently ignored.
-UNSUPPORTED_RUN_FIELDS = (
-    "checkpoint",
-    "command",
-    "webhook",
-    "interrupt_before",
-    "interrupt_after",
-    "after_seconds",
-    "feedback_keys",
-)
-
-
 class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     assistant_id: str
     input: Any = None
+    command: dict[str, Any] | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
     config: RunConfig = msgspec.field(default_factory=RunConfig)
     context: dict[str, Any] | None = None
     stream_mode: str | list[str] = "values"
-    stream_subgraphs: bool = False
-    stream_resumable: bool = False
+    stream_subgraphs: bool = False  # the agent has no subgraphs
+    stream_resumable: bool = False  # every run's stream is kept, resumable or not
     on_disconnect: Literal["cancel", "continue"] = "cancel"
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
+    on_completion: Literal["delete", "keep"] = "delete"
+    # Runs always checkpoint every step, durably: these change nothing.
     checkpoint_during: bool | None = None
     durability: Literal["sync", "async", "exit"] | None = None
-    checkpoint: dict[str, Any] | None = None
-    command: dict[str, Any] | None = None
-    webhook: str | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+    webhook: Annotated[str, Meta(max_length=2000)] | None = None
     interrupt_before: str | list[str] | None = None
     interrupt_after: str | list[str] | None = None
-    after_seconds: int | None = None
+    after_seconds: Annotated[float, Meta(ge=0, le=86_400)] | None = None
     feedback_keys: list[str] | None = None
+    strict_resume: bool | None = None
+    langsmith_tracer: dict[str, Any] | None = None
+
+
+class Run(msgspec.Struct):
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    assistant_id: str
+    created_at: datetime
+    updated_at: datetime
+    status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
+    metadata: Metadata
+    kwargs: dict[str, Any]
+    multitask_strategy: str
+
+
+class ThreadStateUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    values: dict[str, Any] | list[Any] | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+    as_node: str | None = None
+
+
+class ThreadStateUpdated(msgspec.Struct):
+    checkpoint: dict[str, Any]
+
+
+class AssistantSearch(msgspec.Struct, forbid_unknown_fields=True):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: Metadata | None = None
+    limit: Limit = 10
+    offset: Annotated[int, Meta(ge=0)] = 0
+    sort_by: str | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None
 
 
 # Knowledge bases ----------------------------------------------------------

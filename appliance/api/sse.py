@@ -1,14 +1,18 @@
-"""Server-Sent Events framing, as LangGraph's Agent Server sends them."""
+"""Server-Sent Events, framed as LangGraph's Agent Server sends them: every
+run event carries an ``id:`` a client can resume from (Last-Event-ID), and a
+comment line keeps quiet connections open."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
+from litestar.response import Stream
 
-from appliance.services.jsonable import jsonable
-from appliance.services.runs import ActiveRun
+from appliance.engine.events import Event
 
 _encode = msgspec.json.Encoder().encode
 
@@ -19,13 +23,64 @@ def frame(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _encode(data) + b"\n\n"
 
 
-HEARTBEAT_SECONDS = 15.0
+def event_frame(item: Event) -> bytes:
+    return b"id: " + item.id.encode() + b"\nevent: " + item.event.encode() + b"\ndata: " + item.data + b"\n\n"
 
 
-async def run_events(run: ActiveRun) -> AsyncIterator[bytes]:
-    yield frame("metadata", {"run_id": str(run.run_id), "attempt": 1})
-    async for mode, chunk in run.events(heartbeat=HEARTBEAT_SECONDS):
-        if mode == "heartbeat":
-            yield HEARTBEAT
-        else:
-            yield frame(mode, jsonable(chunk))
+async def sse(
+    events: AsyncIterator[Event],
+    *,
+    heartbeat_s: float,
+    first: bytes = b"",
+    on_early_close: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """Frame ``events``; a heartbeat after ``heartbeat_s`` quiet seconds. If
+    the client leaves before the events end, ``on_early_close`` runs."""
+    if first:
+        yield first
+    finished = False
+    upcoming: asyncio.Future[Event] | None = None
+    try:
+        while True:
+            if upcoming is None:
+                upcoming = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({upcoming}, timeout=heartbeat_s)
+            if not done:
+                yield HEARTBEAT
+                continue
+            try:
+                item = upcoming.result()
+            except StopAsyncIteration:
+                finished = True
+                return
+            upcoming = None
+            yield event_frame(item)
+    finally:
+        if upcoming is not None and not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(BaseException):
+                await upcoming
+        with contextlib.suppress(BaseException):
+            await events.aclose()  # type: ignore[attr-defined]
+        if not finished and on_early_close is not None:
+            await asyncio.shield(on_early_close())
+
+
+def run_location(thread_id: object, run_id: object) -> str:
+    return f"/threads/{thread_id}/runs/{run_id}"
+
+
+def event_stream(body: AsyncIterator[bytes], thread_id: object, run_id: object) -> Stream:
+    """The response of a run's stream, with the headers the SDK reads: where
+    the run is (Content-Location) and where to reconnect (Location)."""
+    run_url = run_location(thread_id, run_id)
+    return Stream(
+        body,
+        media_type="text/event-stream",
+        headers={
+            "Content-Location": run_url,
+            "Location": f"{run_url}/stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        },
+    )

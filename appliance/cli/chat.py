@@ -88,17 +88,19 @@ class LocalBackend:
         return len((await self.runtime.threads.values(uuid.UUID(self.thread_id))).get("messages", []))
 
     async def send(self, text: str) -> AsyncIterator[str]:
+        from appliance.engine.events import START
         from appliance.services.runs import RunSpec
 
         spec = RunSpec(
             assistant_id="agent", input=message(text)["input"], stream_mode=["messages-tuple"], if_not_exists="create"
         )
-        run = await self.runtime.runs.start("default", uuid.UUID(self.thread_id), spec)
-        async for mode, chunk in run.events():
-            if mode == "messages":
-                yield chunk[0].text
-            elif mode == "error":
-                raise RuntimeError(chunk["message"])
+        run = await self.runtime.runs.create("default", uuid.UUID(self.thread_id), spec)
+        async for event in self.runtime.runs.follow(run, START):
+            data = json.loads(event.data)
+            if event.event == "messages":
+                yield data[0]["content"]
+            elif event.event == "error":
+                raise RuntimeError(data["message"])
 
 
 async def converse(backend: Backend) -> int:

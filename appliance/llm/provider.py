@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from appliance.llm.choices import choice_grammar, choice_schema
+from appliance.llm.gate import ModelGate
 from appliance.manifest import load_manifest
 from appliance.settings import Settings
 
@@ -22,7 +23,9 @@ class LanguageModel:
     summary, and ``rewriter`` rewrites search queries, each with a smaller
     output limit; ``decider(choices)`` is a model constrained to answer with
     one of ``choices``; ``count_tokens`` measures prompts for the context
-    budget; ``check`` raises a ModelError when the model cannot serve.
+    budget; ``check`` raises a ModelError when the model cannot serve;
+    ``gate`` bounds how many calls run at once (the runtime sets it from
+    ``model_concurrency``).
     """
 
     name: str
@@ -33,6 +36,7 @@ class LanguageModel:
     decider: Callable[[Sequence[str]], BaseChatModel]
     count_tokens: Callable[[str], int]
     check: Callable[[], Awaitable[str]]
+    gate: ModelGate = field(default_factory=lambda: ModelGate(1))
 
 
 # A decision is one word (or a one-key JSON object); a rewritten query one line.

@@ -6,13 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langgraph.types import StateSnapshot
+from langgraph.types import Interrupt, StateSnapshot
 from pydantic import BaseModel
 
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, BaseMessage):
         return value.model_dump(mode="json")
+    if isinstance(value, Interrupt):
+        return {"value": jsonable(value.value), "id": value.id}
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):
@@ -59,4 +61,19 @@ def thread_state(snapshot: StateSnapshot) -> dict[str, Any]:
         "created_at": snapshot.created_at,
         "parent_checkpoint": checkpoint_ref(snapshot.parent_config),
         "interrupts": jsonable([{"value": i.value, "id": i.id} for i in snapshot.interrupts]),
+    }
+
+
+def run_json(run: Any) -> dict[str, Any]:
+    """A RunRecord as the Agent Server's Run."""
+    return {
+        "run_id": str(run.run_id),
+        "thread_id": str(run.thread_id),
+        "assistant_id": run.assistant_id,
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+        "status": run.status,
+        "metadata": run.metadata,
+        "kwargs": run.kwargs,
+        "multitask_strategy": run.multitask_strategy,
     }

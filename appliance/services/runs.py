@@ -1,20 +1,15 @@
-"""Runs: one turn of the agent on a thread.
+"""Runs as a tenant sees them: create (on a thread or stateless), follow,
+join, wait, cancel, list and delete.
 
-A run is validated and its thread locked before the caller gets an answer (so
-``reject`` can say 409 and bad input 422 up front). The graph then runs in its
-own task, which passes stream events to the caller through a queue; if the
-run fails or is cancelled, every checkpoint it wrote is removed, so a thread
-never keeps half a turn.
+A run is checked and queued before the caller gets an answer (so ``reject``
+can say 409 and bad input 422 up front); a worker, in this process or
+another, executes it (appliance/engine).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,16 +18,16 @@ from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
+from appliance.engine.events import Event, EventLog, Position
+from appliance.engine.webhooks import Webhooks
+from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
-from appliance.observability import Metrics
+from appliance.services.assistants import resolve_assistant
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.jsonable import jsonable
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.threads import ThreadService, thread_config
-from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
-
-log = logging.getLogger(__name__)
+from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing
 
 # Agent Server stream modes this appliance serves, and LangGraph's name for each.
 STREAM_MODES = {
@@ -44,10 +39,10 @@ STREAM_MODES = {
     "checkpoints": "checkpoints",
     "debug": "debug",
 }
-MULTITASK_STRATEGIES = ("reject", "enqueue")
+# Sent whatever the stream modes: the run's own news.
+ALWAYS_SENT = {"metadata", "error", "queue"}
 CLIENT_ROLES = {"user", "human", "assistant", "ai"}
-
-_DONE = object()
+RESERVED_CONFIG = ("thread_id", "checkpoint_id", "checkpoint_ns")
 
 
 @dataclass
@@ -56,6 +51,7 @@ class RunSpec:
 
     assistant_id: str
     input: Any = None
+    command: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     configurable: dict[str, Any] = field(default_factory=dict)
     recursion_limit: int | None = None
@@ -63,189 +59,121 @@ class RunSpec:
     multitask_strategy: str = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] = "cancel"
-
-
-class ActiveRun:
-    """A run holding its thread's lock, driven by its own task."""
-
-    def __init__(
-        self,
-        service: RunService,
-        thread_id: uuid.UUID,
-        graph_input: dict[str, Any],
-        config: dict[str, Any],
-        modes: list[str],
-        on_disconnect: str,
-        locks: AsyncExitStack,
-    ) -> None:
-        self.service = service
-        self.thread_id = thread_id
-        self.run_id = config["run_id"]
-        self.graph_input = graph_input
-        self.config = config
-        self.modes = modes
-        self.on_disconnect = on_disconnect
-        self.locks = locks
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.failure: BaseException | None = None
-        self.task = asyncio.create_task(self._drive(), name=f"run-{self.run_id}")
-
-    async def _drive(self) -> None:
-        service, started, outcome = self.service, time.perf_counter(), "error"
-        try:
-            async for mode, chunk in service.graph.astream(self.graph_input, self.config, stream_mode=self.modes):
-                self.queue.put_nowait((mode, chunk))
-            self.queue.put_nowait(_DONE)
-            outcome = "success"
-        except BaseException as exc:
-            removed = await asyncio.shield(service.checkpointer.adelete_run(str(self.thread_id), str(self.run_id)))
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            outcome = "cancelled" if cancelled else "error"
-            self.failure = exc
-            log.warning(
-                "run %s",
-                "cancelled" if cancelled else "failed",
-                extra={
-                    "run_id": str(self.run_id),
-                    "thread_id": str(self.thread_id),
-                    "error": repr(exc),
-                    "checkpoints_removed": removed,
-                },
-            )
-            self.queue.put_nowait(exc)
-            if cancelled:
-                raise
-        finally:
-            service.metrics.observe_run(outcome, time.perf_counter() - started)
-            await asyncio.shield(self.locks.aclose())
-
-    async def events(self, heartbeat: float | None = None) -> AsyncIterator[tuple[str, Any]]:
-        """(mode, chunk) pairs as the graph produces them; a failure arrives as
-        ("error", {...}), and ("heartbeat", None) after ``heartbeat`` quiet
-        seconds. Leaving early cancels the run unless on_disconnect is "continue"."""
-        finished = False
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), heartbeat)
-                except TimeoutError:
-                    yield "heartbeat", None
-                    continue
-                if item is _DONE:
-                    finished = True
-                    return
-                if isinstance(item, BaseException):
-                    finished = True
-                    yield "error", error_payload(item)
-                    return
-                yield item
-        finally:
-            if not finished and self.on_disconnect == "cancel":
-                self.task.cancel()
-            elif finished:
-                # Answer only once the thread is released (status idle, lock free).
-                await asyncio.wait([self.task])
-
-    async def wait(self) -> dict[str, Any]:
-        """Run to the end and return the thread's final state values."""
-        final: Any = {}
-        async for mode, chunk in self.events():
-            if mode == "values":
-                final = chunk
-        if self.failure is not None:
-            raise self.failure
-        return jsonable(final)
-
-
-def error_payload(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, ApplianceError):
-        return {"error": exc.code, "message": exc.message}
-    if isinstance(exc, asyncio.CancelledError):
-        return {"error": "cancelled", "message": "the run was cancelled"}
-    return {"error": "internal_error", "message": "the run failed; see the appliance's log"}
+    interrupt_before: list[str] | None = None
+    interrupt_after: list[str] | None = None
+    checkpoint_id: str | None = None
+    webhook: str | None = None
+    after_seconds: float = 0
+    on_completion: Literal["delete", "keep"] = "delete"
 
 
 class RunService:
     def __init__(
         self,
         graph: CompiledStateGraph,
-        checkpointer: PooledPostgresSaver,
+        store: RunStore,
+        events: EventLog,
+        worker: Worker,
         thread_service: ThreadService,
-        locks: ThreadLocks,
         policy: MemoryPolicy,
-        metrics: Metrics,
         knowledge: KnowledgeService,
+        webhooks: Webhooks,
     ) -> None:
-        self.knowledge = knowledge
         self.graph = graph
-        self.checkpointer = checkpointer
+        self.store = store
+        self.events = events
+        self.worker = worker
         self.thread_service = thread_service
-        self.locks = locks
         self.policy = policy
-        self.metrics = metrics
+        self.knowledge = knowledge
+        self.webhooks = webhooks
 
-    async def wait(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> dict[str, Any]:
-        """Run to the end; the answer is the thread's final state values. A
-        caller that stops waiting does not cancel the turn."""
-        run = await self.start(tenant, thread_id, spec, modes=["values"], on_disconnect="continue")
-        return await run.wait()
+    # Creating ------------------------------------------------------------------
 
-    async def start(
-        self,
-        tenant: str,
-        thread_id: uuid.UUID,
-        spec: RunSpec,
-        *,
-        modes: list[str] | None = None,
-        on_disconnect: str | None = None,
-    ) -> ActiveRun:
-        """Validate, lock the thread, and start the run. ``modes`` and
-        ``on_disconnect`` replace the spec's (after it is validated)."""
-        if spec.assistant_id != GRAPH_ID:
-            raise NotFound(f"assistant {spec.assistant_id!r} not found; this appliance serves {GRAPH_ID!r}")
-        requested = stream_modes(spec.stream_mode)  # validated even when replaced
-        modes = modes or requested
-        if spec.multitask_strategy not in MULTITASK_STRATEGIES:
-            raise Invalid(
-                f"multitask_strategy {spec.multitask_strategy!r} is not available; "
-                f"use one of {', '.join(MULTITASK_STRATEGIES)}"
-            )
-        graph_input = self.validate_input(spec.input)
-
+    async def create(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> RunRecord:
+        """Check the run and queue it on the thread, by its multitask strategy."""
+        kwargs = await self._kwargs(spec)
         if spec.if_not_exists == "create":
             await self.thread_service.create(tenant, thread_id, {}, "do_nothing")
-        knowledge_bases = await self._knowledge_bases(tenant, thread_id, spec)
-
-        stack = AsyncExitStack()
+        if spec.checkpoint_id:
+            await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
+        kwargs["config"]["configurable"]["knowledge_bases"] = await self._knowledge_bases(tenant, thread_id, spec)
+        new = NewRun(
+            run_id=uuid.uuid4(),
+            thread_id=thread_id,
+            tenant=tenant,
+            assistant_id=GRAPH_ID,
+            kwargs=kwargs,
+            metadata=spec.metadata,
+            multitask_strategy=spec.multitask_strategy,
+            delay_s=spec.after_seconds,
+        )
         try:
-            await stack.enter_async_context(
-                self.locks.hold(thread_id, tenant, wait=spec.multitask_strategy == "enqueue")
-            )
+            created = await self.store.create(new)
         except ThreadBusy:
-            await stack.aclose()
             raise Conflict(
-                f"thread {thread_id} has a run in progress; multitask_strategy 'reject' refused this one"
+                f"thread {thread_id} has a run pending or in progress; multitask_strategy 'reject' refused this one"
             ) from None
         except ThreadMissing:
-            await stack.aclose()
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
+        return created.run
+
+    async def create_stateless(self, tenant: str, spec: RunSpec) -> RunRecord:
+        """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
+        await self._kwargs(spec)  # refuse bad input before making the thread
+        thread = await self.thread_service.create(tenant, None, {"stateless": True}, "raise")
+        spec.if_not_exists = "reject"
+        try:
+            return await self.create(tenant, thread.thread_id, spec)
         except BaseException:
-            await stack.aclose()
+            await self.thread_service.store.delete(tenant, thread.thread_id)
             raise
 
-        run_id = uuid.uuid4()
-        config = thread_config(thread_id)
-        config["configurable"] |= {
-            k: v for k, v in spec.configurable.items() if k not in ("thread_id", "checkpoint_id", "checkpoint_ns")
+    async def discard_stateless(self, run: RunRecord) -> None:
+        await self.worker.wait_ended(run.run_id)
+        await self.thread_service.checkpointer.adelete_thread(str(run.thread_id))
+        await self.thread_service.store.delete(run.tenant, run.thread_id)
+
+    async def _kwargs(self, spec: RunSpec) -> dict[str, Any]:
+        resolve_assistant(spec.assistant_id)
+        if spec.input is not None and spec.command is not None:
+            raise Invalid("send either input (a new message) or command (to resume a paused run), not both")
+        nodes = set(self.graph.nodes) - {"__start__"}
+        for name, value in (("interrupt_before", spec.interrupt_before), ("interrupt_after", spec.interrupt_after)):
+            unknown = sorted(set(value or ()) - nodes - {"*"})
+            if unknown:
+                raise Invalid(
+                    f"{name} names nodes the agent does not have: {', '.join(unknown)}; "
+                    f"its nodes are {', '.join(sorted(nodes))}"
+                )
+        if spec.command is not None:
+            self._check_command(spec.command, nodes)
+        if spec.webhook:
+            await self.webhooks.check(spec.webhook)
+        return {
+            "input": self.validate_input(spec.input) if spec.input is not None else None,
+            "command": spec.command,
+            "config": {
+                "configurable": {k: v for k, v in spec.configurable.items() if k not in RESERVED_CONFIG},
+                "recursion_limit": spec.recursion_limit,
+            },
+            "stream_mode": stream_modes(spec.stream_mode),
+            "interrupt_before": spec.interrupt_before,
+            "interrupt_after": spec.interrupt_after,
+            "checkpoint_id": spec.checkpoint_id,
+            "webhook": spec.webhook,
         }
-        config["configurable"]["knowledge_bases"] = knowledge_bases
-        config |= {
-            "run_id": run_id,
-            "metadata": {**spec.metadata, "run_id": str(run_id), "assistant_id": GRAPH_ID, "tenant": tenant},
-        }
-        if spec.recursion_limit:
-            config["recursion_limit"] = spec.recursion_limit
-        return ActiveRun(self, thread_id, graph_input, config, modes, on_disconnect or spec.on_disconnect, stack)
+
+    def _check_command(self, command: dict[str, Any], nodes: set[str]) -> None:
+        unknown = set(command) - {"resume", "update", "goto"}
+        if unknown or not command:
+            raise Invalid('command takes resume, update and goto; for example {"resume": "yes"}')
+        goto = command.get("goto")
+        targets = [goto] if isinstance(goto, str) else list(goto or [])
+        if any(not isinstance(t, str) or t not in nodes for t in targets):
+            raise Invalid(f"command.goto must name nodes of the agent: {', '.join(sorted(nodes))}")
+        if command.get("update") is not None and not isinstance(command["update"], dict):
+            raise Invalid("command.update must be an object of state keys")
 
     async def _knowledge_bases(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> list[str]:
         """The run's own choice (config.configurable.knowledge_bases), else the thread's metadata.knowledge_bases."""
@@ -288,7 +216,75 @@ class RunService:
             messages = convert_to_messages(raw)
         except (ValueError, NotImplementedError) as exc:
             raise Invalid(f"input.messages cannot be read: {exc}") from None
-        return {"messages": messages}
+        # Kept as JSON in the queue; the worker converts them again.
+        return {"messages": [jsonable(m) for m in messages]}
+
+    # Following and waiting -----------------------------------------------------
+
+    async def follow(
+        self, run: RunRecord, after: Position | None, modes: list[str] | None = None
+    ) -> AsyncIterator[Event]:
+        """The run's stream events after ``after`` (None: from now), only of ``modes`` when given."""
+        wanted = set(stream_modes(modes)) | ALWAYS_SENT if modes else None
+        async for event in self.events.follow(run.run_id, after):
+            if wanted is None or event.event in wanted:
+                yield event
+
+    async def join(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any]:
+        """Wait for the run to end; the thread's values then (with ``__interrupt__``
+        when it paused for a human). A run that failed raises its error."""
+        await self.require(tenant, thread_id, run_id)
+        await self.worker.wait_ended(run_id)
+        run = await self.store.get(tenant, thread_id, run_id)
+        if run is not None and run.status == "error" and run.error:
+            raise run_error(run.error)
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        values = jsonable(snapshot.values)
+        if snapshot.interrupts:
+            values["__interrupt__"] = jsonable(list(snapshot.interrupts))
+        return values
+
+    # Reading and cancelling ----------------------------------------------------
+
+    async def require(self, tenant: str, thread_id: uuid.UUID | None, run_id: uuid.UUID) -> RunRecord:
+        run = await self.store.get(tenant, thread_id, run_id)
+        if run is None:
+            where = f" on thread {thread_id}" if thread_id else ""
+            raise NotFound(f"run {run_id} not found{where}")
+        return run
+
+    async def list(
+        self, tenant: str, thread_id: uuid.UUID, *, limit: int, offset: int, status: str | None
+    ) -> list[RunRecord]:
+        await self.thread_service.require(tenant, thread_id)
+        return await self.store.list(tenant, thread_id, limit=limit, offset=offset, status=status)
+
+    async def cancel(
+        self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, action: CancelAction, *, wait: bool = False
+    ) -> None:
+        before = await self.store.cancel(tenant, thread_id, run_id, action)
+        if before is None:
+            raise NotFound(f"run {run_id} not found on thread {thread_id}")
+        if before not in ("pending", "running"):
+            raise Conflict(f"run {run_id} has already ended ({before}); there is nothing to cancel")
+        if wait:
+            await self.worker.wait_ended(run_id)
+
+    async def delete(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID) -> None:
+        status = await self.store.delete(tenant, thread_id, run_id)
+        if status is None:
+            raise NotFound(f"run {run_id} not found on thread {thread_id}")
+        if status in ("pending", "running"):
+            raise Conflict(f"run {run_id} is {status}; cancel it first")
+
+
+def run_error(payload: dict[str, Any]) -> ApplianceError:
+    """A failed run's stored error, as the error its caller gets."""
+    error = ApplianceError(payload.get("message", "the run failed"))
+    error.status = payload.get("status", 500)
+    error.code = payload.get("error", "internal_error")
+    error.retry_after = payload.get("retry_after")
+    return error
 
 
 def stream_modes(requested: list[str]) -> list[str]:

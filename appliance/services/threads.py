@@ -7,10 +7,10 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from appliance.services.errors import Conflict, NotFound
-from appliance.services.jsonable import thread_state
+from appliance.services.errors import Conflict, Invalid, NotFound
+from appliance.services.jsonable import checkpoint_ref, thread_state
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.locks import ThreadBusy, ThreadLocks, ThreadMissing
+from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore
 
 
@@ -27,12 +27,12 @@ class ThreadService:
         store: ThreadStore,
         graph: CompiledStateGraph,
         checkpointer: PooledPostgresSaver,
-        locks: ThreadLocks,
+        runs: RunStore,
     ) -> None:
         self.store = store
         self.graph = graph
         self.checkpointer = checkpointer
-        self.locks = locks
+        self.runs = runs
 
     async def require(self, tenant: str, thread_id: uuid.UUID) -> ThreadRecord:
         record = await self.store.get(tenant, thread_id)
@@ -62,14 +62,11 @@ class ThreadService:
         return record
 
     async def delete(self, tenant: str, thread_id: uuid.UUID) -> None:
-        try:
-            async with self.locks.hold(thread_id, tenant, wait=False):
-                await self.checkpointer.adelete_thread(str(thread_id))
-                await self.store.delete(tenant, thread_id)
-        except ThreadMissing:
-            raise NotFound(f"thread {thread_id} not found") from None
-        except ThreadBusy:
-            raise Conflict(f"thread {thread_id} has a run in progress; try again when it ends") from None
+        await self.require(tenant, thread_id)
+        if await self.runs.inflight(thread_id):
+            raise Conflict(f"thread {thread_id} has a run pending or in progress; cancel it or try when it ends")
+        if await self.store.delete(tenant, thread_id):
+            await self.checkpointer.adelete_thread(str(thread_id))
 
     async def search(self, tenant: str, query: ThreadQuery) -> list[ThreadRecord]:
         return await self.store.search(tenant, query)
@@ -100,3 +97,36 @@ class ThreadService:
                 filter=metadata or None,
             )
         ]
+
+    async def update_state(
+        self,
+        tenant: str,
+        thread_id: uuid.UUID,
+        values: dict[str, Any] | list[Any] | None,
+        as_node: str | None,
+        checkpoint_id: str | None,
+    ) -> dict[str, Any]:
+        """Write values into the thread's state (a new checkpoint), as ``as_node``
+        would have; from ``checkpoint_id`` when given, which forks the thread."""
+        await self.require(tenant, thread_id)
+        nodes = set(self.graph.nodes) - {"__start__"}
+        if as_node is not None and as_node not in nodes:
+            raise Invalid(f"as_node {as_node!r} is not a node of the agent; its nodes are {', '.join(sorted(nodes))}")
+        if values is not None and not isinstance(values, dict):
+            raise Invalid('values must be an object of state keys, such as {"messages": [...]}')
+        unknown = set(values or {}) - set(self.graph.get_output_jsonschema().get("properties", {}))
+        if unknown:
+            raise Invalid(f"values has keys the agent's state does not: {', '.join(sorted(unknown))}")
+        if await self.runs.inflight(thread_id):
+            raise Conflict(f"thread {thread_id} has a run pending or in progress; change its state when it ends")
+        if checkpoint_id:
+            await self.state(tenant, thread_id, checkpoint_id)
+        config = await self.graph.aupdate_state(thread_config(thread_id, checkpoint_id), values, as_node=as_node)
+        return checkpoint_ref(config) or {}
+
+    async def copy(self, tenant: str, thread_id: uuid.UUID) -> ThreadRecord:
+        """A new thread with the same metadata and every checkpoint of this one."""
+        source = await self.require(tenant, thread_id)
+        copy = await self.store.create(tenant, uuid.uuid4(), source.metadata, if_exists="raise")
+        await self.checkpointer.acopy_thread(str(thread_id), str(copy.thread_id))
+        return copy

@@ -36,6 +36,36 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
 
+    async def ahas_run(self, thread_id: str, run_id: str) -> bool:
+        """Whether a run has written any checkpoint (a retried run goes on from there)."""
+        async with self.conn.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT 1 FROM checkpoints WHERE thread_id = %s AND metadata->>'run_id' = %s LIMIT 1",
+                    (thread_id, run_id),
+                )
+            ).fetchone()
+        return row is not None
+
+    async def acopy_thread(self, source: str, target: str) -> None:
+        """Every checkpoint, blob and pending write of one thread, under another id."""
+        async with self.conn.connection() as conn, conn.transaction():
+            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+                rows = await (
+                    await conn.execute(
+                        """SELECT column_name FROM information_schema.columns
+                           WHERE table_schema = current_schema() AND table_name = %s AND column_name <> 'thread_id'
+                           ORDER BY ordinal_position""",
+                        (table,),
+                    )
+                ).fetchall()
+                columns = ", ".join(f'"{r["column_name"]}"' for r in rows)
+                await conn.execute(
+                    f"INSERT INTO {table} (thread_id, {columns}) "
+                    f"SELECT %s, {columns} FROM {table} WHERE thread_id = %s",
+                    (target, source),
+                )
+
     async def adelete_run(self, thread_id: str, run_id: str) -> int:
         """Remove every checkpoint a run wrote (a failed turn leaves nothing
         half-written behind). Returns how many checkpoints were removed."""

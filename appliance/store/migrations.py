@@ -95,6 +95,64 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX chunks_search_idx ON chunks USING gin (search);
         """,
     ),
+    (
+        "durable runs, their stream events, and the workers that run them",
+        """
+        -- A worker is a process that executes runs. It holds a session advisory
+        -- lock on worker_lock_key(worker_id) while alive, so a crashed worker is
+        -- seen at once (PostgreSQL drops the lock with the connection); the
+        -- heartbeat catches one that hangs.
+        CREATE TABLE workers (
+            worker_id    uuid PRIMARY KEY,
+            host         text NOT NULL,
+            pid          integer NOT NULL,
+            started_at   timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE FUNCTION worker_lock_key(uuid) RETURNS bigint
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT hashtextextended($1::text, 8191) $$;
+
+        -- seq orders runs strictly first in, first out on a thread.
+        CREATE TABLE runs (
+            run_id       uuid PRIMARY KEY,
+            seq          bigserial UNIQUE,
+            thread_id    uuid NOT NULL REFERENCES threads ON DELETE CASCADE,
+            tenant       text NOT NULL,
+            assistant_id text NOT NULL,
+            status       text NOT NULL CHECK (status IN
+                         ('pending', 'running', 'success', 'error', 'timeout', 'interrupted')),
+            kwargs       jsonb NOT NULL,
+            metadata     jsonb NOT NULL DEFAULT '{}'::jsonb,
+            multitask_strategy text NOT NULL,
+            attempt      integer NOT NULL DEFAULT 0,
+            worker_id    uuid,
+            available_at timestamptz NOT NULL DEFAULT now(),
+            cancel_action text CHECK (cancel_action IN ('interrupt', 'rollback')),
+            error        jsonb,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            ended_at     timestamptz
+        );
+        CREATE INDEX runs_thread_idx ON runs (thread_id, seq);
+        CREATE INDEX runs_pending_idx ON runs (seq) WHERE status = 'pending';
+        CREATE INDEX runs_worker_idx ON runs (worker_id) WHERE status = 'running';
+        -- At most one run executes per thread, whatever the number of processes.
+        CREATE UNIQUE INDEX runs_one_running_per_thread ON runs (thread_id) WHERE status = 'running';
+
+        -- A run's stream, kept for replay (Last-Event-ID) and for clients
+        -- that join from another process. attempt restarts the count when a
+        -- run is retried, so ids stay unique and ordered.
+        CREATE TABLE run_events (
+            run_id   uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+            attempt  integer NOT NULL,
+            seq      integer NOT NULL,
+            event    text NOT NULL,
+            data     bytea NOT NULL,
+            PRIMARY KEY (run_id, attempt, seq)
+        );
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

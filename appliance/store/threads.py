@@ -114,14 +114,13 @@ class ThreadStore:
         return [_record(r) for r in rows]
 
     async def reset_stale_busy(self) -> int:
-        """Threads marked busy whose run lock no process holds (their process
-        died) go back to idle."""
+        """Threads marked busy with no run pending or running (a process died
+        between the two writes) go back to idle."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """UPDATE threads SET status = 'idle'
                    WHERE status = 'busy' AND NOT EXISTS (
-                       SELECT 1 FROM pg_locks l
-                       WHERE l.locktype = 'advisory' AND l.granted
-                         AND ((l.classid::bigint << 32) | l.objid::bigint) = thread_lock_key(threads.thread_id))"""
+                       SELECT 1 FROM runs r
+                       WHERE r.thread_id = threads.thread_id AND r.status IN ('pending', 'running'))"""
             )
             return cur.rowcount

@@ -31,6 +31,7 @@ class FakeOllama:
         self.behaviour = "ok"
         self.busy_for = 0
         self.slow_seconds = 5.0
+        self.word_delay = 0.0  # seconds before each streamed word, in every behaviour
         self.reply = "Paris is the capital of France."
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -155,6 +156,7 @@ class FakeOllama:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for i, word in enumerate(words):
+                    time.sleep(fake.word_delay)
                     if fake.behaviour == "slow":
                         time.sleep(fake.slow_seconds)
                     if fake.behaviour == "error_midstream" and i == 2:

@@ -1,59 +1,113 @@
-"""Runs on a thread: wait for the final state, or stream it as it happens."""
+"""Runs on a thread: background, streamed or awaited; list, get, join,
+follow, cancel and delete. Stateless runs (a thread made for the run) too."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from appliance.api.schemas import UNSUPPORTED_RUN_FIELDS, RunCreate
-from appliance.api.sse import run_events
+from appliance.api.schemas import Run, RunCreate
+from appliance.api.sse import event_stream, frame, run_location, sse
+from appliance.engine.events import START, parse_event_id
 from appliance.runtime import Runtime
 from appliance.services.errors import Invalid
+from appliance.services.jsonable import run_json
 from appliance.services.runs import RunSpec
+from appliance.store.runs import RunRecord
 
 
-def to_spec(data: JSONBody[RunCreate]) -> RunSpec:
-    for name in UNSUPPORTED_RUN_FIELDS:
-        if getattr(data, name) is not None:
-            raise Invalid(f"{name} is not supported by this version of the appliance; leave it out")
+def as_list(value: str | list[str] | None) -> list[str] | None:
+    return [value] if isinstance(value, str) else value
+
+
+def to_spec(data: RunCreate) -> RunSpec:
     if data.context:
         raise Invalid("context is not used by this appliance's agent; pass settings in config.configurable")
-    if data.stream_resumable:
-        raise Invalid("stream_resumable is not supported by this version of the appliance; leave it out")
-    modes = [data.stream_mode] if isinstance(data.stream_mode, str) else list(data.stream_mode)
+    if data.feedback_keys:
+        raise Invalid("feedback_keys needs LangSmith, which an offline appliance does not use; leave it out")
+    if data.langsmith_tracer:
+        raise Invalid("langsmith_tracer: an offline appliance sends no traces anywhere; leave it out")
+    if data.checkpoint_id and data.checkpoint and data.checkpoint.checkpoint_id != data.checkpoint_id:
+        raise Invalid("checkpoint and checkpoint_id name different checkpoints; send one")
     return RunSpec(
         assistant_id=data.assistant_id,
         input=data.input,
+        command=data.command,
         metadata=data.metadata,
         configurable=data.config.configurable,
         recursion_limit=data.config.recursion_limit,
-        stream_mode=modes,
+        stream_mode=as_list(data.stream_mode) or ["values"],
         multitask_strategy=data.multitask_strategy,
         if_not_exists=data.if_not_exists,
         on_disconnect=data.on_disconnect,
+        interrupt_before=as_list(data.interrupt_before),
+        interrupt_after=as_list(data.interrupt_after),
+        checkpoint_id=data.checkpoint_id or (data.checkpoint.checkpoint_id if data.checkpoint else None),
+        webhook=data.webhook,
+        after_seconds=data.after_seconds or 0,
+        on_completion=data.on_completion,
     )
+
+
+def to_run(record: RunRecord) -> Run:
+    return Run(**run_json(record))
+
+
+def located(content: Any, run: RunRecord, *, then: str = "") -> Response:
+    url = run_location(run.thread_id, run.run_id)
+    headers = {"Content-Location": url}
+    if then:
+        headers["Location"] = f"{url}/{then}"
+    return Response(content, headers=headers)
+
+
+async def stream_new_run(runtime: Runtime, run: RunRecord, spec: RunSpec, *, stateless: bool = False) -> Stream:
+    """The stream of a run just created: metadata first, then every event."""
+    runs = runtime.runs
+
+    async def dropped() -> None:
+        # The caller left: undo the turn (no half turn stays), unless asked to go on.
+        if spec.on_disconnect == "cancel":
+            await runs.store.cancel(run.tenant, run.thread_id, run.run_id, "rollback")
+
+    async def body() -> Any:
+        try:
+            async for chunk in sse(
+                runs.follow(run, START),
+                heartbeat_s=runtime.settings.stream_heartbeat_s,
+                first=frame("metadata", {"run_id": str(run.run_id), "thread_id": str(run.thread_id), "attempt": 1}),
+                on_early_close=dropped,
+            ):
+                yield chunk
+        finally:
+            if stateless and spec.on_completion == "delete":
+                await asyncio.shield(runs.discard_stateless(run))
+
+    return event_stream(body(), run.thread_id, run.run_id)
 
 
 class RunController(Controller):
     path = "/threads/{thread_id:uuid}/runs"
     tags = ["runs"]
 
-    @post("/wait", status_code=200, summary="Run the agent and wait for the thread's final state")
-    async def wait(
+    @post("/", status_code=200, summary="Start a run in the background")
+    async def create(
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
-    ) -> dict[str, Any]:
-        return await runtime.runs.wait(tenant, thread_id, to_spec(data))
+    ) -> Response[Run]:
+        run = await runtime.runs.create(tenant, thread_id, to_spec(data))
+        return located(to_run(run), run, then="stream")
 
-    @post("/stream", status_code=200, summary="Run the agent and stream its output (Server-Sent Events)")
+    @post("/stream", status_code=200, summary="Start a run and stream its events (Server-Sent Events)")
     async def stream(
         self,
         runtime: NamedDependency[Runtime],
@@ -61,13 +115,130 @@ class RunController(Controller):
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
     ) -> Stream:
-        run = await runtime.runs.start(tenant, thread_id, to_spec(data))
-        return Stream(
-            run_events(run),
-            media_type="text/event-stream",
-            headers={
-                "Content-Location": f"/threads/{thread_id}/runs/{run.run_id}",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            },
+        spec = to_spec(data)
+        run = await runtime.runs.create(tenant, thread_id, spec)
+        return await stream_new_run(runtime, run, spec)
+
+    @post("/wait", status_code=200, summary="Start a run and wait for the thread's final state")
+    async def wait(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[RunCreate],
+    ) -> Response[dict[str, Any]]:
+        # The turn goes on if the caller stops waiting; it can join the run later.
+        run = await runtime.runs.create(tenant, thread_id, to_spec(data))
+        return located(await runtime.runs.join(tenant, thread_id, run.run_id), run, then="join")
+
+    @get("/", summary="The thread's runs, newest first")
+    async def list_runs(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        status: FromQuery[Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None] = None,
+    ) -> list[Run]:
+        records = await runtime.runs.list(tenant, thread_id, limit=limit, offset=offset, status=status)
+        return [to_run(r) for r in records]
+
+    @get("/{run_id:uuid}", summary="A run")
+    async def read(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        run_id: FromPath[uuid.UUID],
+    ) -> Run:
+        return to_run(await runtime.runs.require(tenant, thread_id, run_id))
+
+    @delete("/{run_id:uuid}", summary="Delete a run that has ended")
+    async def remove(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        run_id: FromPath[uuid.UUID],
+    ) -> None:
+        await runtime.runs.delete(tenant, thread_id, run_id)
+
+    @get("/{run_id:uuid}/join", summary="Wait for a run to end; the thread's state then")
+    async def join(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        run_id: FromPath[uuid.UUID],
+        cancel_on_disconnect: FromQuery[bool] = False,
+    ) -> dict[str, Any]:
+        if cancel_on_disconnect:
+            raise Invalid("cancel_on_disconnect is not supported when joining; cancel the run explicitly")
+        return await runtime.runs.join(tenant, thread_id, run_id)
+
+    @get("/{run_id:uuid}/stream", summary="Follow a run's stream; Last-Event-ID replays what was missed")
+    async def follow(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        run_id: FromPath[uuid.UUID],
+        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+        stream_mode: FromQuery[list[str] | None] = None,
+        cancel_on_disconnect: FromQuery[bool] = False,
+    ) -> Stream:
+        run = await runtime.runs.require(tenant, thread_id, run_id)
+        after = parse_event_id(last_event_id)
+
+        async def cancel() -> None:
+            await runtime.runs.store.cancel(tenant, thread_id, run_id, "interrupt")
+
+        body = sse(
+            runtime.runs.follow(run, after, stream_mode),
+            heartbeat_s=runtime.settings.stream_heartbeat_s,
+            on_early_close=cancel if cancel_on_disconnect else None,
         )
+        return event_stream(body, thread_id, run_id)
+
+    @post(
+        "/{run_id:uuid}/cancel", status_code=202, summary="Cancel a run (interrupt keeps its work, rollback erases it)"
+    )
+    async def cancel(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        run_id: FromPath[uuid.UUID],
+        wait: FromQuery[bool] = False,
+        action: FromQuery[Literal["interrupt", "rollback"]] = "interrupt",
+    ) -> None:
+        await runtime.runs.cancel(tenant, thread_id, run_id, action, wait=wait)
+
+
+class StatelessRunController(Controller):
+    """Runs without a thread of the caller's: each gets a thread of its own,
+    deleted when it ends unless on_completion is 'keep'."""
+
+    path = "/runs"
+    tags = ["runs"]
+
+    @post("/stream", status_code=200, summary="Run once, on a new thread, and stream its events")
+    async def stream(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[RunCreate]
+    ) -> Stream:
+        spec = to_spec(data)
+        run = await runtime.runs.create_stateless(tenant, spec)
+        return await stream_new_run(runtime, run, spec, stateless=True)
+
+    @post("/wait", status_code=200, summary="Run once, on a new thread, and wait for its final state")
+    async def wait(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[RunCreate]
+    ) -> dict[str, Any]:
+        spec = to_spec(data)
+        run = await runtime.runs.create_stateless(tenant, spec)
+        try:
+            return await runtime.runs.join(tenant, run.thread_id, run.run_id)
+        finally:
+            if spec.on_completion == "delete":
+                await asyncio.shield(runtime.runs.discard_stateless(run))

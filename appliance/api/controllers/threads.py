@@ -9,7 +9,16 @@ from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from appliance.api.schemas import HistoryQuery, Thread, ThreadCreate, ThreadPatch, ThreadSearch, ThreadState
+from appliance.api.schemas import (
+    HistoryQuery,
+    Thread,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+    ThreadState,
+    ThreadStateUpdate,
+    ThreadStateUpdated,
+)
 from appliance.runtime import Runtime
 from appliance.services.errors import Invalid
 from appliance.store.threads import ThreadQuery, ThreadRecord
@@ -108,6 +117,25 @@ class ThreadController(Controller):
         checkpoint_id: FromPath[str],
     ) -> ThreadState:
         return ThreadState(**await runtime.threads.state(tenant, thread_id, checkpoint_id))
+
+    @post("/{thread_id:uuid}/state", status_code=200, summary="Change the thread's state, as if a node had")
+    async def update_state(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[ThreadStateUpdate],
+    ) -> ThreadStateUpdated:
+        checkpoint_id = data.checkpoint_id or (data.checkpoint.checkpoint_id if data.checkpoint else None)
+        checkpoint = await runtime.threads.update_state(tenant, thread_id, data.values, data.as_node, checkpoint_id)
+        return ThreadStateUpdated(checkpoint=checkpoint)
+
+    @post("/{thread_id:uuid}/copy", status_code=200, summary="Copy a thread with its whole history")
+    async def copy(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]
+    ) -> Thread:
+        record = await runtime.threads.copy(tenant, thread_id)
+        return to_thread(record, await runtime.threads.values(record.thread_id))
 
     @get("/{thread_id:uuid}/history", summary="The thread's past states, newest first")
     async def history(

@@ -1,0 +1,177 @@
+"""One attempt of one run: drive the graph, publish its stream, record the end.
+
+How an attempt ends decides what the thread keeps:
+- success: the thread keeps the turn (``interrupted`` when the graph paused
+  for a human, ``idle`` otherwise);
+- an error: every checkpoint the run wrote is removed, so no half turn stays;
+- cancelled with ``interrupt``: the checkpoints stay, and the next run goes on
+  from them; with ``rollback``: the checkpoints and the run itself are erased;
+- the worker stopping (or dying): the run goes back to the queue, and the next
+  attempt resumes from the run's last checkpoint, so the turn's answer is
+  written once however often it is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from langchain_core.messages import convert_to_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from appliance.engine.events import EventLog, LiveRun
+from appliance.engine.webhooks import Webhooks
+from appliance.engine.worker import Worker
+from appliance.errors import ApplianceError
+from appliance.llm.gate import queue_reporter
+from appliance.observability import Metrics
+from appliance.services.jsonable import jsonable, run_json
+from appliance.services.threads import thread_config
+from appliance.store.checkpointer import PooledPostgresSaver
+from appliance.store.runs import RunRecord, RunStore
+
+log = logging.getLogger(__name__)
+
+
+class RunAbandoned(ApplianceError):
+    status = 500
+    code = "run_abandoned"
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, ApplianceError):
+        payload: dict[str, Any] = {"error": exc.code, "message": exc.message, "status": exc.status}
+        if exc.retry_after:
+            payload["retry_after"] = exc.retry_after
+        return payload
+    return {"error": "internal_error", "message": "the run failed; see the appliance's log", "status": 500}
+
+
+def graph_input(kwargs: dict[str, Any]) -> Any:
+    """The run's input as the graph takes it: messages, or a Command."""
+    command = kwargs.get("command")
+    if command:
+        return Command(resume=command.get("resume"), update=command.get("update"), goto=command.get("goto") or ())
+    value = kwargs.get("input")
+    if value is None:
+        return None
+    return {"messages": convert_to_messages(value["messages"])}
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        graph: CompiledStateGraph,
+        checkpointer: PooledPostgresSaver,
+        store: RunStore,
+        events: EventLog,
+        webhooks: Webhooks,
+        metrics: Metrics,
+        *,
+        max_attempts: int,
+    ) -> None:
+        self.graph = graph
+        self.checkpointer = checkpointer
+        self.store = store
+        self.events = events
+        self.webhooks = webhooks
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+
+    async def __call__(self, run: RunRecord, worker: Worker) -> None:
+        live = self.events.open(run.run_id, run.attempt)
+        token = queue_reporter.set(
+            lambda position, waiting: self.events.publish(live, "queue", {"position": position, "waiting": waiting})
+        )
+        started, outcome = time.perf_counter(), "error"
+        try:
+            outcome = await self._attempt(run, worker, live)
+        finally:
+            queue_reporter.reset(token)
+            self.events.close(live, final=outcome != "requeued")
+            self.metrics.observe_run(outcome, time.perf_counter() - started)
+        if outcome != "requeued" and run.kwargs.get("webhook"):
+            self.webhooks.send(run.kwargs["webhook"], await self._final_run(run))
+
+    async def _attempt(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
+        thread_id, run_id = str(run.thread_id), str(run.run_id)
+        try:
+            if run.cancel_action or run.run_id in worker.cancelled:
+                raise asyncio.CancelledError
+            if run.attempt > self.max_attempts:
+                raise RunAbandoned(f"the process running this run stopped {run.attempt - 1} times; giving up")
+            value = graph_input(run.kwargs)
+            if run.attempt > 1:
+                self.events.publish(live, "metadata", {"run_id": run_id, "attempt": run.attempt})
+                if await self.checkpointer.ahas_run(thread_id, run_id):
+                    value = None  # go on from the run's last checkpoint
+            config = self._config(run)
+            async for mode, chunk in self.graph.astream(
+                value,
+                config,
+                stream_mode=run.kwargs["stream_mode"],
+                interrupt_before=run.kwargs.get("interrupt_before"),
+                interrupt_after=run.kwargs.get("interrupt_after"),
+                durability="sync",
+            ):
+                self.events.publish(live, mode, jsonable(chunk))
+            state = await self.graph.aget_state(thread_config(run.thread_id))
+            paused = bool(state.next or state.interrupts)
+            await self.events.flush()
+            await self.store.finish(run, worker.worker_id, "success", "interrupted" if paused else "idle")
+            return "success"
+        except asyncio.CancelledError:
+            return await asyncio.shield(self._stopped(run, worker, live))
+        except Exception as exc:
+            payload = error_payload(exc)
+            if payload["error"] == "internal_error":
+                log.exception("run %s failed", run_id, extra={"thread_id": thread_id})
+            else:
+                log.warning("run %s failed: %s", run_id, payload["message"], extra={"thread_id": thread_id})
+            await asyncio.shield(self.checkpointer.adelete_run(thread_id, run_id))
+            self.events.publish(live, "error", payload)
+            await self.events.flush()
+            await self.store.finish(run, worker.worker_id, "error", "idle", error=payload)
+            return "error"
+
+    async def _stopped(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
+        action = await self.store.cancel_action(run.run_id)
+        if action is None:
+            return "requeued"  # the worker is stopping; the sweeper hands the run back
+        thread_id, run_id = str(run.thread_id), str(run.run_id)
+        if action == "rollback":
+            await self.checkpointer.adelete_run(thread_id, run_id)
+            self.events.publish(live, "error", {"error": "rolled_back", "message": "the run was cancelled and undone"})
+            await self.store.erase(run, worker.worker_id)
+            return "cancelled"
+        self.events.publish(live, "error", {"error": "interrupted", "message": "the run was interrupted"})
+        await self.events.flush()
+        await self.store.finish(run, worker.worker_id, "interrupted", "idle")
+        return "cancelled"
+
+    def _config(self, run: RunRecord) -> dict[str, Any]:
+        kwargs = run.kwargs
+        config = thread_config(run.thread_id, kwargs.get("checkpoint_id"))
+        config["configurable"] |= kwargs["config"].get("configurable", {})
+        config |= {
+            "run_id": run.run_id,
+            "metadata": {
+                **run.metadata,
+                "run_id": str(run.run_id),
+                "assistant_id": run.assistant_id,
+                "tenant": run.tenant,
+            },
+        }
+        if kwargs["config"].get("recursion_limit"):
+            config["recursion_limit"] = kwargs["config"]["recursion_limit"]
+        return config
+
+    async def _final_run(self, run: RunRecord) -> dict[str, Any]:
+        record = await self.store.get(run.tenant, run.thread_id, run.run_id)
+        body = run_json(record or run)
+        if record is None:
+            body["status"] = "interrupted"  # rolled back: the row is gone
+        return body

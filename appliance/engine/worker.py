@@ -1,0 +1,188 @@
+"""A worker: takes runs from the PostgreSQL queue and executes them.
+
+Every server process runs one; ``appliance worker`` runs one alone, on any host
+that reaches the database. A worker holds one connection of its own: it
+LISTENs there (new runs, cancellations, ends) and holds its liveness lock
+there, so when the process dies PostgreSQL frees the lock and the sweeper of
+any other worker hands its runs back to the queue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+from psycopg import AsyncConnection
+
+from appliance.engine.events import EventLog
+from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, RunRecord, RunStore
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[[RunRecord, "Worker"], Awaitable[None]]
+
+
+class Worker:
+    def __init__(
+        self,
+        store: RunStore,
+        events: EventLog,
+        database_url: str,
+        execute: Execute,
+        *,
+        slots: int,
+        heartbeat_s: float,
+        dead_after_s: float,
+        event_retention_s: float,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.database_url = database_url
+        self.execute = execute
+        self.slots = slots
+        self.heartbeat_s = heartbeat_s
+        self.dead_after_s = dead_after_s
+        self.event_retention_s = event_retention_s
+        self.worker_id = uuid.uuid4()
+        self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Cancellations heard for runs not (yet) started here; checked at start.
+        self.cancelled: set[uuid.UUID] = set()
+        self._wake = asyncio.Event()
+        self._ended: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn: AsyncConnection | None = None
+
+    async def start(self) -> None:
+        self._conn = await AsyncConnection.connect(self.database_url, autocommit=True)
+        await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
+        for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
+            await self._conn.execute(f"LISTEN {channel}")
+        await self.store.sweep(self.dead_after_s)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="worker-listen"),
+            asyncio.create_task(self._claim_loop(), name="worker-claim"),
+            asyncio.create_task(self._keep_alive(), name="worker-heartbeat"),
+        ]
+        log.info("worker started", extra={"worker_id": str(self.worker_id), "slots": self.slots})
+
+    async def stop(self) -> None:
+        """Stop taking runs; runs still executing go back to the queue."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await self.store.unregister_worker(self.worker_id)
+        if self._conn is not None:
+            await self._conn.close()
+        # Runs cut off here are pending again; another worker may take them now.
+        await self.store.sweep(self.dead_after_s)
+
+    # Waiting for a run to end (any process) ------------------------------------
+
+    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> None:
+        """Return when the run is no longer pending or running."""
+        while True:
+            status = await self.store.status(run_id)
+            if status not in ("pending", "running"):
+                return
+            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ended.setdefault(run_id, []).append(ended)
+            try:
+                await asyncio.wait_for(ended, poll_s)
+            except TimeoutError:
+                pass
+            finally:
+                waiters = self._ended.get(run_id)
+                if waiters and ended in waiters:
+                    waiters.remove(ended)
+                    if not waiters:
+                        del self._ended[run_id]
+
+    # Loops ---------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        assert self._conn is not None
+        try:
+            async for note in self._conn.notifies():
+                if note.channel == QUEUE_CHANNEL:
+                    self._wake.set()
+                elif note.channel == CANCEL_CHANNEL:
+                    self._cancel_local(uuid.UUID(note.payload))
+                elif note.channel == DONE_CHANNEL:
+                    run_id = uuid.UUID(note.payload)
+                    for ended in self._ended.pop(run_id, []):
+                        if not ended.done():
+                            ended.set_result(None)
+                    self.events.touch(run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Without this connection the lock is gone and our runs may be handed
+            # to another worker: stop them here so none runs twice.
+            log.error("worker lost its database connection: %r; its runs go back to the queue", exc)
+            for task in list(self.running.values()):
+                task.cancel()
+
+    def _cancel_local(self, run_id: uuid.UUID) -> None:
+        task = self.running.get(run_id)
+        if task is not None:
+            task.cancel()
+        else:
+            self.cancelled.add(run_id)
+            if len(self.cancelled) > 10_000:
+                self.cancelled.clear()
+
+    async def _claim_loop(self) -> None:
+        while True:
+            free = self.slots - len(self.running)
+            claimed: list[RunRecord] = []
+            if free > 0:
+                try:
+                    claimed = await self.store.claim(self.worker_id, min(free, 500))
+                except Exception as exc:
+                    log.error("could not take runs from the queue: %r", exc)
+                    await asyncio.sleep(1)
+            for run in claimed:
+                self.running[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+            if claimed and len(claimed) == free:
+                continue  # there may be more waiting
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.heartbeat_s)
+            except TimeoutError:
+                pass
+
+    async def _run(self, run: RunRecord) -> None:
+        try:
+            await self.execute(run, self)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("run %s failed outside the agent", run.run_id)
+        finally:
+            self.running.pop(run.run_id, None)
+            self.cancelled.discard(run.run_id)
+            self._wake.set()
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                if not await self.store.heartbeat(self.worker_id):
+                    log.error("this worker was declared dead; its runs go back to the queue")
+                    for task in list(self.running.values()):
+                        task.cancel()
+                    await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
+                if await self.store.sweep(self.dead_after_s):
+                    self._wake.set()
+                await self.store.forget_events(self.event_retention_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("worker upkeep failed: %r", exc)

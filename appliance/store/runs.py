@@ -1,0 +1,426 @@
+"""Runs as rows in PostgreSQL: the queue, the workers that take from it, and
+the events each run streams.
+
+Every decision that must hold across processes is made by one statement or
+one transaction here: a thread's runs are created under a lock on its row (so
+``reject`` and ``interrupt`` see every run before them), runs are claimed with
+``FOR UPDATE SKIP LOCKED`` and a unique index keeps one running per thread,
+and a finish only counts when the worker still owns the attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+CancelAction = Literal["interrupt", "rollback"]
+INFLIGHT = ("pending", "running")
+
+# Channels of LISTEN/NOTIFY: a run is waiting, a run must stop, a run ended.
+QUEUE_CHANNEL = "appliance_run_queue"
+CANCEL_CHANNEL = "appliance_run_cancel"
+DONE_CHANNEL = "appliance_run_done"
+
+_COLUMNS = (
+    "run_id, thread_id, tenant, assistant_id, status, kwargs, metadata, multitask_strategy, "
+    "attempt, worker_id, cancel_action, error, created_at, updated_at"
+)
+_R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
+
+
+class RunRecord(msgspec.Struct, frozen=True):
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    tenant: str
+    assistant_id: str
+    status: RunStatus
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    attempt: int
+    worker_id: uuid.UUID | None
+    cancel_action: CancelAction | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def done(self) -> bool:
+        return self.status not in INFLIGHT
+
+
+class NewRun(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: uuid.UUID
+    thread_id: uuid.UUID
+    tenant: str
+    assistant_id: str
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    delay_s: float = 0
+
+
+class ThreadBusy(Exception):
+    """``reject``: the thread has a run pending or running."""
+
+
+class ThreadMissing(Exception):
+    pass
+
+
+class Created(msgspec.Struct, frozen=True):
+    run: RunRecord
+    # Running runs told to stop because of the new run's strategy.
+    stopping: list[uuid.UUID]
+
+
+class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
+    attempt: int
+    seq: int
+    event: str
+    data: bytes
+
+
+def _record(row: dict[str, Any]) -> RunRecord:
+    return RunRecord(**row)
+
+
+class RunStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    # Creating and cancelling ---------------------------------------------------
+
+    async def create(self, new: NewRun) -> Created:
+        """Queue a run on its thread, applying its multitask strategy to the
+        runs already there, in one transaction."""
+        async with self.pool.connection() as conn, conn.transaction():
+            owned = await (
+                await conn.execute(
+                    "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE",
+                    (new.thread_id, new.tenant),
+                )
+            ).fetchone()
+            if owned is None:
+                raise ThreadMissing(str(new.thread_id))
+            inflight = await (
+                await conn.execute(
+                    "SELECT run_id, status FROM runs WHERE thread_id = %s AND status IN ('pending', 'running')",
+                    (new.thread_id,),
+                )
+            ).fetchall()
+            stopping: list[uuid.UUID] = []
+            if inflight and new.multitask_strategy == "reject":
+                raise ThreadBusy(str(new.thread_id))
+            if inflight and new.multitask_strategy in ("interrupt", "rollback"):
+                action = new.multitask_strategy
+                waiting = [r["run_id"] for r in inflight if r["status"] == "pending"]
+                stopping = [r["run_id"] for r in inflight if r["status"] == "running"]
+                await self._drop_pending(conn, waiting, action)
+                if stopping:
+                    await conn.execute(
+                        "UPDATE runs SET cancel_action = %s, updated_at = now() WHERE run_id = ANY(%s)",
+                        (action, stopping),
+                    )
+                    for run_id in stopping:
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(run_id)))
+            row = await (
+                await conn.execute(
+                    f"""INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
+                                          multitask_strategy, available_at)
+                        VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, now() + %s * interval '1 second')
+                        RETURNING {_COLUMNS}""",
+                    (
+                        new.run_id,
+                        new.thread_id,
+                        new.tenant,
+                        new.assistant_id,
+                        Jsonb(new.kwargs),
+                        Jsonb(new.metadata),
+                        new.multitask_strategy,
+                        new.delay_s,
+                    ),
+                )
+            ).fetchone()
+            await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+            return Created(run=_record(row), stopping=stopping)
+
+    async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> None:
+        """Runs that never started: ``interrupt`` ends them, ``rollback`` erases them."""
+        if not run_ids:
+            return
+        if action == "rollback":
+            await conn.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
+        else:
+            await conn.execute(
+                """UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt',
+                                  updated_at = now(), ended_at = now()
+                   WHERE run_id = ANY(%s)""",
+                (list(run_ids),),
+            )
+        for run_id in run_ids:
+            await conn.execute("SELECT pg_notify(%s, %s)", (DONE_CHANNEL, str(run_id)))
+
+    async def cancel(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, action: CancelAction) -> str | None:
+        """Ask a run to stop. Returns the run's status before (None when the
+        tenant has no such run); a pending run stops here, a running one when
+        its worker hears of it."""
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    """SELECT status FROM runs
+                       WHERE run_id = %s AND thread_id = %s AND tenant = %s FOR UPDATE""",
+                    (run_id, thread_id, tenant),
+                )
+            ).fetchone()
+            if row is None:
+                return None
+            if row["status"] == "pending":
+                await self._drop_pending(conn, [run_id], action)
+            elif row["status"] == "running":
+                await conn.execute(
+                    "UPDATE runs SET cancel_action = %s, updated_at = now() WHERE run_id = %s", (action, run_id)
+                )
+                await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(run_id)))
+            return row["status"]
+
+    # Reading -------------------------------------------------------------------
+
+    async def get(self, tenant: str, thread_id: uuid.UUID | None, run_id: uuid.UUID) -> RunRecord | None:
+        where, params = "run_id = %s AND tenant = %s", [run_id, tenant]
+        if thread_id is not None:
+            where += " AND thread_id = %s"
+            params.append(thread_id)
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE {where}", params)).fetchone()
+        return _record(row) if row else None
+
+    async def cancel_action(self, run_id: uuid.UUID) -> CancelAction | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT cancel_action FROM runs WHERE run_id = %s", (run_id,))).fetchone()
+        return row["cancel_action"] if row else None
+
+    async def status(self, run_id: uuid.UUID) -> RunStatus | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))).fetchone()
+        return row["status"] if row else None
+
+    async def list(
+        self, tenant: str, thread_id: uuid.UUID, *, limit: int, offset: int, status: str | None
+    ) -> list[RunRecord]:
+        where, params = "thread_id = %s AND tenant = %s", [thread_id, tenant]
+        if status:
+            where += " AND status = %s"
+            params.append(status)
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM runs WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                    (*params, limit, offset),
+                )
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    async def delete(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
+        """Delete a finished run (and its events). Returns the status it had, or None."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    """WITH target AS (SELECT run_id, status FROM runs
+                                       WHERE run_id = %s AND thread_id = %s AND tenant = %s),
+                            gone AS (DELETE FROM runs WHERE run_id IN
+                                     (SELECT run_id FROM target WHERE status NOT IN ('pending', 'running')))
+                       SELECT status FROM target""",
+                    (run_id, thread_id, tenant),
+                )
+            ).fetchone()
+        return row["status"] if row else None
+
+    async def inflight(self, thread_id: uuid.UUID) -> int:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM runs WHERE thread_id = %s AND status IN ('pending', 'running')",
+                    (thread_id,),
+                )
+            ).fetchone()
+        return row["n"]
+
+    # Workers -------------------------------------------------------------------
+
+    async def claim(self, worker_id: uuid.UUID, limit: int) -> list[RunRecord]:
+        """Take up to ``limit`` runs that may start: each the first waiting run
+        of a thread that has none running, oldest first."""
+        try:
+            async with self.pool.connection() as conn:
+                rows = await (
+                    await conn.execute(
+                        f"""WITH heads AS (
+                                SELECT DISTINCT ON (thread_id) run_id, seq, status, available_at
+                                FROM runs WHERE status IN ('pending', 'running')
+                                ORDER BY thread_id, status = 'running' DESC, seq),
+                            candidates AS (
+                                SELECT run_id FROM heads
+                                WHERE status = 'pending' AND available_at <= now()
+                                ORDER BY seq LIMIT %(limit)s),
+                            locked AS (
+                                SELECT run_id FROM runs
+                                WHERE run_id IN (SELECT run_id FROM candidates) AND status = 'pending'
+                                FOR UPDATE SKIP LOCKED),
+                            claimed AS (
+                                UPDATE runs r SET status = 'running', worker_id = %(w)s,
+                                                  attempt = attempt + 1, updated_at = now()
+                                FROM locked WHERE r.run_id = locked.run_id
+                                RETURNING {_R_COLUMNS}, r.seq),
+                            busy AS (
+                                UPDATE threads t SET status = 'busy', updated_at = now()
+                                FROM claimed WHERE t.thread_id = claimed.thread_id)
+                            SELECT {_COLUMNS} FROM claimed ORDER BY seq""",
+                        {"w": worker_id, "limit": limit},
+                    )
+                ).fetchall()
+        except UniqueViolation:
+            # Another process claimed a run of the same thread at this instant.
+            return []
+        return [_record(r) for r in rows]
+
+    async def finish(
+        self,
+        run: RunRecord,
+        worker_id: uuid.UUID,
+        status: RunStatus,
+        thread_status: str,
+        error: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record how an attempt ended; False when this worker no longer owns it."""
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    """UPDATE runs SET status = %s, error = %s, worker_id = NULL,
+                                      updated_at = now(), ended_at = now()
+                       WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'
+                       RETURNING thread_id""",
+                    (status, Jsonb(error) if error else None, run.run_id, worker_id, run.attempt),
+                )
+            ).fetchone()
+            if row is None:
+                return False
+            await self._thread_after(conn, run, thread_status)
+            return True
+
+    async def erase(self, run: RunRecord, worker_id: uuid.UUID) -> bool:
+        """A rolled-back run: its row and events go (its checkpoints are already gone)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM runs WHERE run_id = %s AND worker_id = %s AND attempt = %s",
+                (run.run_id, worker_id, run.attempt),
+            )
+            if cur.rowcount != 1:
+                return False
+            await self._thread_after(conn, run, "idle")
+            return True
+
+    async def _thread_after(self, conn: AsyncConnection, run: RunRecord, thread_status: str) -> None:
+        """The thread's status once a run is over, unless another run already has it."""
+        await conn.execute(
+            """UPDATE threads SET status = %s, updated_at = now()
+               WHERE thread_id = %s AND NOT EXISTS (
+                   SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running')""",
+            (thread_status, run.thread_id, run.thread_id),
+        )
+        await conn.execute(
+            "SELECT pg_notify(%s, %s), pg_notify(%s, '')", (DONE_CHANNEL, str(run.run_id), QUEUE_CHANNEL)
+        )
+
+    async def register_worker(self, conn: AsyncConnection, worker_id: uuid.UUID, host: str, pid: int) -> None:
+        """On the worker's own long-lived connection: take its liveness lock, then appear."""
+        await conn.execute("SELECT pg_advisory_lock(worker_lock_key(%s))", (worker_id,))
+        await conn.execute("INSERT INTO workers (worker_id, host, pid) VALUES (%s, %s, %s)", (worker_id, host, pid))
+
+    async def heartbeat(self, worker_id: uuid.UUID) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("UPDATE workers SET heartbeat_at = now() WHERE worker_id = %s", (worker_id,))
+            return cur.rowcount == 1
+
+    async def unregister_worker(self, worker_id: uuid.UUID) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM workers WHERE worker_id = %s", (worker_id,))
+
+    async def sweep(self, dead_after_s: float) -> list[uuid.UUID]:
+        """Put the runs of workers that died (their lock is gone, or their
+        heartbeat is older than ``dead_after_s``) back in the queue; the next
+        attempt resumes from the run's last checkpoint. Returns their ids."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    """WITH dead AS (
+                            DELETE FROM workers w
+                            WHERE w.heartbeat_at < now() - %(after)s * interval '1 second'
+                               OR NOT EXISTS (
+                                   SELECT 1 FROM pg_locks l
+                                   WHERE l.locktype = 'advisory' AND l.granted
+                                     AND l.database = (SELECT oid FROM pg_database
+                                                       WHERE datname = current_database())
+                                     AND ((l.classid::bigint << 32) | l.objid::bigint)
+                                         = worker_lock_key(w.worker_id))
+                            RETURNING worker_id),
+                        orphans AS (
+                            UPDATE runs r SET status = 'pending', worker_id = NULL, updated_at = now()
+                            WHERE r.status = 'running' AND (r.worker_id IN (SELECT worker_id FROM dead)
+                                  OR NOT EXISTS (SELECT 1 FROM workers w2 WHERE w2.worker_id = r.worker_id))
+                            RETURNING r.run_id)
+                        SELECT run_id FROM orphans""",
+                    {"after": dead_after_s},
+                )
+            ).fetchall()
+            if rows:
+                await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+            return [r["run_id"] for r in rows]
+
+    async def forget_events(self, retention_s: float) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """DELETE FROM run_events e USING runs r
+                   WHERE e.run_id = r.run_id AND r.ended_at < now() - %s * interval '1 second'""",
+                (retention_s,),
+            )
+            return cur.rowcount
+
+    # Events --------------------------------------------------------------------
+
+    async def append_events(self, rows: Sequence[tuple[uuid.UUID, int, int, str, bytes]]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            async with conn.cursor().copy("COPY run_events (run_id, attempt, seq, event, data) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+
+    async def events_after(self, run_id: uuid.UUID, attempt: int, seq: int) -> list[StoredEvent]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    """SELECT attempt, seq, event, data FROM run_events
+                       WHERE run_id = %s AND (attempt, seq) > (%s, %s) ORDER BY attempt, seq""",
+                    (run_id, attempt, seq),
+                )
+            ).fetchall()
+        return [StoredEvent(r["attempt"], r["seq"], r["event"], bytes(r["data"])) for r in rows]
+
+    async def last_event(self, run_id: uuid.UUID) -> tuple[int, int]:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    """SELECT attempt, seq FROM run_events WHERE run_id = %s
+                       ORDER BY attempt DESC, seq DESC LIMIT 1""",
+                    (run_id,),
+                )
+            ).fetchone()
+        return (row["attempt"], row["seq"]) if row else (0, 0)

@@ -1,0 +1,72 @@
+"""Durable runs: the server process is killed with SIGKILL at random points of
+a background run and started again; every run finishes, and every thread
+holds its turn's answer exactly once."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+import pytest
+
+from tests.support.fake_ollama import MODEL, FakeOllama
+from tests.support.process import ServerProcess, start_server
+from tests.support.services import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+KILLS = 20
+REPLY = "Bees have six legs, two pairs of wings and five eyes in all."
+
+
+@pytest.fixture
+def slow_ollama():
+    with FakeOllama() as fake:
+        fake.reply = REPLY
+        fake.word_delay = 0.12  # an answer takes about 1.5 s
+        yield fake
+
+
+def test_runs_survive_sigkill_twenty_times_with_nothing_lost_or_doubled(databases, chroma_url, slow_ollama, tmp_path):
+    env = {
+        "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
+        "APPLIANCE_DATABASE_URL": databases.create(),
+        "APPLIANCE_CHROMA_URL": chroma_url,
+        "APPLIANCE_CHROMA_COLLECTION": "crash-test",
+        "APPLIANCE_LLM_PROVIDER": "ollama",
+        "APPLIANCE_OLLAMA_URL": slow_ollama.url,
+        "APPLIANCE_OLLAMA_MODEL": MODEL,
+        "APPLIANCE_LOG_FORMAT": "json",
+    }
+    port, log = free_port(), tmp_path / "server.log"
+    rng = random.Random(20261121)
+    server: ServerProcess = start_server(env, port, log)
+    key = (tmp_path / "data" / "admin-key").read_text().strip()
+    client = httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=120, trust_env=False)
+    runs: list[tuple[str, str, str, float]] = []
+    try:
+        for i in range(KILLS):
+            question = f"Question {i}: how many legs does a bee have?"
+            tid = client.post("/threads", json={}).json()["thread_id"]
+            created = client.post(
+                f"/threads/{tid}/runs",
+                json={"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": question}]}},
+            )
+            assert created.status_code == 200, created.text
+            kill_after = rng.uniform(0.0, 1.8)
+            time.sleep(kill_after)
+            server.kill()
+            runs.append((tid, created.json()["run_id"], question, kill_after))
+            server = start_server(env, port, log)
+
+        for tid, run_id, question, kill_after in runs:
+            joined = client.get(f"/threads/{tid}/runs/{run_id}/join")
+            assert joined.status_code == 200, (kill_after, joined.text)
+            messages = joined.json()["messages"]
+            assert [(m["type"], m["content"]) for m in messages] == [("human", question), ("ai", REPLY)], kill_after
+            run = client.get(f"/threads/{tid}/runs/{run_id}").json()
+            assert run["status"] == "success"
+            assert client.get(f"/threads/{tid}").json()["status"] == "idle"
+    finally:
+        server.stop()

@@ -1,0 +1,307 @@
+"""The runs engine, driven by LangGraph's own Python client (langgraph_sdk from
+PyPI) against the appliance over HTTP: no request here is hand-made."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from appliance.services.assistants import ASSISTANT_ID
+from tests.support.corpus import HOURS_TXT
+from tests.support.turns import new_kb, upload
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def said(text: str) -> dict:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def human_texts(state: dict) -> list[str]:
+    return [m["content"] for m in state["values"].get("messages", []) if m["type"] == "human"]
+
+
+@pytest.fixture(scope="module")
+async def sdk_app(databases, chroma_url, tmp_path_factory):
+    from tests.support.app import make_settings, serve_app
+    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+
+    chat = ScriptedChatModel(delay=0.01)
+    settings = make_settings(
+        tmp_path_factory.mktemp("sdk"), databases.create(), chroma_url, webhook_backoff_s="0.1", model_concurrency="4"
+    )
+    async with serve_app(settings, scripted_language_model(chat)) as served:
+        served.chat = chat
+        served.sdk = get_client(url=served.url, api_key=served.admin_key)
+        yield served
+
+
+@pytest.fixture
+def slow(sdk_app):
+    """The model takes 0.1 s a word while the test runs (an answer: about a second)."""
+    sdk_app.chat.delay = 0.1
+    yield sdk_app
+    sdk_app.chat.delay = 0.01
+
+
+async def until_running(client, thread_id: str, run_id: str) -> None:
+    for _ in range(200):
+        if (await client.runs.get(thread_id, run_id))["status"] == "running":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the run never started")
+
+
+async def test_sdk_finds_the_agent_and_reads_its_schemas(sdk_app):
+    client = sdk_app.sdk
+    found = await client.assistants.search(graph_id="agent")
+    assert [a["assistant_id"] for a in found] == [ASSISTANT_ID]
+    assert (await client.assistants.get(ASSISTANT_ID))["graph_id"] == "agent"
+    schemas = await client.assistants.get_schemas("agent")
+    assert "messages" in schemas["input_schema"]["properties"]
+    assert "knowledge_bases" in schemas["config_schema"]["properties"]
+    drawing = await client.assistants.get_graph("agent")
+    assert {"respond", "retrieve", "generate"} <= {n["id"] for n in drawing["nodes"]}
+
+
+async def test_sdk_streams_a_run_token_by_token(sdk_app):
+    client = sdk_app.sdk
+    thread = await client.threads.create()
+    parts = [
+        part
+        async for part in client.runs.stream(
+            thread["thread_id"], "agent", input=said("hello there"), stream_mode=["messages-tuple", "values"]
+        )
+    ]
+    assert parts[0].event == "metadata"
+    tokens = [p.data[0]["content"] for p in parts if p.event == "messages"]
+    final = [p.data for p in parts if p.event == "values"][-1]
+    assert len(tokens) >= 5 and "".join(tokens) == final["messages"][-1]["content"]
+    assert human_texts(await client.threads.get_state(thread["thread_id"])) == ["hello there"]
+
+
+async def test_background_run_is_joined_listed_and_read(sdk_app):
+    client = sdk_app.sdk
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "agent", input=said("in the background"))
+    assert run["status"] in ("pending", "running") and run["thread_id"] == thread["thread_id"]
+    values = await client.runs.join(thread["thread_id"], run["run_id"])
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+    assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "success"
+    listed = await client.runs.list(thread["thread_id"])
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+
+
+async def test_cancel_interrupt_keeps_the_work_and_rollback_erases_it(slow):
+    client = slow.sdk
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+
+    kept = await client.runs.create(tid, "agent", input=said("keep my question"))
+    await until_running(client, tid, kept["run_id"])
+    await client.runs.cancel(tid, kept["run_id"], wait=True, action="interrupt")
+    assert (await client.runs.get(tid, kept["run_id"]))["status"] == "interrupted"
+    assert human_texts(await client.threads.get_state(tid)) == ["keep my question"]
+
+    undone = await client.runs.create(tid, "agent", input=said("forget this"))
+    await until_running(client, tid, undone["run_id"])
+    await client.runs.cancel(tid, undone["run_id"], wait=True, action="rollback")
+    with pytest.raises(httpx.HTTPStatusError) as gone:
+        await client.runs.get(tid, undone["run_id"])
+    assert gone.value.response.status_code == 404
+    assert human_texts(await client.threads.get_state(tid)) == ["keep my question"]
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_reject_refuses_a_second_run_while_one_runs(slow):
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    first = await client.runs.create(tid, "agent", input=said("first"))
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.runs.create(tid, "agent", input=said("second"), multitask_strategy="reject")
+    assert refused.value.response.status_code == 409
+    await client.runs.join(tid, first["run_id"])
+    assert human_texts(await client.threads.get_state(tid)) == ["first"]
+
+
+async def test_enqueue_runs_one_after_another_in_order(sdk_app):
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    runs = [
+        await client.runs.create(tid, "agent", input=said(f"turn {i}"), multitask_strategy="enqueue") for i in range(4)
+    ]
+    for run in runs:
+        await client.runs.join(tid, run["run_id"])
+    state = await client.threads.get_state(tid)
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai"] * 4
+    assert human_texts(state) == [f"turn {i}" for i in range(4)]
+
+
+async def test_interrupt_stops_the_running_run_and_the_new_one_goes_on_from_its_checkpoints(slow):
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    first = await client.runs.create(tid, "agent", input=said("first, cut short"))
+    await until_running(client, tid, first["run_id"])
+    second = await client.runs.create(tid, "agent", input=said("second"), multitask_strategy="interrupt")
+    await client.runs.join(tid, second["run_id"])
+    assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+    assert (await client.runs.get(tid, second["run_id"]))["status"] == "success"
+    state = await client.threads.get_state(tid)
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "human", "ai"]
+    assert human_texts(state) == ["first, cut short", "second"]
+
+
+async def test_rollback_erases_the_running_run_and_its_checkpoints(slow):
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    first = await client.runs.create(tid, "agent", input=said("first, undone"))
+    await until_running(client, tid, first["run_id"])
+    second = await client.runs.create(tid, "agent", input=said("second"), multitask_strategy="rollback")
+    await client.runs.join(tid, second["run_id"])
+    assert [r["run_id"] for r in await client.runs.list(tid)] == [second["run_id"]]
+    state = await client.threads.get_state(tid)
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai"]
+    assert human_texts(state) == ["second"]
+
+
+async def test_breakpoint_pauses_before_the_answer_and_a_run_without_input_resumes(sdk_app):
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "agent", input=said("pause before you answer"), interrupt_before=["respond"])
+    paused = await client.threads.get_state(tid)
+    assert paused["next"] == ["respond"]
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    values = await client.runs.wait(tid, "agent", input=None)
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
+async def test_interrupt_in_a_node_asks_a_person_to_review_the_search_and_resume_uses_their_answer(sdk_app):
+    client, http = sdk_app.sdk, sdk_app.client
+    kb = await new_kb(http)
+    assert (await upload(http, kb, "hours.txt", HOURS_TXT.encode())).status_code == 201
+    tid = (await client.threads.create(metadata={"knowledge_bases": [kb]}))["thread_id"]
+    config = {"configurable": {"review_queries": True}}
+
+    paused = await client.runs.wait(tid, "agent", input=said("When is the office open?"), config=config)
+    [question] = paused["__interrupt__"]
+    assert question["value"]["review"] == "search_query"
+    assert question["value"]["query"] == "When is the office open?"
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+
+    values = await client.runs.wait(tid, "agent", command={"resume": "office opening hours"}, config=config)
+    assert values["retrievals"][0]["query"] == "office opening hours"
+    assert values["citations"] and values["citations"][0]["source"] == "hours.txt"
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+
+
+async def test_a_run_from_an_old_checkpoint_forks_the_thread(sdk_app):
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "agent", input=said("first"))
+    await client.runs.wait(tid, "agent", input=said("second"))
+    history = await client.threads.get_history(tid, limit=50)
+    after_first = next(s for s in history if human_texts(s) == ["first"] and not s["next"])
+    values = await client.runs.wait(
+        tid, "agent", input=said("another second"), checkpoint_id=after_first["checkpoint"]["checkpoint_id"]
+    )
+    assert [m["content"] for m in values["messages"] if m["type"] == "human"] == ["first", "another second"]
+    assert human_texts(await client.threads.get_state(tid)) == ["first", "another second"]
+    # The old branch is still in the history.
+    history = await client.threads.get_history(tid, limit=100)
+    assert any(human_texts(s) == ["first", "second"] for s in history)
+
+
+async def test_a_dropped_stream_resumes_with_last_event_id_and_every_event_arrives_once(slow):
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "agent", input=said("stream to me"), stream_mode=["messages-tuple", "values"])
+    seen: list[tuple[str, str]] = []
+    async for part in client.runs.join_stream(tid, run["run_id"], last_event_id="-1"):
+        seen.append((part.id, part.event))
+        if len(seen) == 4:
+            break  # the connection drops here
+    last = seen[-1][0]
+    async for part in client.runs.join_stream(tid, run["run_id"], last_event_id=last):
+        seen.append((part.id, part.event))
+    everything = [(p.id, p.event) async for p in client.runs.join_stream(tid, run["run_id"], last_event_id="-1")]
+    assert len(everything) > 8
+    assert seen == everything  # nothing missed, nothing twice
+    assert [e for _, e in everything].count("messages") >= 5
+
+
+async def test_stateless_run_answers_and_leaves_no_thread_behind(sdk_app):
+    client = sdk_app.sdk
+    values = await client.runs.wait(None, "agent", input=said("one-off question"))
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+    parts = [p async for p in client.runs.stream(None, "agent", input=said("one-off stream"))]
+    assert parts[0].event == "metadata" and parts[-1].event == "values"
+    assert await client.threads.search(metadata={"stateless": True}) == []
+
+
+async def test_state_update_as_a_node_and_thread_copy(sdk_app):
+    client = sdk_app.sdk
+    tid = (await client.threads.create(metadata={"team": "ops"}))["thread_id"]
+    await client.runs.wait(tid, "agent", input=said("original"))
+    update = await client.threads.update_state(
+        tid, {"messages": [{"type": "ai", "content": "a correction from a person"}]}, as_node="respond"
+    )
+    assert update["checkpoint"]["checkpoint_id"]
+    state = await client.threads.get_state(tid)
+    assert state["values"]["messages"][-1]["content"] == "a correction from a person"
+
+    copy = await client.threads.copy(tid)
+    assert copy["thread_id"] != tid and copy["metadata"] == {"team": "ops"}
+    copied = await client.threads.get_state(copy["thread_id"])
+    assert copied["values"]["messages"] == state["values"]["messages"]
+    await client.runs.wait(copy["thread_id"], "agent", input=said("only in the copy"))
+    assert "only in the copy" not in human_texts(await client.threads.get_state(tid))
+
+
+async def test_webhook_gets_the_finished_run(sdk_app):
+    received: asyncio.Queue = asyncio.Queue()
+
+    async def hook(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        received.put_nowait((head, await reader.readexactly(length)))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hook, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        client = sdk_app.sdk
+        tid = (await client.threads.create())["thread_id"]
+        run = await client.runs.create(
+            tid, "agent", input=said("tell me when done"), webhook=f"http://localhost:{port}/done"
+        )
+        head, body = await asyncio.wait_for(received.get(), 30)
+    sent = json.loads(body)
+    assert head.startswith(b"POST /done") and sent["run_id"] == run["run_id"] and sent["status"] == "success"
+
+
+async def test_a_waiting_stream_is_told_its_place_in_the_model_queue(sdk_app):
+    client = sdk_app.sdk
+    sdk_app.runtime.model.gate.slots = 1
+    sdk_app.chat.delay = 0.05
+    try:
+        first = (await client.threads.create())["thread_id"]
+        second = (await client.threads.create())["thread_id"]
+        running = await client.runs.create(first, "agent", input=said("I go first"))
+        await until_running(client, first, running["run_id"])
+        parts = [p async for p in client.runs.stream(second, "agent", input=said("I wait"), stream_mode="values")]
+    finally:
+        sdk_app.runtime.model.gate.slots = 4
+        sdk_app.chat.delay = 0.01
+    queued = [p.data for p in parts if p.event == "queue"]
+    assert queued and queued[0]["position"] == 1
+    assert parts[-1].event == "values"
