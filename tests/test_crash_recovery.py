@@ -44,7 +44,6 @@ def test_runs_survive_sigkill_twenty_times_with_nothing_lost_or_doubled(database
     server: ServerProcess = start_server(env, port, log)
     key = (tmp_path / "data" / "admin-key").read_text().strip()
     client = httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=120, trust_env=False)
-    runs: list[tuple[str, str, str, float]] = []
     try:
         for i in range(KILLS):
             question = f"Question {i}: how many legs does a bee have?"
@@ -54,19 +53,19 @@ def test_runs_survive_sigkill_twenty_times_with_nothing_lost_or_doubled(database
                 json={"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": question}]}},
             )
             assert created.status_code == 200, created.text
-            kill_after = rng.uniform(0.0, 1.8)
+            run_id = created.json()["run_id"]
+            kill_after = rng.uniform(0.0, 1.8)  # before, during or just after the answer
             time.sleep(kill_after)
             server.kill()
-            runs.append((tid, created.json()["run_id"], question, kill_after))
             server = start_server(env, port, log)
 
-        for tid, run_id, question, kill_after in runs:
             joined = client.get(f"/threads/{tid}/runs/{run_id}/join")
-            assert joined.status_code == 200, (kill_after, joined.text)
+            assert joined.status_code == 200, (i, kill_after, joined.text)
             messages = joined.json()["messages"]
             assert [(m["type"], m["content"]) for m in messages] == [("human", question), ("ai", REPLY)], kill_after
-            run = client.get(f"/threads/{tid}/runs/{run_id}").json()
-            assert run["status"] == "success"
+            assert client.get(f"/threads/{tid}/runs/{run_id}").json()["status"] == "success"
             assert client.get(f"/threads/{tid}").json()["status"] == "idle"
+            history = client.get(f"/threads/{tid}/history", params={"limit": 100}).json()
+            assert {len(h["values"].get("messages", [])) for h in history} <= {0, 1, 2}
     finally:
         server.stop()

@@ -124,15 +124,10 @@ class RunStore:
             if inflight and new.multitask_strategy in ("interrupt", "rollback"):
                 action = new.multitask_strategy
                 waiting = [r["run_id"] for r in inflight if r["status"] == "pending"]
-                stopping = [r["run_id"] for r in inflight if r["status"] == "running"]
-                await self._drop_pending(conn, waiting, action)
-                if stopping:
-                    await conn.execute(
-                        "UPDATE runs SET cancel_action = %s, updated_at = now() WHERE run_id = ANY(%s)",
-                        (action, stopping),
-                    )
-                    for run_id in stopping:
-                        await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(run_id)))
+                dropped = await self._drop_pending(conn, waiting, action)
+                # A waiting run a worker took meanwhile is stopped like a running one.
+                stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
+                await self._stop_running(conn, stopping, action)
             row = await (
                 await conn.execute(
                     f"""INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
@@ -154,27 +149,47 @@ class RunStore:
             await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
             return Created(run=_record(row), stopping=stopping)
 
-    async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> None:
-        """Runs that never started: ``interrupt`` ends them, ``rollback`` erases them."""
+    async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
+        """Runs that never started: ``interrupt`` ends them, ``rollback`` erases
+        them. Returns those dropped (a worker may have just taken one)."""
         if not run_ids:
-            return
+            return set()
         if action == "rollback":
-            await conn.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
+            cur = await conn.execute(
+                "DELETE FROM runs WHERE run_id = ANY(%s) AND status = 'pending' RETURNING run_id", (list(run_ids),)
+            )
         else:
-            await conn.execute(
+            cur = await conn.execute(
                 """UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt',
                                   updated_at = now(), ended_at = now()
-                   WHERE run_id = ANY(%s)""",
+                   WHERE run_id = ANY(%s) AND status = 'pending' RETURNING run_id""",
                 (list(run_ids),),
             )
-        for run_id in run_ids:
+        dropped = {r["run_id"] for r in await cur.fetchall()}
+        for run_id in dropped:
             await conn.execute("SELECT pg_notify(%s, %s)", (DONE_CHANNEL, str(run_id)))
+        return dropped
+
+    async def _stop_running(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> None:
+        """Tell the workers of running runs to stop them, by ``action``."""
+        if not run_ids:
+            return
+        cur = await conn.execute(
+            """UPDATE runs SET cancel_action = %s, updated_at = now()
+               WHERE run_id = ANY(%s) AND status = 'running' RETURNING run_id""",
+            (action, list(run_ids)),
+        )
+        for row in await cur.fetchall():
+            await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(row["run_id"])))
 
     async def cancel(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, action: CancelAction) -> str | None:
         """Ask a run to stop. Returns the run's status before (None when the
         tenant has no such run); a pending run stops here, a running one when
         its worker hears of it."""
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE", (thread_id, tenant)
+            )
             row = await (
                 await conn.execute(
                     """SELECT status FROM runs
@@ -184,13 +199,10 @@ class RunStore:
             ).fetchone()
             if row is None:
                 return None
-            if row["status"] == "pending":
-                await self._drop_pending(conn, [run_id], action)
-            elif row["status"] == "running":
-                await conn.execute(
-                    "UPDATE runs SET cancel_action = %s, updated_at = now() WHERE run_id = %s", (action, run_id)
-                )
-                await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(run_id)))
+            if row["status"] == "pending" and not await self._drop_pending(conn, [run_id], action):
+                row["status"] = "running"  # taken by a worker just now
+            if row["status"] == "running":
+                await self._stop_running(conn, [run_id], action)
             return row["status"]
 
     # Reading -------------------------------------------------------------------
@@ -280,14 +292,19 @@ class RunStore:
                                 UPDATE runs r SET status = 'running', worker_id = %(w)s,
                                                   attempt = attempt + 1, updated_at = now()
                                 FROM locked WHERE r.run_id = locked.run_id
-                                RETURNING {_R_COLUMNS}, r.seq),
-                            busy AS (
-                                UPDATE threads t SET status = 'busy', updated_at = now()
-                                FROM claimed WHERE t.thread_id = claimed.thread_id)
+                                RETURNING {_R_COLUMNS}, r.seq)
                             SELECT {_COLUMNS} FROM claimed ORDER BY seq""",
                         {"w": worker_id, "limit": limit},
                     )
                 ).fetchall()
+                # Committed apart: a transaction that locks a run and then its
+                # thread could deadlock with one that does it the other way round.
+                await conn.commit()
+                if rows:
+                    await conn.execute(
+                        "UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = ANY(%s)",
+                        ([r["thread_id"] for r in rows],),
+                    )
         except UniqueViolation:
             # Another process claimed a run of the same thread at this instant.
             return []
@@ -303,6 +320,7 @@ class RunStore:
     ) -> bool:
         """Record how an attempt ended; False when this worker no longer owns it."""
         async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_thread(conn, run)
             row = await (
                 await conn.execute(
                     """UPDATE runs SET status = %s, error = %s, worker_id = NULL,
@@ -320,6 +338,7 @@ class RunStore:
     async def erase(self, run: RunRecord, worker_id: uuid.UUID) -> bool:
         """A rolled-back run: its row and events go (its checkpoints are already gone)."""
         async with self.pool.connection() as conn, conn.transaction():
+            await self._lock_thread(conn, run)
             cur = await conn.execute(
                 "DELETE FROM runs WHERE run_id = %s AND worker_id = %s AND attempt = %s",
                 (run.run_id, worker_id, run.attempt),
@@ -328,6 +347,11 @@ class RunStore:
                 return False
             await self._thread_after(conn, run, "idle")
             return True
+
+    async def _lock_thread(self, conn: AsyncConnection, run: RunRecord) -> None:
+        """Every transaction that writes a thread and its runs locks the thread
+        first, as ``create`` does, so two of them never wait on each other."""
+        await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
 
     async def _thread_after(self, conn: AsyncConnection, run: RunRecord, thread_status: str) -> None:
         """The thread's status once a run is over, unless another run already has it."""

@@ -1,0 +1,196 @@
+"""Thousands of streams open at once: how much the appliance adds to a turn.
+
+The server runs in its own process with a model that takes --answer-seconds
+per answer (streamed word by word) and serves any number at once
+(model_concurrency and worker_slots are set to the number of streams). A
+client process opens --streams SSE streams, each a turn on its own thread,
+ramped at --ramp per second, and times each until its last event.
+
+Printed: how many completed, the appliance's own overhead per turn (the
+turn's time minus the model's) at p50 and p99, the most streams open at once,
+and the server's peak memory. Run: python -m bench.stream_load [--streams 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import percentile
+from tests.support.services import Databases, free_port, postgres_server
+
+
+def raise_file_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# The server side ---------------------------------------------------------------
+
+
+def serve(port: int, words: int, answer_s: float) -> None:
+    import uvicorn
+
+    from appliance.api.app import create_app
+    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+
+    raise_file_limit()
+    reply = " ".join(f"word{i}" for i in range(words))
+    chat = ScriptedChatModel(delay=answer_s / words, reply=lambda messages, calls: reply)
+    app = create_app(model=scripted_language_model(chat, name="five-seconds"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, backlog=16384, timeout_keep_alive=30)
+    uvicorn.Server(config).run()
+
+
+# The client side ---------------------------------------------------------------
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0
+        self.turns: list[float] = []
+        self.failures: list[str] = []
+
+
+async def one_stream(port: int, key: str, thread_id: str, tally: Tally) -> None:
+    body = json.dumps(
+        {
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "hello"}]},
+            "stream_mode": ["messages-tuple", "values"],
+        }
+    ).encode()
+    request = (
+        f"POST /threads/{thread_id}/runs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    except OSError as exc:
+        tally.failures.append(f"connect: {exc!r}")
+        return
+    tally.open += 1
+    tally.most_open = max(tally.most_open, tally.open)
+    try:
+        writer.write(request)
+        await writer.drain()
+        received = await reader.read()  # the server closes when the run ends
+        elapsed = time.perf_counter() - started
+        head, _, events = received.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            tally.failures.append(head.split(b"\r\n", 1)[0].decode())
+        elif b"event: error" in events or events.rsplit(b"event: ", 1)[-1].split(b"\n", 1)[0] != b"values":
+            tally.failures.append("the stream did not end with the final values")
+        elif events.count(b"event: messages") < 2:
+            tally.failures.append("no tokens arrived")
+        else:
+            tally.turns.append(elapsed)
+    except OSError as exc:
+        tally.failures.append(f"stream: {exc!r}")
+    finally:
+        tally.open -= 1
+        writer.close()
+
+
+async def make_threads(url: str, key: str, count: int) -> list[str]:
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, limits=limits, timeout=60) as client:
+        gate = asyncio.Semaphore(100)
+
+        async def one() -> str:
+            async with gate:
+                return (await client.post("/threads", json={})).json()["thread_id"]
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def drive(port: int, key: str, streams: int, ramp: int) -> tuple[Tally, float]:
+    threads = await make_threads(f"http://127.0.0.1:{port}", key, streams)
+    tally = Tally()
+    started = time.perf_counter()
+    tasks = []
+    for i, thread_id in enumerate(threads):
+        tasks.append(asyncio.create_task(one_stream(port, key, thread_id, tally)))
+        if i % 100 == 99:
+            await asyncio.sleep(100 / ramp)
+    await asyncio.gather(*tasks)
+    return tally, time.perf_counter() - started
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--answer-seconds", type=float, default=5.0)
+    parser.add_argument("--words", type=int, default=10)
+    parser.add_argument("--ramp", type=int, default=2000, help="new streams a second")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.words, args.answer_seconds)
+        return
+
+    raise_file_limit()
+    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as server_url:
+        databases = Databases(server_url)
+        port = free_port()
+        env = {
+            **os.environ,
+            "APPLIANCE_DATA_DIR": tmp,
+            "APPLIANCE_DATABASE_URL": databases.create(),
+            "APPLIANCE_LOG_LEVEL": "warning",
+            "APPLIANCE_MODEL_CONCURRENCY": str(args.streams),
+            "APPLIANCE_WORKER_SLOTS": str(args.streams),
+            "APPLIANCE_DB_POOL_MAX_SIZE": "40",
+        }
+        command = [sys.executable, "-m", "bench.stream_load", "--serve", str(port)]
+        command += ["--words", str(args.words), "--answer-seconds", str(args.answer_seconds)]
+        server = subprocess.Popen(command, env=env)
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            key = (Path(tmp) / "admin-key").read_text().strip()
+            tally, wall = asyncio.run(drive(port, key, args.streams, args.ramp))
+            rss = peak_rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(60)
+            databases.drop_all()
+
+    overhead = [t - args.answer_seconds for t in tally.turns]
+    print(f"streams: {args.streams} (ramped at {args.ramp}/s), model: {args.answer_seconds:.1f} s an answer")
+    print(f"completed: {len(tally.turns)}   failed: {len(tally.failures)}   most open at once: {tally.most_open}")
+    if tally.failures:
+        print("first failures:", sorted(set(tally.failures))[:5])
+    if overhead:
+        print(
+            f"appliance overhead per turn: p50 {percentile(overhead, 50) * 1000:.0f} ms   "
+            f"p99 {percentile(overhead, 99) * 1000:.0f} ms   max {max(overhead) * 1000:.0f} ms"
+        )
+    print(f"server peak RSS: {rss:.0f} MB   wall time: {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
