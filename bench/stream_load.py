@@ -116,17 +116,33 @@ async def make_threads(url: str, key: str, count: int) -> list[str]:
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def drive(port: int, key: str, streams: int, ramp: int) -> tuple[Tally, float]:
-    threads = await make_threads(f"http://127.0.0.1:{port}", key, streams)
+async def drive(ports: list[int], key: str, threads: list[str], ramp: int) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
     tasks = []
     for i, thread_id in enumerate(threads):
+        port = ports[i % len(ports)]
         tasks.append(asyncio.create_task(one_stream(port, key, thread_id, tally)))
         if i % 100 == 99:
             await asyncio.sleep(100 / ramp)
     await asyncio.gather(*tasks)
     return tally, time.perf_counter() - started
+
+
+def wait_healthy(port: int) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server on port {port} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -142,6 +158,7 @@ def main() -> None:
     parser.add_argument("--answer-seconds", type=float, default=5.0)
     parser.add_argument("--words", type=int, default=10)
     parser.add_argument("--ramp", type=int, default=2000, help="new streams a second")
+    parser.add_argument("--servers", type=int, default=2, help="server processes sharing the database and queue")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -159,28 +176,34 @@ def main() -> None:
             "APPLIANCE_LOG_LEVEL": "warning",
             "APPLIANCE_MODEL_CONCURRENCY": str(args.streams),
             "APPLIANCE_WORKER_SLOTS": str(args.streams),
+            "APPLIANCE_DB_POOL_MIN_SIZE": "4",
             "APPLIANCE_DB_POOL_MAX_SIZE": "40",
         }
-        command = [sys.executable, "-m", "bench.stream_load", "--serve", str(port)]
-        command += ["--words", str(args.words), "--answer-seconds", str(args.answer_seconds)]
-        server = subprocess.Popen(command, env=env)
+        ports = [port] + [free_port() for _ in range(args.servers - 1)]
+        servers = []
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            for one in ports:  # one after another: the first makes the schema and the admin key
+                command = [sys.executable, "-m", "bench.stream_load", "--serve", str(one)]
+                command += ["--words", str(args.words), "--answer-seconds", str(args.answer_seconds)]
+                servers.append(subprocess.Popen(command, env=env))
+                wait_healthy(one)
             key = (Path(tmp) / "admin-key").read_text().strip()
-            tally, wall = asyncio.run(drive(port, key, args.streams, args.ramp))
-            rss = peak_rss_mb(server.pid)
+            threads = asyncio.run(make_threads(f"http://127.0.0.1:{port}", key, args.streams))
+            cpu_before = sum(cpu_seconds(s.pid) for s in servers)
+            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp))
+            cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
+            rss = sum(peak_rss_mb(s.pid) for s in servers)
         finally:
-            server.terminate()
-            server.wait(60)
+            for server in servers:
+                server.terminate()
+                server.wait(60)
             databases.drop_all()
 
     overhead = [t - args.answer_seconds for t in tally.turns]
-    print(f"streams: {args.streams} (ramped at {args.ramp}/s), model: {args.answer_seconds:.1f} s an answer")
+    print(
+        f"streams: {args.streams} (ramped at {args.ramp}/s) over {args.servers} server process(es); "
+        f"model: {args.answer_seconds:.1f} s an answer"
+    )
     print(f"completed: {len(tally.turns)}   failed: {len(tally.failures)}   most open at once: {tally.most_open}")
     if tally.failures:
         print("first failures:", sorted(set(tally.failures))[:5])
@@ -189,7 +212,8 @@ def main() -> None:
             f"appliance overhead per turn: p50 {percentile(overhead, 50) * 1000:.0f} ms   "
             f"p99 {percentile(overhead, 99) * 1000:.0f} ms   max {max(overhead) * 1000:.0f} ms"
         )
-    print(f"server peak RSS: {rss:.0f} MB   wall time: {wall:.1f} s")
+    print(f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {wall:.1f} s   server CPU: {cpu:.1f} s "
+          f"({cpu / max(1, len(tally.turns)) * 1000:.1f} ms a turn)")
 
 
 if __name__ == "__main__":

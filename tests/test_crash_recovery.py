@@ -69,3 +69,43 @@ def test_runs_survive_sigkill_twenty_times_with_nothing_lost_or_doubled(database
             assert {len(h["values"].get("messages", [])) for h in history} <= {0, 1, 2}
     finally:
         server.stop()
+
+
+async def test_an_api_server_without_workers_leaves_runs_to_an_appliance_worker_process(
+    databases, chroma_url, slow_ollama, tmp_path
+):
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.app import make_settings, serve_app
+
+    slow_ollama.word_delay = 0.0
+    database = databases.create()
+    common = {"chroma_collection": "worker-test", "llm_provider": "ollama"}
+    common |= {"ollama_url": slow_ollama.url, "ollama_model": MODEL}
+    settings = make_settings(tmp_path / "api", database, chroma_url, worker_slots="0", **common)
+    env = {
+        **os.environ,
+        "APPLIANCE_DATA_DIR": str(tmp_path / "worker"),
+        "APPLIANCE_DATABASE_URL": database,
+        "APPLIANCE_CHROMA_URL": chroma_url,
+        **{f"APPLIANCE_{k.upper()}": v for k, v in common.items()},
+    }
+    async with serve_app(settings) as api:
+        tid = (await api.client.post("/threads", json={})).json()["thread_id"]
+        body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "who answers?"}]}}
+        run = (await api.client.post(f"/threads/{tid}/runs", json=body)).json()
+        await asyncio.sleep(1)
+        assert (await api.client.get(f"/threads/{tid}/runs/{run['run_id']}")).json()["status"] == "pending"
+
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("appliance")), "worker"], env=env)
+        try:
+            joined = await api.client.get(f"/threads/{tid}/runs/{run['run_id']}/join", timeout=120)
+            assert joined.status_code == 200, joined.text
+            assert [m["content"] for m in joined.json()["messages"]] == ["who answers?", REPLY]
+        finally:
+            worker.terminate()
+            assert worker.wait(60) == 0

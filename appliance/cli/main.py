@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default from APPLIANCE_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default from APPLIANCE_PORT, 8000)")
 
+    sub.add_parser("worker", help="execute queued runs without serving HTTP (for more hosts or processes)")
+
     chat = sub.add_parser("chat", help="chat in the terminal, with a running appliance or in-process")
     chat.add_argument("--url", help="a running appliance, e.g. http://127.0.0.1:8000 (default: in-process)")
     chat.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.serve import serve
 
         serve(settings_or_exit(host=args.host, port=args.port))
+    elif args.command == "worker":
+        from appliance.cli.worker import worker
+
+        raise SystemExit(worker(settings_or_exit()))
     elif args.command == "chat":
         from appliance.cli.chat import chat
 

@@ -108,18 +108,21 @@ class RunExecutor:
                 self.events.publish(live, "metadata", {"run_id": run_id, "attempt": run.attempt})
                 if await self.checkpointer.ahas_run(thread_id, run_id):
                     value = None  # go on from the run's last checkpoint
-            config = self._config(run)
+            config, wanted = self._config(run), run.kwargs["stream_mode"]
+            paused = False
+            # Updates are always watched: an "__interrupt__" one says the graph paused for a person.
             async for mode, chunk in self.graph.astream(
                 value,
                 config,
-                stream_mode=run.kwargs["stream_mode"],
+                stream_mode=list(dict.fromkeys([*wanted, "updates"])),
                 interrupt_before=run.kwargs.get("interrupt_before"),
                 interrupt_after=run.kwargs.get("interrupt_after"),
                 durability="sync",
             ):
-                self.events.publish(live, mode, jsonable(chunk))
-            state = await self.graph.aget_state(thread_config(run.thread_id))
-            paused = bool(state.next or state.interrupts)
+                if mode == "updates" and "__interrupt__" in chunk:
+                    paused = True
+                if mode in wanted:
+                    self.events.publish(live, mode, jsonable(chunk))
             await self.events.flush()
             await self.store.finish(run, worker.worker_id, "success", "interrupted" if paused else "idle")
             return "success"

@@ -54,10 +54,12 @@ class Worker:
         self._wake = asyncio.Event()
         self._ended: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._conn: AsyncConnection | None = None
+        self._conn: AsyncConnection | None = None  # listens, and holds the liveness lock
+        self._beat: AsyncConnection | None = None  # the heartbeat's own
 
     async def start(self) -> None:
         self._conn = await AsyncConnection.connect(self.database_url, autocommit=True)
+        self._beat = await AsyncConnection.connect(self.database_url, autocommit=True)
         await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
         for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
             await self._conn.execute(f"LISTEN {channel}")
@@ -78,8 +80,9 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
         await self.store.unregister_worker(self.worker_id)
-        if self._conn is not None:
-            await self._conn.close()
+        for conn in (self._conn, self._beat):
+            if conn is not None:
+                await conn.close()
         # Runs cut off here are pending again; another worker may take them now.
         await self.store.sweep(self.dead_after_s)
 
@@ -140,6 +143,8 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while True:
+            # Cleared before looking, so a run queued while we look wakes us again.
+            self._wake.clear()
             free = self.slots - len(self.running)
             claimed: list[RunRecord] = []
             if free > 0:
@@ -152,7 +157,6 @@ class Worker:
                 self.running[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
             if claimed and len(claimed) == free:
                 continue  # there may be more waiting
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat_s)
             except TimeoutError:
@@ -174,7 +178,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
-                if not await self.store.heartbeat(self.worker_id):
+                if not await self.store.heartbeat(self._beat, self.worker_id):
                     log.error("this worker was declared dead; its runs go back to the queue")
                     for task in list(self.running.values()):
                         task.cancel()

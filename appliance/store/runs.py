@@ -370,10 +370,10 @@ class RunStore:
         await conn.execute("SELECT pg_advisory_lock(worker_lock_key(%s))", (worker_id,))
         await conn.execute("INSERT INTO workers (worker_id, host, pid) VALUES (%s, %s, %s)", (worker_id, host, pid))
 
-    async def heartbeat(self, worker_id: uuid.UUID) -> bool:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("UPDATE workers SET heartbeat_at = now() WHERE worker_id = %s", (worker_id,))
-            return cur.rowcount == 1
+    async def heartbeat(self, conn: AsyncConnection, worker_id: uuid.UUID) -> bool:
+        """On the worker's own connection: a busy pool must not make a live worker look dead."""
+        cur = await conn.execute("UPDATE workers SET heartbeat_at = now() WHERE worker_id = %s", (worker_id,))
+        return cur.rowcount == 1
 
     async def unregister_worker(self, worker_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:
