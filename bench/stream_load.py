@@ -1,14 +1,15 @@
 """Thousands of streams open at once: how much the appliance adds to a turn.
 
-The server runs in its own process with a model that takes --answer-seconds
-per answer (streamed word by word) and serves any number at once
-(model_concurrency and worker_slots are set to the number of streams). A
-client process opens --streams SSE streams, each a turn on its own thread,
-ramped at --ramp per second, and times each until its last event.
+--servers server processes (2: one a core) share one database and run queue,
+each with a model that takes --answer-seconds per answer (streamed word by
+word) and serves any number at once (model_concurrency and worker_slots are
+set to the number of streams). This process opens --streams SSE streams, each
+a turn on its own thread, spread over the servers and ramped at --ramp per
+second, and times each until its last event.
 
 Printed: how many completed, the appliance's own overhead per turn (the
 turn's time minus the model's) at p50 and p99, the most streams open at once,
-and the server's peak memory. Run: python -m bench.stream_load [--streams 10000]
+the servers' CPU per turn and their peak memory. Run: python -m bench.stream_load [--streams 10000]
 """
 
 from __future__ import annotations

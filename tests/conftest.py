@@ -34,11 +34,7 @@ def chroma_url(workdir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def scripted_app(databases, chroma_url, tmp_path_factory):
     """The appliance with a scripted model, on a fresh database, served over HTTP."""
-    from tests.support.app import make_settings, serve_app
-    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+    from tests.support.app import serve_scripted
 
-    chat = ScriptedChatModel(delay=0.01)
-    settings = make_settings(tmp_path_factory.mktemp("app"), databases.create(), chroma_url)
-    async with serve_app(settings, scripted_language_model(chat)) as served:
-        served.chat = chat
+    async with serve_scripted(tmp_path_factory.mktemp("app"), databases.create(), chroma_url) as served:
         yield served

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from tests.support.app import model_delay
 from tests.support.turns import new_thread, user
 
 pytestmark = pytest.mark.timeout(300)
@@ -16,13 +17,9 @@ BURST = 100
 
 @pytest.fixture(scope="module")
 async def burst_app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import make_settings, serve_app
-    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+    from tests.support.app import serve_scripted
 
-    chat = ScriptedChatModel(delay=0.0)
-    settings = make_settings(tmp_path_factory.mktemp("burst"), databases.create(), chroma_url)
-    async with serve_app(settings, scripted_language_model(chat)) as served:
-        served.chat = chat
+    async with serve_scripted(tmp_path_factory.mktemp("burst"), databases.create(), chroma_url, delay=0) as served:
         yield served
 
 
@@ -57,13 +54,10 @@ async def messages(app, tid: str) -> list[tuple[str, str]]:
 
 
 async def test_reject_accepts_one_and_refuses_ninety_nine(burst_app):
-    burst_app.chat.delay = 0.2  # the accepted run outlasts the burst
-    try:
+    with model_delay(burst_app, 0.2):  # the first run outlasts the burst
         tid = await new_thread(burst_app.client)
         responses = await burst(burst_app, tid, "reject")
         await settle(burst_app, tid)
-    finally:
-        burst_app.chat.delay = 0.0
     codes = [r.status_code for r in responses]
     assert codes.count(200) == 1 and codes.count(409) == BURST - 1
     [run] = await all_runs(burst_app, tid)
@@ -85,13 +79,10 @@ async def test_enqueue_runs_all_hundred_one_at_a_time_first_in_first_out(burst_a
 
 
 async def test_interrupt_leaves_one_finished_run_the_last_and_interrupts_the_other_ninety_nine(burst_app):
-    burst_app.chat.delay = 0.2
-    try:
+    with model_delay(burst_app, 0.2):  # the first run outlasts the burst
         tid = await new_thread(burst_app.client)
         responses = await burst(burst_app, tid, "interrupt")
         await settle(burst_app, tid)
-    finally:
-        burst_app.chat.delay = 0.0
     assert [r.status_code for r in responses] == [200] * BURST
     runs = await all_runs(burst_app, tid)
     statuses = [r["status"] for r in runs]
@@ -106,13 +97,10 @@ async def test_interrupt_leaves_one_finished_run_the_last_and_interrupts_the_oth
 
 
 async def test_rollback_leaves_only_the_last_run_and_its_turn(burst_app):
-    burst_app.chat.delay = 0.2
-    try:
+    with model_delay(burst_app, 0.2):  # the first run outlasts the burst
         tid = await new_thread(burst_app.client)
         responses = await burst(burst_app, tid, "rollback")
         await settle(burst_app, tid)
-    finally:
-        burst_app.chat.delay = 0.0
     assert [r.status_code for r in responses] == [200] * BURST
     [run] = await all_runs(burst_app, tid)
     assert run["status"] == "success"

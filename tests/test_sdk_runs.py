@@ -11,6 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from appliance.services.assistants import ASSISTANT_ID
+from tests.support.app import model_delay
 from tests.support.corpus import HOURS_TXT
 from tests.support.turns import new_kb, upload
 
@@ -27,15 +28,11 @@ def human_texts(state: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 async def sdk_app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import make_settings, serve_app
-    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+    from tests.support.app import serve_scripted
 
-    chat = ScriptedChatModel(delay=0.01)
-    settings = make_settings(
-        tmp_path_factory.mktemp("sdk"), databases.create(), chroma_url, webhook_backoff_s="0.1", model_concurrency="4"
-    )
-    async with serve_app(settings, scripted_language_model(chat)) as served:
-        served.chat = chat
+    data_dir, database = tmp_path_factory.mktemp("sdk"), databases.create()
+    extra = {"webhook_backoff_s": "0.1", "model_concurrency": "4"}
+    async with serve_scripted(data_dir, database, chroma_url, **extra) as served:
         served.sdk = get_client(url=served.url, api_key=served.admin_key)
         yield served
 
@@ -43,9 +40,8 @@ async def sdk_app(databases, chroma_url, tmp_path_factory):
 @pytest.fixture
 def slow(sdk_app):
     """The model takes 0.1 s a word while the test runs (an answer: about a second)."""
-    sdk_app.chat.delay = 0.1
-    yield sdk_app
-    sdk_app.chat.delay = 0.01
+    with model_delay(sdk_app, 0.1):
+        yield sdk_app
 
 
 async def until_running(client, thread_id: str, run_id: str) -> None:
@@ -292,16 +288,16 @@ async def test_webhook_gets_the_finished_run(sdk_app):
 async def test_a_waiting_stream_is_told_its_place_in_the_model_queue(sdk_app):
     client = sdk_app.sdk
     sdk_app.runtime.model.gate.slots = 1
-    sdk_app.chat.delay = 0.05
     try:
-        first = (await client.threads.create())["thread_id"]
-        second = (await client.threads.create())["thread_id"]
-        running = await client.runs.create(first, "agent", input=said("I go first"))
-        await until_running(client, first, running["run_id"])
-        parts = [p async for p in client.runs.stream(second, "agent", input=said("I wait"), stream_mode="values")]
+        with model_delay(sdk_app, 0.05):
+            first = (await client.threads.create())["thread_id"]
+            second = (await client.threads.create())["thread_id"]
+            running = await client.runs.create(first, "agent", input=said("I go first"))
+            await until_running(client, first, running["run_id"])
+            stream = client.runs.stream(second, "agent", input=said("I wait"), stream_mode="values")
+            parts = [p async for p in stream]
     finally:
         sdk_app.runtime.model.gate.slots = 4
-        sdk_app.chat.delay = 0.01
     queued = [p.data for p in parts if p.event == "queue"]
     assert queued and queued[0]["position"] == 1
     assert parts[-1].event == "values"

@@ -143,8 +143,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         -- A run's stream, kept for replay (Last-Event-ID) and for clients
         -- that join from another process. attempt restarts the count when a
         -- run is retried, so ids stay unique and ordered.
+        -- No foreign key: events are written in batches across runs, and one
+        -- run erased meanwhile must not fail the batch. Orphans are swept.
         CREATE TABLE run_events (
-            run_id   uuid NOT NULL REFERENCES runs ON DELETE CASCADE,
+            run_id   uuid NOT NULL,
             attempt  integer NOT NULL,
             seq      integer NOT NULL,
             event    text NOT NULL,

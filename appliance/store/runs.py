@@ -413,8 +413,9 @@ class RunStore:
     async def forget_events(self, retention_s: float) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """DELETE FROM run_events e USING runs r
-                   WHERE e.run_id = r.run_id AND r.ended_at < now() - %s * interval '1 second'""",
+                """DELETE FROM run_events e
+                   WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.run_id
+                                     AND (r.ended_at IS NULL OR r.ended_at >= now() - %s * interval '1 second'))""",
                 (retention_s,),
             )
             return cur.rowcount

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +79,28 @@ async def serve_app(settings: Settings, model: LanguageModel | None = None) -> A
         await served.client.aclose()
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def serve_scripted(
+    data_dir: Path, database_url: str, chroma_url: str, *, delay: float = 0.01, **extra: str
+) -> AsyncIterator[Served]:
+    """The appliance with a scripted model (``served.chat``) that waits ``delay`` seconds a word."""
+    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+
+    chat = ScriptedChatModel(delay=delay)
+    settings = make_settings(data_dir, database_url, chroma_url, **extra)
+    async with serve_app(settings, scripted_language_model(chat)) as served:
+        served.chat = chat  # type: ignore[attr-defined]
+        yield served
+
+
+@contextmanager
+def model_delay(served: Served, seconds: float) -> Iterator[None]:
+    """The scripted model waits ``seconds`` a word for the duration."""
+    before = served.chat.delay  # type: ignore[attr-defined]
+    served.chat.delay = seconds  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        served.chat.delay = before  # type: ignore[attr-defined]
