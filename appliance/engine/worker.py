@@ -52,6 +52,8 @@ class Worker:
         # Cancellations heard for runs not (yet) started here; checked at start.
         self.cancelled: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
+        self._began: set[uuid.UUID] = set()
+        self._stopping = False
         self._ended: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: AsyncConnection | None = None  # listens, and holds the liveness lock
@@ -73,6 +75,7 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop taking runs; runs still executing go back to the queue."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -133,13 +136,14 @@ class Worker:
                 task.cancel()
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
+        # Recorded as well: a task cancelled before its first step never runs
+        # its own cleanup, so _start runs it again to stop the run properly.
+        if len(self.cancelled) > 10_000:
+            self.cancelled.clear()
+        self.cancelled.add(run_id)
         task = self.running.get(run_id)
         if task is not None:
             task.cancel()
-        else:
-            self.cancelled.add(run_id)
-            if len(self.cancelled) > 10_000:
-                self.cancelled.clear()
 
     async def _claim_loop(self) -> None:
         while True:
@@ -154,7 +158,7 @@ class Worker:
                     log.error("could not take runs from the queue: %r", exc)
                     await asyncio.sleep(1)
             for run in claimed:
-                self.running[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+                self._start(run)
             if claimed and len(claimed) == free:
                 continue  # there may be more waiting
             try:
@@ -162,7 +166,18 @@ class Worker:
             except TimeoutError:
                 pass
 
+    def _start(self, run: RunRecord) -> None:
+        task = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+        self.running[run.run_id] = task
+
+        def never_began(done: asyncio.Task[None]) -> None:
+            if done.cancelled() and run.run_id not in self._began and not self._stopping:
+                self._start(run)  # it sees the cancellation at once and ends the run as asked
+
+        task.add_done_callback(never_began)
+
     async def _run(self, run: RunRecord) -> None:
+        self._began.add(run.run_id)
         try:
             await self.execute(run, self)
         except asyncio.CancelledError:
@@ -172,6 +187,7 @@ class Worker:
         finally:
             self.running.pop(run.run_id, None)
             self.cancelled.discard(run.run_id)
+            self._began.discard(run.run_id)
             self._wake.set()
 
     async def _keep_alive(self) -> None:
