@@ -213,8 +213,10 @@ def main() -> None:
             f"appliance overhead per turn: p50 {percentile(overhead, 50) * 1000:.0f} ms   "
             f"p99 {percentile(overhead, 99) * 1000:.0f} ms   max {max(overhead) * 1000:.0f} ms"
         )
-    print(f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {wall:.1f} s   server CPU: {cpu:.1f} s "
-          f"({cpu / max(1, len(tally.turns)) * 1000:.1f} ms a turn)")
+    print(
+        f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {wall:.1f} s   server CPU: {cpu:.1f} s "
+        f"({cpu / max(1, len(tally.turns)) * 1000:.1f} ms a turn)"
+    )
 
 
 if __name__ == "__main__":

@@ -171,6 +171,9 @@ class EventLog:
         except TimeoutError:
             pass
 
+    async def _stored(self, run_id: uuid.UUID, after: Position) -> list[Event]:
+        return [Event(e.attempt, e.seq, e.event, e.data) for e in await self.store.events_after(run_id, *after)]
+
     async def follow(self, run_id: uuid.UUID, after: Position | None, poll_s: float = 0.25) -> AsyncIterator[Event]:
         """The run's events after ``after`` (None: only those from now on), until it ends.
 
@@ -183,10 +186,10 @@ class EventLog:
             live = self.live.get(run_id)
             if live is not None:
                 if after[0] < live.attempt:  # earlier attempts, from the table
-                    for stored in await self.store.events_after(run_id, *after):
-                        if stored.attempt < live.attempt:
-                            yield Event(stored.attempt, stored.seq, stored.event, stored.data)
-                            after = (stored.attempt, stored.seq)
+                    for item in await self._stored(run_id, after):
+                        if item.attempt < live.attempt:
+                            yield item
+                            after = item.position
                 async for item in live.follow(after):
                     yield item
                     after = item.position
@@ -195,13 +198,13 @@ class EventLog:
                 continue
             # Taken before reading, so a change while we read is not missed.
             changed = self._changed.setdefault(run_id, asyncio.Event())
-            for stored in await self.store.events_after(run_id, *after):
-                yield Event(stored.attempt, stored.seq, stored.event, stored.data)
-                after = (stored.attempt, stored.seq)
+            for item in await self._stored(run_id, after):
+                yield item
+                after = item.position
             status = await self.store.status(run_id)
             if status not in ("pending", "running"):
-                for stored in await self.store.events_after(run_id, *after):
-                    yield Event(stored.attempt, stored.seq, stored.event, stored.data)
+                for item in await self._stored(run_id, after):
+                    yield item
                 return
             if run_id not in self.live:
                 with contextlib.suppress(TimeoutError):

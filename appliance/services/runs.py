@@ -8,6 +8,7 @@ another, executes it (appliance/engine).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -95,6 +96,24 @@ class RunService:
         kwargs = await self._kwargs(spec)
         if spec.if_not_exists == "create":
             await self.thread_service.create(tenant, thread_id, {}, "do_nothing")
+        return await self._queue(tenant, thread_id, spec, kwargs)
+
+    async def create_stateless(self, tenant: str, spec: RunSpec) -> RunRecord:
+        """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
+        kwargs = await self._kwargs(spec)  # bad input is refused before the thread is made
+        thread = await self.thread_service.create(tenant, None, {"stateless": True}, "raise")
+        try:
+            return await self._queue(tenant, thread.thread_id, spec, kwargs)
+        except BaseException:
+            await self.thread_service.store.delete(tenant, thread.thread_id)
+            raise
+
+    async def discard_stateless(self, run: RunRecord) -> None:
+        await self.worker.wait_ended(run.run_id)
+        with contextlib.suppress(NotFound):
+            await self.thread_service.delete(run.tenant, run.thread_id)
+
+    async def _queue(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any]) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
         kwargs["config"]["configurable"]["knowledge_bases"] = await self._knowledge_bases(tenant, thread_id, spec)
@@ -117,22 +136,6 @@ class RunService:
         except ThreadMissing:
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
         return created.run
-
-    async def create_stateless(self, tenant: str, spec: RunSpec) -> RunRecord:
-        """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
-        await self._kwargs(spec)  # refuse bad input before making the thread
-        thread = await self.thread_service.create(tenant, None, {"stateless": True}, "raise")
-        spec.if_not_exists = "reject"
-        try:
-            return await self.create(tenant, thread.thread_id, spec)
-        except BaseException:
-            await self.thread_service.store.delete(tenant, thread.thread_id)
-            raise
-
-    async def discard_stateless(self, run: RunRecord) -> None:
-        await self.worker.wait_ended(run.run_id)
-        await self.thread_service.checkpointer.adelete_thread(str(run.thread_id))
-        await self.thread_service.store.delete(run.tenant, run.thread_id)
 
     async def _kwargs(self, spec: RunSpec) -> dict[str, Any]:
         resolve_assistant(spec.assistant_id)
@@ -269,6 +272,10 @@ class RunService:
             raise Conflict(f"run {run_id} has already ended ({before}); there is nothing to cancel")
         if wait:
             await self.worker.wait_ended(run_id)
+
+    async def stop(self, run: RunRecord, action: CancelAction) -> None:
+        """Stop a run its client left, whatever state it has reached meanwhile."""
+        await self.store.cancel(run.tenant, run.thread_id, run.run_id, action)
 
     async def delete(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID) -> None:
         status = await self.store.delete(tenant, thread_id, run_id)

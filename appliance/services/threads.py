@@ -7,6 +7,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from appliance.agent.state import AgentState
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.jsonable import checkpoint_ref, thread_state
 from appliance.store.checkpointer import PooledPostgresSaver
@@ -114,7 +115,7 @@ class ThreadService:
             raise Invalid(f"as_node {as_node!r} is not a node of the agent; its nodes are {', '.join(sorted(nodes))}")
         if values is not None and not isinstance(values, dict):
             raise Invalid('values must be an object of state keys, such as {"messages": [...]}')
-        unknown = set(values or {}) - set(self.graph.get_output_jsonschema().get("properties", {}))
+        unknown = set(values or {}) - set(AgentState.__annotations__)
         if unknown:
             raise Invalid(f"values has keys the agent's state does not: {', '.join(sorted(unknown))}")
         if await self.runs.inflight(thread_id):

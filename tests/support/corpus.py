@@ -42,8 +42,7 @@ The cafeteria serves lunch from 11:30 to 14:00.
 PDF_PAGES = [
     "Northwind Logistics annual report. This report covers the financial year and the state of our sites. "
     "Revenue grew in every region.",
-    "Warehouses. The Rotterdam warehouse stores 48000 pallets and opened in March 2019. "
-    "It runs three shifts a day.",
+    "Warehouses. The Rotterdam warehouse stores 48000 pallets and opened in March 2019. It runs three shifts a day.",
 ]
 
 

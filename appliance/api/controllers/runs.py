@@ -74,7 +74,7 @@ async def stream_new_run(runtime: Runtime, run: RunRecord, spec: RunSpec, *, sta
     async def dropped() -> None:
         # The caller left: undo the turn (no half turn stays), unless asked to go on.
         if spec.on_disconnect == "cancel":
-            await runs.store.cancel(run.tenant, run.thread_id, run.run_id, "rollback")
+            await runs.stop(run, "rollback")
 
     async def body() -> Any:
         try:
@@ -192,7 +192,7 @@ class RunController(Controller):
         after = parse_event_id(last_event_id)
 
         async def cancel() -> None:
-            await runtime.runs.store.cancel(tenant, thread_id, run_id, "interrupt")
+            await runtime.runs.stop(run, "interrupt")
 
         body = sse(
             runtime.runs.follow(run, after, stream_mode),
