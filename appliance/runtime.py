@@ -31,6 +31,7 @@ from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
 from appliance.services.keys import KeyService
 from appliance.services.knowledge import KnowledgeService
+from appliance.services.openai_chat import OpenAIChatService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.settings import Settings, ipaddress_networks
@@ -59,6 +60,7 @@ class Runtime:
     threads: ThreadService
     knowledge: KnowledgeService
     runs: RunService
+    openai: OpenAIChatService
     worker: Worker
     metrics: Metrics
 
@@ -129,6 +131,7 @@ async def open_runtime(
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
         async with open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks):
             await thread_store.reset_stale_busy()
+            runs = RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks)
             yield Runtime(
                 settings=settings,
                 pool=pool,
@@ -140,7 +143,8 @@ async def open_runtime(
                 keys=KeyService(KeyStore(pool)),
                 threads=threads,
                 knowledge=knowledge,
-                runs=RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks),
+                runs=runs,
+                openai=OpenAIChatService(runs, threads, knowledge),
                 worker=worker,
                 metrics=metrics,
             )

@@ -22,16 +22,17 @@ FROM_HOME_REWRITE = "WireGuard VPN profile"
 
 @pytest.fixture(scope="module")
 async def app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import make_settings, serve_app
-    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+    from tests.support.app import serve_scripted
 
     librarian = Librarian(rewrites={FROM_HOME: FROM_HOME_REWRITE}, distrust_first_search={FROM_HOME})
-    chat = ScriptedChatModel(reply=librarian)
-    settings = make_settings(
-        tmp_path_factory.mktemp("knowledge"), databases.create(), chroma_url, max_document_bytes=200_000
-    )
-    async with serve_app(settings, scripted_language_model(chat)) as served:
-        served.chat = chat
+    async with serve_scripted(
+        tmp_path_factory.mktemp("knowledge"),
+        databases.create(),
+        chroma_url,
+        delay=0,
+        reply=librarian,
+        max_document_bytes=200_000,
+    ) as served:
         yield served
 
 

@@ -139,9 +139,14 @@ def make_generate(model: LanguageModel, policy: MemoryPolicy) -> Node:
         if not reply.text.strip():
             raise ModelError(f"the model {model.name} returned an empty answer")
         text, citations = cite(reply.text, relevant)
-        if text != reply.text:
-            # Same id: the final state replaces the message the client streamed.
-            reply = AIMessage(content=text, id=reply.id, usage_metadata=reply.usage_metadata)
+        # Same id: the final state replaces the message the client streamed. The
+        # citations ride on the message too, so every answer of a thread keeps its own.
+        reply = AIMessage(
+            content=text,
+            id=reply.id,
+            usage_metadata=reply.usage_metadata,
+            response_metadata=reply.response_metadata | {"citations": citations},
+        )
         return {"messages": [reply], "citations": citations}
 
     return generate

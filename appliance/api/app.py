@@ -23,6 +23,7 @@ from appliance.api.controllers.health import HealthController, MetricsController
 from appliance.api.controllers.home import HomeController
 from appliance.api.controllers.keys import KeyController
 from appliance.api.controllers.knowledge import KnowledgeBaseController
+from appliance.api.controllers.openai import OpenAIController
 from appliance.api.controllers.runs import RunController, StatelessRunController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
@@ -108,6 +109,7 @@ def create_app(
             RunController,
             StatelessRunController,
             KeyController,
+            OpenAIController,
             # Uploads may be larger than other requests.
             Router("/", route_handlers=[KnowledgeBaseController], request_max_body_size=upload_limit(settings)),
             static,

@@ -1,5 +1,7 @@
 """Every error leaves as JSON ``{"status_code", "detail", "error"}`` with a
-message that says what to fix."""
+message that says what to fix; under ``/v1/`` (the OpenAI-compatible API) in
+OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, which
+its clients read."""
 
 from __future__ import annotations
 
@@ -9,27 +11,47 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from appliance.api.openai_schemas import OPENAI_PREFIX, OpenAIError, OpenAIErrorBody
 from appliance.api.schemas import ErrorBody
 from appliance.errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        ErrorBody(status_code=status, detail=detail, error=code),
-        status_code=status,
-        media_type=MediaType.JSON,
-        headers=headers,
-    )
+def _error(
+    request: Request,
+    status: int,
+    detail: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> Response:
+    body: ErrorBody | OpenAIErrorBody
+    if request.url.path.startswith(OPENAI_PREFIX):
+        code = "invalid_api_key" if status == 401 else code
+        status = 400 if status == 422 else status  # OpenAI's status for a request it cannot take
+        body = OpenAIErrorBody(OpenAIError(message=detail, type=openai_type(status), param=param, code=code))
+    else:
+        body = ErrorBody(status_code=status, detail=detail, error=code)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def appliance_error(_: Request, exc: ApplianceError) -> Response:
+def openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def appliance_error(request: Request, exc: ApplianceError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return _error(exc.status, exc.message, exc.code, headers)
+    return _error(request, exc.status, exc.message, exc.code, headers, exc.param)
 
 
-def validation_error(_: Request, exc: ValidationException) -> Response:
+def validation_error(request: Request, exc: ValidationException) -> Response:
     problems = []
     for item in exc.extra or []:
         if isinstance(item, dict):
@@ -38,7 +60,7 @@ def validation_error(_: Request, exc: ValidationException) -> Response:
         else:
             problems.append(str(item))
     detail = exc.detail if not problems else f"{exc.detail}: " + "; ".join(problems)
-    return _error(400, detail, "invalid_request")
+    return _error(request, 400, detail, "invalid_request")
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -68,12 +90,12 @@ def http_error(request: Request, exc: HTTPException) -> Response:
         detail = f"the request body is not valid JSON ({detail}); send a JSON object"
     elif exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.method} {request.url.path} (ids are UUIDs; see /docs)"
-    return _error(exc.status_code, detail, _CODES.get(exc.status_code), exc.headers)
+    return _error(request, exc.status_code, detail, _CODES.get(exc.status_code), exc.headers)
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
-    return _error(500, "internal error; the appliance's log has the details", "internal_error")
+    return _error(request, 500, "internal error; the appliance's log has the details", "internal_error")
 
 
 EXCEPTION_HANDLERS = {

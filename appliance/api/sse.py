@@ -34,16 +34,35 @@ async def sse(
     first: bytes = b"",
     on_early_close: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Frame ``events``; a heartbeat after ``heartbeat_s`` quiet seconds. If
-    the client leaves before the events end, ``on_early_close`` runs."""
-    if first:
-        yield first
+    """A run's events as Agent Server frames, ``first`` before them."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        try:
+            async for item in events:
+                yield event_frame(item)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async for chunk in with_heartbeat(frames(), heartbeat_s=heartbeat_s, on_early_close=on_early_close):
+        yield chunk
+
+
+async def with_heartbeat(
+    chunks: AsyncIterator[bytes],
+    *,
+    heartbeat_s: float,
+    on_early_close: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """``chunks``, with a heartbeat comment after ``heartbeat_s`` quiet seconds.
+    If the client leaves before the chunks end, ``on_early_close`` runs."""
     finished = False
-    upcoming: asyncio.Future[Event] | None = None
+    upcoming: asyncio.Future[bytes] | None = None
     try:
         while True:
             if upcoming is None:
-                upcoming = asyncio.ensure_future(anext(events))
+                upcoming = asyncio.ensure_future(anext(chunks))
             done, _ = await asyncio.wait({upcoming}, timeout=heartbeat_s)
             if not done:
                 yield HEARTBEAT
@@ -54,14 +73,14 @@ async def sse(
                 finished = True
                 return
             upcoming = None
-            yield event_frame(item)
+            yield item
     finally:
         if upcoming is not None and not upcoming.done():
             upcoming.cancel()
             with contextlib.suppress(BaseException):
                 await upcoming
         with contextlib.suppress(BaseException):
-            await events.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()  # type: ignore[attr-defined]
         if not finished and on_early_close is not None:
             await asyncio.shield(on_early_close())
 

@@ -91,11 +91,14 @@ class RunService:
 
     # Creating ------------------------------------------------------------------
 
-    async def create(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> RunRecord:
-        """Check the run and queue it on the thread, by its multitask strategy."""
+    async def create(
+        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, *, new_thread_metadata: dict[str, Any] | None = None
+    ) -> RunRecord:
+        """Check the run and queue it on the thread, by its multitask strategy
+        (with if_not_exists='create', a missing thread is made, with ``new_thread_metadata``)."""
         kwargs = await self._kwargs(spec)
         if spec.if_not_exists == "create":
-            await self.thread_service.create(tenant, thread_id, {}, "do_nothing")
+            await self.thread_service.create(tenant, thread_id, new_thread_metadata or {}, "do_nothing")
         return await self._queue(tenant, thread_id, spec, kwargs)
 
     async def create_stateless(self, tenant: str, spec: RunSpec) -> RunRecord:

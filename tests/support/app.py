@@ -83,12 +83,13 @@ async def serve_app(settings: Settings, model: LanguageModel | None = None) -> A
 
 @asynccontextmanager
 async def serve_scripted(
-    data_dir: Path, database_url: str, chroma_url: str, *, delay: float = 0.01, **extra: str
+    data_dir: Path, database_url: str, chroma_url: str, *, delay: float = 0.01, reply=None, **extra: str
 ) -> AsyncIterator[Served]:
-    """The appliance with a scripted model (``served.chat``) that waits ``delay`` seconds a word."""
+    """The appliance with a scripted model (``served.chat``) that waits ``delay``
+    seconds a word and answers with ``reply`` (default: the scripted model's own)."""
     from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
 
-    chat = ScriptedChatModel(delay=delay)
+    chat = ScriptedChatModel(delay=delay, reply=reply) if reply else ScriptedChatModel(delay=delay)
     settings = make_settings(data_dir, database_url, chroma_url, **extra)
     async with serve_app(settings, scripted_language_model(chat)) as served:
         served.chat = chat  # type: ignore[attr-defined]

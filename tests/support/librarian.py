@@ -4,7 +4,9 @@ Decisions are deterministic so tests can assert exact paths through the
 graph: a greeting is routed to chat, anything else to search; a passage is
 graded relevant when it shares a content word with the question; a question
 in ``distrust_first_search`` has its first search graded irrelevant, so the
-graph must rewrite it (to ``rewrites[question]``) and search again.
+graph must rewrite it (to ``rewrites[question]``) and search again. Asked
+RECALL, it answers with the first user message of its prompt, so tests can
+prove what the conversation's memory carried.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ STOPWORDS = {
     "have", "into", "about", "would", "could", "should", "your", "they", "them", "were", "been", "will",
 }  # fmt: skip
 ANSWER = "From the documents: the answer is in the first source [1]."
+RECALL = "What was my first message?"
 
 
 def content_words(text: str) -> set[str]:
@@ -54,4 +57,7 @@ class Librarian:
             return "summary of earlier turns"
         if "Sources:" in text:
             return ANSWER
+        if text == RECALL:
+            first = next((m.text for m in messages if m.type == "human"), "")
+            return f"Your first message was: {first}"
         return f"Hello! (reply {calls})"

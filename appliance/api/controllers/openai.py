@@ -1,0 +1,154 @@
+"""The OpenAI-compatible API: ``GET /v1/models`` and ``POST /v1/chat/completions``,
+streamed or not, for the tools people already use. Keys are sent as
+``Authorization: Bearer KEY``, as OpenAI's clients do."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.response import Stream
+
+from appliance.api.errors import openai_type
+from appliance.api.openai_schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionCreate,
+    Choice,
+    Model,
+    ModelList,
+    OpenAIError,
+    OpenAIErrorBody,
+    Usage,
+)
+from appliance.api.sse import with_heartbeat
+from appliance.errors import ApplianceError
+from appliance.runtime import Runtime
+from appliance.services.errors import Invalid
+from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
+
+CONVERSATION_HEADER = "X-Conversation-Id"
+_encode = msgspec.json.Encoder().encode
+STARTED = int(time.time())
+
+
+def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequest:
+    if data.n != 1:
+        raise Invalid("n must be 1: the agent writes one answer", param="n")
+    if data.tools or data.functions:
+        raise Invalid("tools and functions are not supported: the agent calls no client tools", param="tools")
+    return ChatRequest(
+        model=data.model,
+        messages=[{"role": m.role, "content": m.content} for m in data.messages],
+        conversation=conversation or data.user,
+        knowledge_bases=data.knowledge_bases,
+    )
+
+
+def to_completion(turn: ChatTurn, answer: ChatAnswer) -> ChatCompletion:
+    return ChatCompletion(
+        id=turn.completion_id,
+        created=turn.created,
+        model=turn.model,
+        choices=[Choice(index=0, message=AssistantMessage(content=answer.text))],
+        usage=usage(answer),
+        conversation_id=None if turn.stateless else str(turn.run.thread_id),
+        citations=answer.citations,
+    )
+
+
+def usage(answer: ChatAnswer) -> Usage:
+    total = answer.prompt_tokens + answer.completion_tokens
+    return Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, total_tokens=total)
+
+
+def conversation_headers(turn: ChatTurn) -> dict[str, str]:
+    return {} if turn.stateless else {CONVERSATION_HEADER: str(turn.run.thread_id)}
+
+
+async def completion_chunks(service: OpenAIChatService, turn: ChatTurn, include_usage: bool) -> AsyncIterator[bytes]:
+    """The answer as ``chat.completion.chunk`` events, then ``[DONE]``; an
+    error after the stream began is sent as OpenAI sends one, ``{"error": ...}``."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}] if delta is not None else []
+        body = {
+            "id": turn.completion_id,
+            "object": "chat.completion.chunk",
+            "created": turn.created,
+            "model": turn.model,
+            "choices": choices,
+            **extra,
+        }
+        return b"data: " + _encode(body) + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for text in service.deltas(turn):
+            yield chunk({"content": text})
+    except ApplianceError as exc:
+        error = OpenAIError(message=exc.message, type=openai_type(exc.status), code=exc.code)
+        yield b"data: " + _encode(OpenAIErrorBody(error)) + b"\n\n"
+        return
+    answer = turn.answer or ChatAnswer(text="")
+    yield chunk({}, "stop", citations=answer.citations)
+    if include_usage:
+        yield chunk(None, usage=usage(answer))  # type: ignore[arg-type]
+    yield b"data: [DONE]\n\n"
+
+
+class OpenAIController(Controller):
+    path = "/v1"
+    tags = ["openai-compatible"]
+
+    @get("/models", summary="The models this appliance answers as (OpenAI's shape)")
+    async def models(self, runtime: NamedDependency[Runtime]) -> ModelList:
+        return ModelList(data=[Model(id=name, created=STARTED) for name in runtime.openai.models()])
+
+    @get("/models/{model:str}", summary="A model (OpenAI's shape)")
+    async def model(self, runtime: NamedDependency[Runtime], model: FromPath[str]) -> Model:
+        runtime.openai.require_model(model)
+        return Model(id=model, created=STARTED)
+
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="A chat completion from the agent; name a conversation (X-Conversation-Id or user) to keep memory",
+    )
+    async def chat_completions(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        data: JSONBody[ChatCompletionCreate],
+        conversation: Annotated[str | None, HeaderParameter(name=CONVERSATION_HEADER)] = None,
+    ) -> Response:
+        service = runtime.openai
+        turn = await service.start(tenant, to_request(data, conversation))
+        if not data.stream:
+            try:
+                answer = await service.answer(turn)
+            finally:
+                await asyncio.shield(service.finish(turn))
+            return Response(to_completion(turn, answer), headers=conversation_headers(turn))
+
+        include_usage = bool(data.stream_options and data.stream_options.include_usage)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for piece in with_heartbeat(
+                    completion_chunks(service, turn, include_usage),
+                    heartbeat_s=runtime.settings.stream_heartbeat_s,
+                    on_early_close=lambda: service.abandon(turn),
+                ):
+                    yield piece
+            finally:
+                await asyncio.shield(service.finish(turn))
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no", **conversation_headers(turn)}
+        return Stream(body(), media_type="text/event-stream", headers=headers)

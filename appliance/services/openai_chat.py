@@ -1,0 +1,286 @@
+"""OpenAI-style chat completions, served by the same agent, runs and threads.
+
+A conversation is a thread. A client names it (the ``X-Conversation-Id``
+header, else the ``user`` field); the thread then remembers every turn, so
+the client may send only its new message. A client that sends the whole
+history each time is understood too: what the thread already holds is not
+added again, and a history that leaves the thread's (an edited or
+regenerated message) continues from the checkpoint where the two last
+agreed. Without a conversation the messages sent are the whole conversation,
+answered on a thread of their own that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from appliance.agent.graph import GRAPH_ID
+from appliance.engine.events import START
+from appliance.services.errors import Conflict, Invalid, NotFound
+from appliance.services.knowledge import KnowledgeService
+from appliance.services.runs import RunService, RunSpec, run_error
+from appliance.services.threads import ThreadService, thread_config
+from appliance.store.runs import RunRecord
+from appliance.store.threads import ThreadRecord
+
+MODELS = (GRAPH_ID,)
+# The nodes whose tokens are the answer (the others think aloud or not at all).
+ANSWER_NODES = {"respond", "generate"}
+# Conversation names become thread ids under this namespace, per tenant.
+CONVERSATIONS = uuid.UUID("6f1c3f4e-9a53-5d0b-8a57-1f0b7d1c2e90")
+# How far back a diverging history is looked for among the thread's checkpoints.
+FORK_SEARCH_LIMIT = 500
+DROPPED_ROLES = {"system", "developer"}  # the administrator sets the system prompt
+_MARKERS = re.compile(r"\s*\[\d{1,2}\]")
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+    param = "model"
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]  # {"role", "content"} as the client sent them
+    conversation: str | None = None
+    knowledge_bases: list[str] | None = None
+
+
+@dataclass
+class ChatAnswer:
+    text: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class ChatTurn:
+    """A completion under way: its run, and whether its thread is its own."""
+
+    tenant: str
+    run: RunRecord
+    model: str
+    stateless: bool
+    sent: list[dict[str, str]]
+    answer: ChatAnswer | None = None  # once it has ended
+
+    @property
+    def completion_id(self) -> str:
+        return f"chatcmpl-{self.run.run_id.hex}"
+
+    @property
+    def created(self) -> int:
+        return int(self.run.created_at.timestamp())
+
+
+class OpenAIChatService:
+    def __init__(self, runs: RunService, threads: ThreadService, knowledge: KnowledgeService) -> None:
+        self.runs = runs
+        self.threads = threads
+        self.knowledge = knowledge
+
+    @staticmethod
+    def models() -> tuple[str, ...]:
+        return MODELS
+
+    @staticmethod
+    def require_model(model: str) -> None:
+        if model not in MODELS:
+            raise UnknownModel(f"the model {model!r} does not exist here; GET /v1/models lists: {', '.join(MODELS)}")
+
+    # Starting ------------------------------------------------------------------
+
+    async def start(self, tenant: str, request: ChatRequest) -> ChatTurn:
+        """Check the request and queue its run; bad input is refused before anything is written."""
+        self.require_model(request.model)
+        sent = client_messages(request.messages)
+        if request.conversation is None:
+            spec = self._spec(sent, await self._knowledge(tenant, request.knowledge_bases, None))
+            run = await self.runs.create_stateless(tenant, spec)
+            return ChatTurn(tenant, run, request.model, stateless=True, sent=sent)
+
+        thread_id = await self.conversation_thread(tenant, request.conversation)
+        thread = await self.threads.store.get(tenant, thread_id)
+        new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
+        spec = self._spec(new, await self._knowledge(tenant, request.knowledge_bases, thread), checkpoint_id)
+        spec.if_not_exists = "create"
+        metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
+        run = await self.runs.create(tenant, thread_id, spec, new_thread_metadata=metadata)
+        return ChatTurn(tenant, run, request.model, stateless=False, sent=new)
+
+    async def conversation_thread(self, tenant: str, conversation: str) -> uuid.UUID:
+        """The tenant's own thread when the conversation names one, else one derived from the name."""
+        with contextlib.suppress(ValueError):
+            thread_id = uuid.UUID(conversation)
+            if await self.threads.store.get(tenant, thread_id) is not None:
+                return thread_id
+        return uuid.uuid5(CONVERSATIONS, f"{tenant}\n{conversation}")
+
+    async def _continuation(
+        self, thread_id: uuid.UUID | None, sent: list[dict[str, str]]
+    ) -> tuple[list[dict[str, str]], str | None]:
+        """What of ``sent`` the thread lacks, and the checkpoint to go on from (None: its latest)."""
+        prior, new = split_new(sent)
+        history = await self._history(thread_id) if thread_id else []
+        if not prior:
+            return new, None  # only the new message: the thread remembers the rest
+        if not history:
+            return sent, None  # a new conversation, brought with its history
+        if same_turns(prior, history):
+            return new, None
+        assert thread_id is not None
+        async for snapshot in self.threads.graph.aget_state_history(thread_config(thread_id), limit=FORK_SEARCH_LIMIT):
+            if not snapshot.next and same_turns(prior, turns_of(snapshot.values.get("messages", []))):
+                return new, snapshot.config["configurable"]["checkpoint_id"]
+        raise Conflict(
+            "the history sent differs from this conversation's at a point it never had; send only the new "
+            "message, or start a new conversation (another X-Conversation-Id)"
+        )
+
+    async def _history(self, thread_id: uuid.UUID) -> list[dict[str, str]]:
+        snapshot = await self.threads.graph.aget_state(thread_config(thread_id))
+        return turns_of(snapshot.values.get("messages", []))
+
+    async def _knowledge(self, tenant: str, requested: list[str] | None, thread: ThreadRecord | None) -> dict[str, Any]:
+        """The run's knowledge bases: as asked, else the conversation's own choice, else all the tenant's."""
+        if requested is not None:
+            return {"knowledge_bases": requested}
+        if thread is not None and "knowledge_bases" in thread.metadata:
+            return {}
+        return {"knowledge_bases": [str(kb.knowledge_base_id) for kb in await self.knowledge.list(tenant)]}
+
+    @staticmethod
+    def _spec(
+        messages: list[dict[str, str]], configurable: dict[str, Any], checkpoint_id: str | None = None
+    ) -> RunSpec:
+        return RunSpec(
+            assistant_id=GRAPH_ID,
+            input={"messages": messages},
+            metadata={"source": "openai"},
+            configurable=configurable,
+            stream_mode=["messages-tuple"],
+            checkpoint_id=checkpoint_id,
+        )
+
+    # Answering -----------------------------------------------------------------
+
+    async def answer(self, turn: ChatTurn) -> ChatAnswer:
+        """Wait for the turn to end: its answer, citations and token counts."""
+        values = await self.runs.join(turn.tenant, turn.run.thread_id, turn.run.run_id)
+        reply = next((m for m in reversed(values.get("messages", [])) if m.get("type") == "ai"), None)
+        if reply is None:
+            raise Conflict("the conversation ended without an answer; ask again")
+        text = str(reply.get("content", ""))
+        usage = reply.get("usage_metadata") or {}
+        count = self.runs.policy.count_tokens
+        return ChatAnswer(
+            text=text,
+            citations=(reply.get("response_metadata") or {}).get("citations", []),
+            prompt_tokens=usage.get("input_tokens") or sum(count(m["content"]) for m in turn.sent),
+            completion_tokens=usage.get("output_tokens") or count(text),
+        )
+
+    async def deltas(self, turn: ChatTurn) -> AsyncIterator[str]:
+        """The answer's text as it is written, piece by piece. What the final
+        answer adds after the streamed tokens (a citation marker, a refusal
+        written without the model) comes last."""
+        streamed = []
+        async for event in self.runs.follow(turn.run, START):
+            if event.event == "error":
+                raise run_error(json.loads(event.data))
+            if event.event != "messages":
+                continue
+            chunk, meta = json.loads(event.data)
+            text = chunk.get("content")
+            if meta.get("langgraph_node") in ANSWER_NODES and isinstance(text, str) and text:
+                streamed.append(text)
+                yield text
+        turn.answer = await self.answer(turn)
+        final, so_far = turn.answer.text, "".join(streamed)
+        if final.startswith(so_far) and len(final) > len(so_far):
+            yield final[len(so_far) :]
+
+    async def finish(self, turn: ChatTurn) -> None:
+        """After the answer: a stateless turn's thread is removed."""
+        if turn.stateless:
+            await self.runs.discard_stateless(turn.run)
+
+    async def abandon(self, turn: ChatTurn) -> None:
+        """The client left a stream before the answer: undo the turn, as a run stream does."""
+        await self.runs.stop(turn.run, "rollback")
+
+
+def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The client's messages as the agent takes them: user and assistant turns
+    with text. System messages are dropped (the administrator's prompt applies)."""
+    kept = []
+    for i, message in enumerate(raw):
+        role = message.get("role")
+        if role in DROPPED_ROLES:
+            continue
+        if role not in ("user", "assistant"):
+            raise Invalid(
+                f"messages[{i}].role {role!r} is not supported: send user and assistant messages "
+                f"(this agent calls no client tools)",
+                param="messages",
+            )
+        text = content_text(message.get("content"), i)
+        if role == "assistant" and not text.strip():
+            raise Invalid(f"messages[{i}] is an assistant message without text", param="messages")
+        kept.append({"role": role, "content": text})
+    if not kept or kept[-1]["role"] != "user":
+        raise Invalid("the last message must be the user's (the question to answer)", param="messages")
+    return kept
+
+
+def content_text(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise Invalid(
+                    f"messages[{index}].content has a {kind!r} part; only text parts are supported", param="messages"
+                )
+            parts.append(part["text"])
+        return "\n".join(parts)
+    raise Invalid(f"messages[{index}].content must be text", param="messages")
+
+
+def split_new(sent: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(the turns before the last answer, the user messages after it)."""
+    last_answer = max((i for i, m in enumerate(sent) if m["role"] == "assistant"), default=-1)
+    return sent[: last_answer + 1], sent[last_answer + 1 :]
+
+
+def turns_of(messages: list[BaseMessage]) -> list[dict[str, str]]:
+    roles = {HumanMessage: "user", AIMessage: "assistant"}
+    return [{"role": roles[type(m)], "content": m.text} for m in messages if type(m) in roles]
+
+
+def same_turns(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    """The same conversation, whatever the citation markers and spacing (clients re-render answers)."""
+    return len(a) == len(b) and all(x["role"] == y["role"] and _plain(x["content"]) == _plain(y["content"])
+                                    for x, y in zip(a, b, strict=True))  # fmt: skip
+
+
+def _plain(text: str) -> str:
+    return " ".join(_MARKERS.sub("", text).split())
+
+
+def title_of(sent: list[dict[str, str]]) -> str:
+    first = next(m["content"] for m in sent if m["role"] == "user")
+    words = " ".join(first.split())
+    return words if len(words) <= 60 else words[:57].rstrip() + "…"
