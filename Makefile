@@ -13,13 +13,20 @@ $(BIN)/appliance: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
-.PHONY: install run test bench constraints
+.PHONY: install browser run test bench constraints
 install: $(BIN)/appliance
+
+# Debian's Chromium for the web chat's browser tests: Playwright drives it and
+# never downloads a browser of its own. Without root the tests are skipped.
+browser:
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 run: install
 	$(BIN)/appliance serve
 
-test: install
+test: install browser
 	$(BIN)/ruff check appliance tests bench
 	$(BIN)/pytest
 

@@ -1,35 +1,28 @@
-"""The landing page at ``/``: where to go next (the web chat comes later)."""
+"""The web chat at ``/``: one page and its own assets (appliance/web), served
+with a Content-Security-Policy that lets the page reach only this appliance."""
 
 from __future__ import annotations
 
-from litestar import Controller, MediaType, get
+from pathlib import Path
 
-from appliance import __version__
+from litestar import Controller, MediaType, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Offline AI appliance</title>
-<style>
- body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 3rem auto; padding: 0 1rem; color: #222; }}
- code, pre {{ background: #f3f3f3; border-radius: 4px; padding: .1rem .3rem; }}
- pre {{ padding: .8rem; overflow-x: auto; }}
-</style></head>
-<body>
-<h1>Offline AI appliance <small>{version}</small></h1>
-<p>This assistant runs entirely on your network. Nothing leaves this machine.</p>
-<h2>Chat</h2>
-<p>From a terminal on this machine (it reads the admin key saved at first start):</p>
-<pre>appliance chat --url http://HOST:PORT</pre>
-<p>or with any HTTP client, sending only the new message each turn:</p>
-<pre>POST /threads                          → {{"thread_id": …}}
-POST /threads/THREAD_ID/runs/stream    {{"assistant_id": "agent",
-  "input": {{"messages": [{{"role": "user", "content": "Hello"}}]}},
-  "stream_mode": ["messages-tuple"]}}</pre>
-<p>Send your API key as <code>x-api-key</code> or <code>Authorization: Bearer</code>.</p>
-<h2>More</h2>
-<ul><li><a href="/docs">API documentation</a></li><li><a href="/readyz">Readiness</a></li></ul>
-</body></html>"""
+WEB = Path(__file__).resolve().parents[2] / "web"
+ASSETS = {"app.js": "text/javascript", "style.css": "text/css", "icon.svg": "image/svg+xml"}
+# Scripts, styles, images and connections: this origin only. No inline code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+WEB_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # The assets change with the appliance's version; check on each load.
+    "Cache-Control": "no-cache",
+}
 
 
 class HomeController(Controller):
@@ -37,5 +30,11 @@ class HomeController(Controller):
     include_in_schema = False
 
     @get("/", media_type=MediaType.HTML)
-    async def home(self) -> str:
-        return PAGE.format(version=__version__)
+    async def home(self) -> Response[bytes]:
+        return Response((WEB / "index.html").read_bytes(), headers=WEB_HEADERS)
+
+    @get("/web/{name:str}")
+    async def asset(self, name: FromPath[str]) -> Response[bytes]:
+        if name not in ASSETS:
+            raise NotFoundException(f"no such file of the web chat: {name}")
+        return Response((WEB / name).read_bytes(), media_type=ASSETS[name], headers=WEB_HEADERS)

@@ -1,0 +1,593 @@
+// The web chat. No build step and no dependencies: it speaks the appliance's
+// own API (threads, runs, knowledge bases), with the API key kept in this
+// browser tab's session storage and sent as a header, never in a URL.
+
+const KEY_STORAGE = "appliance.api-key";
+const NEW_BASE = "";  // the upload target meaning "a new knowledge base"
+// Nodes whose tokens are the answer; the others are shown as progress.
+const ANSWER_NODES = new Set(["respond", "generate"]);
+const FINAL_NODES = new Set(["respond", "generate", "refuse"]);
+const STEPS = {
+  fold_history: "Summarising earlier turns…",
+  plan: "Deciding whether your documents are needed…",
+  retrieve: "Searching the documents…",
+  grade: "Checking what was found…",
+  rewrite: "Rephrasing the search…",
+  generate: "Writing the answer from the sources…",
+  refuse: "The documents do not cover this.",
+};
+
+const $ = (selector) => document.querySelector(selector);
+const state = {
+  key: sessionStorage.getItem(KEY_STORAGE),
+  threads: [],
+  bases: [],
+  thread: null,   // the open conversation: {thread_id, metadata}
+  running: null,  // the answer being written: {threadId, runId}
+};
+
+// The API ----------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function request(path, { method = "GET", body } = {}) {
+  const headers = { "x-api-key": state.key };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw await apiError(response);
+  return response;
+}
+
+async function api(path, options) {
+  const response = await request(path, options);
+  return response.status === 204 ? null : response.json();
+}
+
+async function apiError(response) {
+  let detail = `${response.status} ${response.statusText}`;
+  try {
+    detail = (await response.json()).detail || detail;
+  } catch { /* not JSON: keep the status line */ }
+  if (response.status === 401 && state.key) signOut(detail);
+  return new ApiError(response.status, detail);
+}
+
+// Server-Sent Events from a fetch body (EventSource cannot POST or send headers).
+async function* events(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data) yield { event, data: JSON.parse(data) };  // comments (heartbeats) carry no data
+    }
+  }
+}
+
+// Signing in and out -----------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const key = $("#key").value.trim();
+  state.key = key;
+  try {
+    await api("/threads/search", { method: "POST", body: { limit: 1, select: ["thread_id"] } });
+  } catch (error) {
+    state.key = null;
+    $("#signin-error").textContent = error.status === 401
+      ? "That key was not accepted. Check it with your administrator." : error.message;
+    return;
+  }
+  sessionStorage.setItem(KEY_STORAGE, key);
+  $("#key").value = "";
+  $("#signin-error").textContent = "";
+  await enter();
+}
+
+function signOut(reason) {
+  state.key = null;
+  sessionStorage.removeItem(KEY_STORAGE);
+  $("#app").hidden = true;
+  $("#signin").hidden = false;
+  $("#signin-error").textContent = typeof reason === "string" ? reason : "";
+  $("#key").focus();
+}
+
+async function enter() {
+  $("#signin").hidden = true;
+  $("#app").hidden = false;
+  await Promise.all([loadThreads(), loadBases()]);
+  const wanted = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
+  const thread = state.threads.find((t) => wanted && t.thread_id === wanted[1]) || state.threads[0];
+  if (thread) await openThread(thread.thread_id);
+  else showThread(null);
+  $("#prompt").focus();
+}
+
+// Conversations ----------------------------------------------------------
+
+function titleOf(thread) {
+  return thread?.metadata?.title || "New conversation";
+}
+
+async function loadThreads() {
+  const threads = await api("/threads/search", {
+    method: "POST",
+    body: { limit: 200, sort_by: "updated_at", sort_order: "desc", select: ["thread_id", "metadata", "updated_at"] },
+  });
+  state.threads = threads.filter((t) => !t.metadata?.stateless);
+  renderThreads();
+}
+
+function renderThreads() {
+  const list = $("#conversations");
+  list.replaceChildren(...state.threads.map((thread) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `#/c/${thread.thread_id}`;
+    link.textContent = titleOf(thread);
+    if (state.thread?.thread_id === thread.thread_id) link.setAttribute("aria-current", "page");
+    const rename = button("✎", `Rename “${titleOf(thread)}”`, () => startRename(item, thread));
+    const remove = button("✕", `Delete “${titleOf(thread)}”`, () => deleteThread(thread));
+    item.append(link, rename, remove);
+    return item;
+  }));
+}
+
+function button(text, label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.setAttribute("aria-label", label);
+  element.addEventListener("click", onClick);
+  return element;
+}
+
+async function newThread() {
+  // A new conversation uses every knowledge base; untick what it should not.
+  const knowledge_bases = state.bases.map((b) => b.knowledge_base_id);
+  const thread = await api("/threads", {
+    method: "POST", body: { metadata: { title: "New conversation", knowledge_bases } },
+  });
+  state.threads.unshift(thread);
+  await openThread(thread.thread_id);
+  $("#prompt").focus();
+}
+
+async function openThread(threadId) {
+  const [thread, threadState] = await Promise.all([
+    api(`/threads/${threadId}`), api(`/threads/${threadId}/state`),
+  ]);
+  if (location.hash !== `#/c/${threadId}`) history.replaceState(null, "", `#/c/${threadId}`);
+  showThread(thread, threadState.values.messages || []);
+}
+
+function showThread(thread, messages = []) {
+  state.thread = thread;
+  $("#title").textContent = titleOf(thread);
+  $("#messages").replaceChildren();
+  for (const message of messages) {
+    if (message.type === "human") addMessage("user", message.content);
+    else if (message.type === "ai") {
+      const bubble = addMessage("assistant", "");
+      renderAnswer(bubble, message.content, message.response_metadata?.citations || []);
+    }
+  }
+  $("#empty").hidden = messages.length > 0;
+  renderThreads();
+  renderBases();
+  closeDrawers();
+  scrollToEnd();
+}
+
+function startRename(item, thread) {
+  const input = document.createElement("input");
+  input.value = titleOf(thread);
+  input.setAttribute("aria-label", "New title");
+  item.replaceChildren(input);
+  input.focus();
+  input.select();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    if (save && title && title !== titleOf(thread)) await setMetadata(thread.thread_id, { title });
+    renderThreads();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") finish(true);
+    if (event.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+async function setMetadata(threadId, metadata) {
+  const updated = await api(`/threads/${threadId}`, { method: "PATCH", body: { metadata } });
+  const index = state.threads.findIndex((t) => t.thread_id === threadId);
+  if (index >= 0) state.threads[index] = { ...state.threads[index], metadata: updated.metadata };
+  if (state.thread?.thread_id === threadId) {
+    state.thread = { ...state.thread, metadata: updated.metadata };
+    $("#title").textContent = titleOf(state.thread);
+  }
+  renderThreads();
+}
+
+async function deleteThread(thread) {
+  if (!confirm(`Delete “${titleOf(thread)}” and its whole history?`)) return;
+  try {
+    await api(`/threads/${thread.thread_id}`, { method: "DELETE" });
+  } catch (error) {
+    return notify(error.message);
+  }
+  state.threads = state.threads.filter((t) => t.thread_id !== thread.thread_id);
+  if (state.thread?.thread_id === thread.thread_id) {
+    history.replaceState(null, "", location.pathname);
+    if (state.threads[0]) await openThread(state.threads[0].thread_id);
+    else showThread(null);
+  } else renderThreads();
+}
+
+// Messages and answers ---------------------------------------------------
+
+function addMessage(role, text) {
+  const item = document.createElement("li");
+  item.className = `message ${role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : "Assistant";
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  item.append(who, body);
+  $("#messages").append(item);
+  $("#empty").hidden = true;
+  return item;
+}
+
+function locator(citation) {
+  const parts = [citation.source];
+  if (citation.page != null) parts.push(`page ${citation.page}`);
+  if (citation.heading) parts.push(`section “${citation.heading}”`);
+  return parts.join(", ");
+}
+
+// The answer's text, its [n] markers as buttons that open the cited passage,
+// and the list of its sources.
+function renderAnswer(bubble, text, citations) {
+  const body = bubble.querySelector(".text");
+  const byIndex = new Map(citations.map((c) => [c.index, c]));
+  body.replaceChildren(...text.split(/(\[\d{1,2}\])/).map((part) => {
+    const marker = part.match(/^\[(\d{1,2})\]$/);
+    const citation = marker && byIndex.get(Number(marker[1]));
+    if (!citation) return document.createTextNode(part);
+    const cite = button(part, `Source ${citation.index}: ${locator(citation)}`, () => openPassage(citation));
+    cite.className = "cite";
+    return cite;
+  }));
+  bubble.querySelector(".sources")?.remove();
+  if (!citations.length) return;
+  const sources = document.createElement("ol");
+  sources.className = "sources";
+  sources.setAttribute("aria-label", "Sources");
+  for (const citation of citations) {
+    const item = document.createElement("li");
+    item.value = citation.index;
+    item.append(button(locator(citation), `Open source ${citation.index}: ${locator(citation)}`,
+      () => openPassage(citation)));
+    sources.append(item);
+  }
+  bubble.append(sources);
+}
+
+function openPassage(citation) {
+  $("#passage-title").textContent = `[${citation.index}] ${citation.title || citation.source}`;
+  $("#passage-where").textContent = locator(citation);
+  $("#passage-text").textContent = citation.text;
+  $("#passage").showModal();
+}
+
+function setProgress(bubble, text) {
+  let line = bubble.querySelector(".progress");
+  if (!line) {
+    line = document.createElement("p");
+    line.className = "progress";
+    line.setAttribute("role", "status");
+    bubble.insertBefore(line, bubble.querySelector(".text"));
+  }
+  line.textContent = text;
+  line.hidden = !text;
+}
+
+async function send(event) {
+  event.preventDefault();
+  const text = $("#prompt").value.trim();
+  if (!text || state.running) return;
+  if (!state.thread) await newThread();
+  const thread = state.thread;
+  $("#prompt").value = "";
+  addMessage("user", text);
+  if (titleOf(thread) === "New conversation") {
+    setMetadata(thread.thread_id, { title: shorten(text) }).catch(() => {});
+  }
+  const bubble = addMessage("assistant", "");
+  bubble.setAttribute("aria-busy", "true");
+  setProgress(bubble, "Thinking…");
+  setRunning({ threadId: thread.thread_id, runId: null });
+  let written = "";
+  let final = null;
+  let stopped = false;
+  try {
+    const response = await request(`/threads/${thread.thread_id}/runs/stream`, {
+      method: "POST",
+      body: {
+        assistant_id: "agent",
+        input: { messages: [{ role: "user", content: text }] },
+        stream_mode: ["messages-tuple", "custom", "updates"],
+        multitask_strategy: "reject",
+        // The answer is kept even if this tab closes; Stop cancels it explicitly.
+        on_disconnect: "continue",
+      },
+    });
+    for await (const { event: kind, data } of events(response)) {
+      if (kind === "metadata") state.running.runId = data.run_id;
+      else if (kind === "custom" && data.node) setProgress(bubble, STEPS[data.node] || "");
+      else if (kind === "messages") {
+        const [chunk, meta] = data;
+        if (ANSWER_NODES.has(meta.langgraph_node) && typeof chunk.content === "string") {
+          written += chunk.content;
+          bubble.querySelector(".text").textContent = written;
+          setProgress(bubble, "");
+          scrollToEnd();
+        }
+      } else if (kind === "updates") {
+        const [node, update] = Object.entries(data)[0] || [];
+        const message = update?.messages?.at(-1);
+        if (FINAL_NODES.has(node) && message) final = message;
+      } else if (kind === "error") {
+        // A stopped answer ends with "interrupted": what was written stays on screen.
+        if (data.error === "interrupted") stopped = true;
+        else throw new ApiError(data.status || 500, data.message || "the answer failed");
+      }
+    }
+    setProgress(bubble, "");
+    if (final) renderAnswer(bubble, final.content, final.response_metadata?.citations || []);
+    else if (stopped) setProgress(bubble, "Stopped.");
+  } catch (error) {
+    setProgress(bubble, "");
+    const line = document.createElement("p");
+    line.className = "error";
+    line.setAttribute("role", "alert");
+    line.textContent = error.message;
+    bubble.append(line);
+  } finally {
+    bubble.removeAttribute("aria-busy");
+    setRunning(null);
+    scrollToEnd();
+    loadThreads().catch(() => {});
+  }
+}
+
+function shorten(text) {
+  const words = text.split(/\s+/).join(" ");
+  return words.length <= 60 ? words : `${words.slice(0, 57).trimEnd()}…`;
+}
+
+function setRunning(running) {
+  state.running = running;
+  $("#send").hidden = Boolean(running);
+  $("#stop").hidden = !running;
+  if (!running) $("#prompt").focus();
+}
+
+async function stop() {
+  const running = state.running;
+  if (!running?.runId) return;
+  try {
+    await api(`/threads/${running.threadId}/runs/${running.runId}/cancel?action=interrupt`, { method: "POST" });
+  } catch (error) {
+    if (error.status !== 409) notify(error.message);  // 409: it had just ended
+  }
+}
+
+// Knowledge bases and uploads ---------------------------------------------
+
+async function loadBases() {
+  state.bases = await api("/knowledge-bases");
+  renderBases();
+}
+
+function chosenBases() {
+  return state.thread?.metadata?.knowledge_bases || [];
+}
+
+function renderBases() {
+  const chosen = new Set(chosenBases());
+  $("#bases").replaceChildren(...state.bases.map((base) => {
+    const item = document.createElement("li");
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = chosen.has(base.knowledge_base_id);
+    box.disabled = !state.thread;
+    box.addEventListener("change", () => chooseBase(base.knowledge_base_id, box.checked));
+    label.append(box, ` ${base.name}`);
+    item.append(label);
+    return item;
+  }));
+  $("#no-bases").hidden = state.bases.length > 0;
+  $("#toggle-knowledge").textContent = `Knowledge (${chosen.size})`;
+  const select = $("#upload-base");
+  const previous = select.value;
+  select.replaceChildren(
+    ...state.bases.map((b) => new Option(b.name, b.knowledge_base_id)),
+    new Option("A new knowledge base…", NEW_BASE),
+  );
+  select.value = state.bases.some((b) => b.knowledge_base_id === previous) ? previous : select.options[0].value;
+  showNewBaseName();
+}
+
+function showNewBaseName() {
+  const isNew = $("#upload-base").value === NEW_BASE;
+  $("#new-base-name").hidden = !isNew;
+  $("#new-base-label").hidden = !isNew;
+}
+
+async function chooseBase(baseId, on) {
+  if (!state.thread) return;
+  const chosen = new Set(chosenBases());
+  if (on) chosen.add(baseId);
+  else chosen.delete(baseId);
+  await setMetadata(state.thread.thread_id, { knowledge_bases: [...chosen] });
+  renderBases();
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const files = [...$("#files").files];
+  if (!files.length) return notify("Choose one or more files to upload.");
+  let baseId = $("#upload-base").value;
+  if (baseId === NEW_BASE) {
+    const name = $("#new-base-name").value.trim();
+    if (!name) return notify("Name the new knowledge base first.");
+    try {
+      baseId = (await api("/knowledge-bases", { method: "POST", body: { name } })).knowledge_base_id;
+    } catch (error) {
+      return notify(error.message);
+    }
+    $("#new-base-name").value = "";
+    await loadBases();
+    $("#upload-base").value = baseId;
+    showNewBaseName();
+    if (state.thread) await chooseBase(baseId, true);
+  }
+  $("#files").value = "";
+  for (const file of files) await uploadOne(baseId, file);
+  await loadBases();
+}
+
+// One file, with its progress and outcome on a line of its own.
+function uploadOne(baseId, file) {
+  const item = document.createElement("li");
+  const name = document.createElement("span");
+  name.textContent = file.name;
+  const bar = document.createElement("progress");
+  bar.max = 100;
+  bar.value = 0;
+  bar.setAttribute("aria-label", `Uploading ${file.name}`);
+  const outcome = document.createElement("span");
+  outcome.className = "outcome";
+  outcome.textContent = "Uploading…";
+  item.append(name, bar, outcome);
+  $("#uploads").prepend(item);
+
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();  // fetch reports no upload progress
+    xhr.open("POST", `/knowledge-bases/${baseId}/documents`);
+    xhr.setRequestHeader("x-api-key", state.key);
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
+    });
+    xhr.upload.addEventListener("load", () => { outcome.textContent = "Reading and indexing…"; });
+    xhr.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch { /* keep the status */ }
+      bar.value = 100;
+      if (xhr.status < 300) {
+        item.className = "ok";
+        outcome.textContent = body.outcome === "unchanged"
+          ? "Already there, unchanged." : `Added: ${body.chunk_count} passages.`;
+      } else {
+        item.className = "rejected";
+        outcome.setAttribute("role", "alert");
+        outcome.textContent = `Rejected: ${body.detail || `${xhr.status} ${xhr.statusText}`}`;
+        if (xhr.status === 401) signOut(body.detail);
+      }
+      resolve();
+    });
+    xhr.addEventListener("error", () => {
+      item.className = "rejected";
+      outcome.textContent = "Rejected: the appliance could not be reached.";
+      resolve();
+    });
+    const form = new FormData();
+    form.append("file", file);
+    xhr.send(form);
+  });
+}
+
+// Layout and keyboard ----------------------------------------------------
+
+function notify(message) {
+  const notice = $("#notice");
+  notice.textContent = message;
+  notice.hidden = !message;
+  clearTimeout(notify.timer);
+  notify.timer = setTimeout(() => { notice.hidden = true; }, 8000);
+}
+
+function scrollToEnd() {
+  const list = $("#messages");
+  list.scrollTop = list.scrollHeight;
+}
+
+function toggle(buttonId, panelId, open) {
+  const panel = $(panelId);
+  const show = open ?? !panel.classList.contains("open");
+  panel.classList.toggle("open", show);
+  $(buttonId).setAttribute("aria-expanded", String(show));
+}
+
+function closeDrawers() {
+  // On a narrow screen the conversation list is a drawer: close it once one is chosen.
+  if (matchMedia("(max-width: 760px)").matches) toggle("#toggle-sidebar", "#sidebar", false);
+}
+
+function setup() {
+  $("#signin-form").addEventListener("submit", signIn);
+  $("#sign-out").addEventListener("click", () => signOut());
+  $("#new-conversation").addEventListener("click", () => newThread().catch((e) => notify(e.message)));
+  $("#composer").addEventListener("submit", (e) => send(e).catch((error) => notify(error.message)));
+  $("#stop").addEventListener("click", stop);
+  $("#upload-form").addEventListener("submit", (e) => upload(e).catch((error) => notify(error.message)));
+  $("#upload-base").addEventListener("change", showNewBaseName);
+  $("#toggle-knowledge").addEventListener("click", () => toggle("#toggle-knowledge", "#knowledge"));
+  $("#toggle-sidebar").addEventListener("click", () => toggle("#toggle-sidebar", "#sidebar"));
+  $("#prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("#composer").requestSubmit();
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.running && !$("#passage").open) stop();
+  });
+  window.addEventListener("hashchange", () => {
+    const wanted = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
+    if (state.key && wanted && wanted[1] !== state.thread?.thread_id) {
+      openThread(wanted[1]).catch((error) => notify(error.message));
+    }
+  });
+  if (state.key) enter().catch(() => signOut());
+  else signOut();
+}
+
+setup();

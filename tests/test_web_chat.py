@@ -1,0 +1,257 @@
+"""The web chat in a real headless Chromium (Debian's, driven by Playwright),
+against the real appliance: PostgreSQL, Chroma, MiniLM, the agent's graph,
+with the model scripted (and slowed, so streaming can be watched).
+
+Every request the browser makes is recorded; none may leave the appliance.
+Screenshots are saved under test-artifacts/web-chat/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.app import model_delay
+from tests.support.corpus import write_corpus
+from tests.support.librarian import ANSWER, Librarian
+
+playwright_api = pytest.importorskip("playwright.async_api")
+expect = playwright_api.expect
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web-chat"
+PALLETS = "How many pallets does the Rotterdam warehouse hold?"
+# The flags of a browser that must not phone home: no background networking,
+# component updates, sync or QUIC probing.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("APPLIANCE_REQUIRE_BROWSER"):
+        raise RuntimeError(f"{CHROMIUM} is missing and APPLIANCE_REQUIRE_BROWSER is set; apt-get install chromium")
+    pytest.skip("Debian's chromium is not installed (make browser installs it, as root)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+async def app(databases, chroma_url, tmp_path_factory):
+    from tests.support.app import serve_scripted
+
+    async with serve_scripted(
+        tmp_path_factory.mktemp("web"), databases.create(), chroma_url, delay=0.05, reply=Librarian()
+    ) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def key(app) -> str:
+    _, secret = await app.runtime.keys.create(f"web-{uuid.uuid4().hex[:6]}")
+    return secret
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with playwright_api.async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="module")
+def requested() -> list[str]:
+    """Every URL any page of this module asked for."""
+    return []
+
+
+@pytest.fixture
+async def page(browser, requested, request):
+    viewport = getattr(request, "param", {"width": 1280, "height": 800})
+    context = await browser.new_context(viewport=viewport)
+    context.on("request", lambda r: requested.append(r.url))
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    await context.close()
+
+
+async def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page, app, key: str) -> None:
+    await page.goto(app.url)
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("textbox", name="Message").wait_for()
+
+
+async def ask(page, text: str) -> None:
+    await page.get_by_role("textbox", name="Message").fill(text)
+    await page.get_by_role("textbox", name="Message").press("Enter")
+
+
+async def last_answer_done(page):
+    answer = page.locator(".message.assistant").last
+    await page.wait_for_function(
+        "() => { const a = [...document.querySelectorAll('.message.assistant')].at(-1);"
+        " return a && !a.hasAttribute('aria-busy'); }"
+    )
+    return answer
+
+
+async def test_a_wrong_key_is_refused_and_the_right_one_signs_in(page, app, key):
+    response = await page.goto(app.url)
+    assert "connect-src 'self'" in response.headers["content-security-policy"]
+    await page.get_by_label("API key").fill("not-a-key")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("That key was not accepted").wait_for()
+    await shot(page, "01-sign-in-refused")
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="New conversation", exact=True).wait_for()
+    assert key not in page.url
+    assert await page.evaluate("sessionStorage.getItem('appliance.api-key')") == key
+
+
+async def test_an_answer_streams_in_token_by_token(page, app, key):
+    await sign_in(page, app, key)
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    with model_delay(app, 0.4):
+        await ask(page, "Hello there")
+        # Part of the answer is on the page while it is still being written.
+        partial = await page.wait_for_function(
+            "() => { const a = document.querySelector('.message.assistant[aria-busy] .text');"
+            " return a && a.textContent.length > 0 && a.textContent; }"
+        )
+        partial_text = await partial.json_value()
+        await shot(page, "02-streaming")
+        answer = await last_answer_done(page)
+    final = await answer.locator(".text").inner_text()
+    assert final.startswith("Hello! (reply ") and len(final) > len(partial_text)
+    assert final.startswith(partial_text)
+    # The conversation took its title from the question.
+    await page.get_by_role("link", name="Hello there").wait_for()
+
+
+async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, app, key, tmp_path):
+    await sign_in(page, app, key)
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await page.get_by_role("button", name="Knowledge").click()
+    await page.get_by_label("Into").select_option(label="A new knowledge base…")
+    await page.get_by_label("Name of the new knowledge base").fill("Company")
+    corpus = write_corpus(tmp_path / "corpus")
+    rejected = tmp_path / "setup.exe"
+    rejected.write_bytes(b"MZ\x90\x00binary")
+    await page.get_by_label("Files").set_input_files([corpus["report.pdf"], corpus["handbook.md"], rejected])
+    await page.get_by_role("button", name="Upload").click()
+    uploads = page.locator("#uploads li")
+    await page.wait_for_function("() => document.querySelectorAll('#uploads li.ok, #uploads li.rejected').length === 3")
+    for name in ("report.pdf", "handbook.md"):
+        assert (await uploads.filter(has_text=name).locator(".outcome").inner_text()).startswith("Added: ")
+    refusal = await uploads.filter(has_text="setup.exe").locator(".outcome").inner_text()
+    assert refusal.startswith("Rejected: setup.exe: files of type '.exe' are not supported")
+    assert await page.locator("#uploads progress").evaluate_all("bars => bars.every(b => b.value === 100)")
+    # The new base is chosen for this conversation.
+    assert await page.get_by_label("Company").is_checked()
+    await shot(page, "03-uploaded")
+
+    await page.evaluate(
+        """() => { window.progressSeen = [];
+        new MutationObserver(() => document.querySelectorAll('.progress').forEach(p =>
+            p.textContent && !window.progressSeen.includes(p.textContent) && window.progressSeen.push(p.textContent)))
+        .observe(document.querySelector('#messages'), {subtree: true, childList: true, characterData: true}); }"""
+    )
+    with model_delay(app, 0.2):
+        await ask(page, PALLETS)
+        answer = await last_answer_done(page)
+    assert await answer.locator(".text").inner_text() == ANSWER
+    seen = await page.evaluate("window.progressSeen")
+    assert "Searching the documents…" in seen and "Writing the answer from the sources…" in seen
+
+    await answer.get_by_role("button", name="Source 1: report.pdf, page 2", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    await dialog.wait_for()
+    assert "48000 pallets" in await dialog.locator("blockquote").inner_text()
+    assert await dialog.locator("#passage-where").inner_text() == "report.pdf, page 2"
+    await shot(page, "04-citation-opened")
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="hidden")
+    # The answer keeps its sources after a reload: they are stored with it.
+    await page.reload()
+    await page.get_by_role("button", name="Open source 1: report.pdf, page 2").click()
+    await expect(page.locator("#passage-text")).to_contain_text("48000 pallets")
+
+
+async def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(page, app, key):
+    await sign_in(page, app, key)
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await ask(page, "Hello, keep this")
+    await last_answer_done(page)
+    await page.get_by_role("button", name="Rename “Hello, keep this”").click()
+    await page.get_by_label("New title").fill("Kept conversation")
+    await page.get_by_label("New title").press("Enter")
+    await page.get_by_role("link", name="Kept conversation").wait_for()
+
+    await page.reload()
+    await expect(page.locator("#title")).to_have_text("Kept conversation")
+    await expect(page.get_by_role("link", name="Kept conversation")).to_have_attribute("aria-current", "page")
+    await expect(page.locator(".message .text")).to_have_text(["Hello, keep this", re.compile(r"^Hello! \(reply ")])
+    await shot(page, "05-after-reload")
+
+    thread_id = page.url.rsplit("/", 1)[1]
+    page.once("dialog", lambda d: d.accept())
+    await page.get_by_role("button", name="Delete “Kept conversation”").click()
+    await page.get_by_role("link", name="Kept conversation").wait_for(state="detached")
+    response = await app.as_key(key).get(f"/threads/{thread_id}")
+    assert response.status_code == 404
+
+
+async def test_stop_ends_a_running_answer(page, app, key):
+    await sign_in(page, app, key)
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    with model_delay(app, 2.0):
+        await ask(page, "Hello, take your time")
+        await page.wait_for_function("() => document.querySelector('.message.assistant[aria-busy] .text')?.textContent")
+        await page.get_by_role("button", name="Stop").click()
+        answer = await last_answer_done(page)
+    assert await answer.locator(".progress").inner_text() == "Stopped."
+    assert await page.get_by_role("button", name="Send").is_visible()
+    thread_id = page.url.rsplit("/", 1)[1]
+    runs = (await app.as_key(key).get(f"/threads/{thread_id}/runs")).json()
+    assert [r["status"] for r in runs] == ["interrupted"]
+
+
+@pytest.mark.parametrize("page", [{"width": 390, "height": 844}], indirect=True)
+async def test_on_a_phone_the_conversations_open_as_a_drawer(page, app, key):
+    await sign_in(page, app, key)
+    assert not await page.locator("#sidebar").is_visible()
+    await page.get_by_role("button", name="Conversations").click()
+    assert await page.locator("#sidebar").is_visible()
+    await shot(page, "06-phone-drawer")
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await page.locator("#sidebar").wait_for(state="hidden")  # the drawer closes once a conversation opens
+    assert await page.get_by_role("textbox", name="Message").is_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await shot(page, "07-phone-chat")
+
+
+async def test_the_page_asked_nothing_of_any_host_but_the_appliance(app, requested):
+    # Runs last in this module: every page above recorded its requests.
+    origin = urlsplit(app.url).netloc
+    assert len(requested) > 20
+    foreign = sorted({u for u in requested if urlsplit(u).netloc != origin and not u.startswith(("data:", "blob:"))})
+    assert foreign == []
