@@ -32,6 +32,7 @@ test: install browser
 
 bench: install
 	$(BIN)/python -m bench.http_turn
+	$(BIN)/python -m bench.openai_turn
 	$(BIN)/python -m bench.state_read
 	$(BIN)/python -m bench.checkpointer_lock
 	$(BIN)/python -m bench.summary_quality
