@@ -38,3 +38,15 @@ async def scripted_app(databases, chroma_url, tmp_path_factory):
 
     async with serve_scripted(tmp_path_factory.mktemp("app"), databases.create(), chroma_url) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+async def librarian_app(databases, chroma_url, tmp_path_factory):
+    """The appliance with the scripted librarian (tests/support/librarian.py) as its model."""
+    from tests.support.app import serve_scripted
+    from tests.support.librarian import Librarian
+
+    async with serve_scripted(
+        tmp_path_factory.mktemp("app"), databases.create(), chroma_url, delay=0.01, reply=Librarian()
+    ) as served:
+        yield served

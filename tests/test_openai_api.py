@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.support.corpus import write_corpus
-from tests.support.librarian import ANSWER, RECALL, Librarian
+from tests.support.librarian import ANSWER, RECALL
 from tests.support.turns import new_kb, new_thread, turn, upload
 
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
@@ -18,13 +18,8 @@ SYSTEM = {"role": "system", "content": "You are a helpful assistant."}  # editor
 
 
 @pytest.fixture(scope="module")
-async def app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import serve_scripted
-
-    async with serve_scripted(
-        tmp_path_factory.mktemp("openai"), databases.create(), chroma_url, delay=0.005, reply=Librarian()
-    ) as served:
-        yield served
+def app(librarian_app):
+    return librarian_app
 
 
 async def client_for(app, tenant: str) -> openai.AsyncOpenAI:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.app import model_delay
 from tests.support.corpus import write_corpus
-from tests.support.librarian import ANSWER, Librarian
+from tests.support.librarian import ANSWER
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
@@ -41,19 +41,14 @@ CHROMIUM_ARGS = [
 ]
 
 if not Path(CHROMIUM).exists():
-    if os.environ.get("APPLIANCE_REQUIRE_BROWSER"):
-        raise RuntimeError(f"{CHROMIUM} is missing and APPLIANCE_REQUIRE_BROWSER is set; apt-get install chromium")
+    if os.environ.get("TEST_REQUIRE_BROWSER"):
+        raise RuntimeError(f"{CHROMIUM} is missing and TEST_REQUIRE_BROWSER is set; apt-get install chromium")
     pytest.skip("Debian's chromium is not installed (make browser installs it, as root)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
-async def app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import serve_scripted
-
-    async with serve_scripted(
-        tmp_path_factory.mktemp("web"), databases.create(), chroma_url, delay=0.05, reply=Librarian()
-    ) as served:
-        yield served
+def app(librarian_app):
+    return librarian_app
 
 
 @pytest.fixture(scope="module")
