@@ -82,11 +82,16 @@ def test_cli_creates_a_key_printed_alone_on_the_last_line_and_lists_it(databases
     assert bad.returncode == 2 and "tenant must be" in bad.stderr
 
 
-async def test_the_landing_page_needs_no_key_and_loads_nothing_from_outside(scripted_app):
+async def test_the_web_chat_and_docs_need_no_key_and_load_nothing_from_outside(scripted_app):
     async with scripted_app.as_key(None) as anonymous:
         page = await anonymous.get("/")
+        assets = [await anonymous.get(f"/web/{name}") for name in ("app.js", "style.css", "icon.svg")]
         docs = await anonymous.get("/docs")
-    assert page.status_code == 200 and "appliance chat" in page.text
-    for html in (page.text, docs.text):
-        assert "https://" not in html and "http://cdn" not in html
+        missing = await anonymous.get("/web/runtime.py")  # only the chat's own files are served
+    assert page.status_code == 200 and 'id="signin-form"' in page.text
+    assert [a.status_code for a in assets] == [200, 200, 200]
+    assert missing.status_code == 404
+    for text in (page.text, docs.text, *(a.text for a in assets)):
+        text = text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name, not an address
+        assert "https://" not in text and "http://" not in text
     assert "/static/swagger/swagger-ui-bundle.js" in docs.text

@@ -24,6 +24,7 @@ const state = {
   bases: [],
   thread: null,   // the open conversation: {thread_id, metadata}
   running: null,  // the answer being written: {threadId, runId}
+  opening: 0,     // counts conversations asked to open
 };
 
 // The API ----------------------------------------------------------------
@@ -168,14 +169,19 @@ async function newThread() {
     method: "POST", body: { metadata: { title: "New conversation", knowledge_bases } },
   });
   state.threads.unshift(thread);
-  await openThread(thread.thread_id);
+  state.opening += 1;  // a conversation still loading must not replace this one
+  history.replaceState(null, "", `#/c/${thread.thread_id}`);
+  showThread(thread, []);
   $("#prompt").focus();
 }
 
 async function openThread(threadId) {
+  // Only the latest of several quick clicks may show its conversation.
+  const ticket = ++state.opening;
   const [thread, threadState] = await Promise.all([
     api(`/threads/${threadId}`), api(`/threads/${threadId}/state`),
   ]);
+  if (ticket !== state.opening) return;
   if (location.hash !== `#/c/${threadId}`) history.replaceState(null, "", `#/c/${threadId}`);
   showThread(thread, threadState.values.messages || []);
 }
@@ -321,6 +327,7 @@ async function send(event) {
   event.preventDefault();
   const text = $("#prompt").value.trim();
   if (!text || state.running) return;
+  state.opening += 1;  // the message goes to the conversation on screen; nothing may replace it now
   if (!state.thread) await newThread();
   const thread = state.thread;
   $("#prompt").value = "";
