@@ -109,8 +109,7 @@ class OpenAIChatService:
             run = await self.runs.create_stateless(tenant, spec)
             return ChatTurn(tenant, run, request.model, stateless=True, sent=sent)
 
-        thread_id = await self.conversation_thread(tenant, request.conversation)
-        thread = await self.threads.store.get(tenant, thread_id)
+        thread_id, thread = await self.conversation_thread(tenant, request.conversation)
         new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
         spec = self._spec(new, await self._knowledge(tenant, request.knowledge_bases, thread), checkpoint_id)
         spec.if_not_exists = "create"
@@ -118,27 +117,27 @@ class OpenAIChatService:
         run = await self.runs.create(tenant, thread_id, spec, new_thread_metadata=metadata)
         return ChatTurn(tenant, run, request.model, stateless=False, sent=new)
 
-    async def conversation_thread(self, tenant: str, conversation: str) -> uuid.UUID:
-        """The tenant's own thread when the conversation names one, else one derived from the name."""
+    async def conversation_thread(self, tenant: str, conversation: str) -> tuple[uuid.UUID, ThreadRecord | None]:
+        """The conversation's thread id, and its record if it exists yet: the
+        tenant's own thread when the conversation names one, else one derived from the name."""
         with contextlib.suppress(ValueError):
-            thread_id = uuid.UUID(conversation)
-            if await self.threads.store.get(tenant, thread_id) is not None:
-                return thread_id
-        return uuid.uuid5(CONVERSATIONS, f"{tenant}\n{conversation}")
+            named = uuid.UUID(conversation)
+            if (thread := await self.threads.store.get(tenant, named)) is not None:
+                return named, thread
+        thread_id = uuid.uuid5(CONVERSATIONS, f"{tenant}\n{conversation}")
+        return thread_id, await self.threads.store.get(tenant, thread_id)
 
     async def _continuation(
         self, thread_id: uuid.UUID | None, sent: list[dict[str, str]]
     ) -> tuple[list[dict[str, str]], str | None]:
         """What of ``sent`` the thread lacks, and the checkpoint to go on from (None: its latest)."""
         prior, new = split_new(sent)
-        history = await self._history(thread_id) if thread_id else []
         if not prior:
             return new, None  # only the new message: the thread remembers the rest
-        if not history:
+        if thread_id is None or not (history := await self._history(thread_id)):
             return sent, None  # a new conversation, brought with its history
         if same_turns(prior, history):
             return new, None
-        assert thread_id is not None
         async for snapshot in self.threads.graph.aget_state_history(thread_config(thread_id), limit=FORK_SEARCH_LIMIT):
             if not snapshot.next and same_turns(prior, turns_of(snapshot.values.get("messages", []))):
                 return new, snapshot.config["configurable"]["checkpoint_id"]
