@@ -36,7 +36,7 @@ from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.settings import Settings, ipaddress_networks
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.database import EmbeddedPostgres, database_url, open_pool
+from appliance.store.database import EmbeddedPostgres, database_in_use, open_pool
 from appliance.store.keys import KeyStore
 from appliance.store.knowledge import KnowledgeStore
 from appliance.store.migrations import migrate
@@ -70,15 +70,15 @@ async def open_database(
     settings: Settings, *, wait_s: float = 30
 ) -> AsyncIterator[tuple[AsyncConnectionPool, EmbeddedPostgres | None]]:
     """The pool, with the schema migrated (the embedded server started first if needed)."""
-    url, embedded = database_url(settings)
-    pool = await open_pool(url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size, wait_s=wait_s)
-    try:
-        await migrate(pool)
-        yield pool, embedded
-    finally:
-        await pool.close()
-        if embedded is not None:
-            embedded.release()
+    with database_in_use(settings) as (url, embedded):
+        pool = await open_pool(
+            url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size, wait_s=wait_s
+        )
+        try:
+            await migrate(pool)
+            yield pool, embedded
+        finally:
+            await pool.close()
 
 
 async def open_knowledge(

@@ -17,8 +17,19 @@ from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.migrations import schema_lock
+
 
 class PooledPostgresSaver(AsyncPostgresSaver):
+    async def setup(self) -> None:
+        """LangGraph's own migrations, under the appliance's schema lock: without
+        it two app hosts starting together race on CREATE TABLE (the multi-host
+        droplet test saw one of them fail)."""
+        if not isinstance(self.conn, AsyncConnectionPool):
+            return await super().setup()
+        async with schema_lock(self.conn):
+            await super().setup()
+
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:

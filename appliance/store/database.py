@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,17 @@ def database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     embedded = EmbeddedPostgres(settings.data_path)
     log.info("embedded PostgreSQL is running", extra={"url": embedded.url})
     return embedded.url, embedded
+
+
+@contextmanager
+def database_in_use(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The database's URL for the duration; an embedded server started for it is released after."""
+    url, embedded = database_url(settings)
+    try:
+        yield url, embedded
+    finally:
+        if embedded is not None:
+            embedded.release()
 
 
 # What AsyncPostgresSaver needs of every connection.

@@ -6,6 +6,12 @@ several processes starting together apply it exactly once.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import NamedTuple
+
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 # Append only: a released migration is never edited.
@@ -160,30 +166,44 @@ MIGRATIONS: list[tuple[str, str]] = [
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"
 
 
-async def migrate(pool: AsyncConnectionPool) -> int:
-    """Apply what is missing; return the schema version now in force."""
+class Migrated(NamedTuple):
+    before: int
+    after: int
+
+
+@asynccontextmanager
+async def schema_lock(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """One process at a time changes the schema: app hosts start together.
+
+    Waiting polls a try-lock between statements, never inside one: LangGraph's
+    migrations CREATE INDEX CONCURRENTLY, which waits for every transaction in
+    flight, and a blocked pg_advisory_lock() call would be one (a deadlock the
+    server cannot see, since the lock's holder is another session)."""
     async with pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_LOCK_KEY,))).fetchone())["ok"]:
+            await asyncio.sleep(0.05)
         try:
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS appliance_migrations (
-                       version    integer PRIMARY KEY,
-                       name       text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-            row = await (
-                await conn.execute("SELECT coalesce(max(version), 0) AS v FROM appliance_migrations")
-            ).fetchone()
-            current = row["v"]
-            for version, (name, sql) in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(sql, prepare=False)
-                    await conn.execute(
-                        "INSERT INTO appliance_migrations (version, name) VALUES (%s, %s)", (version, name)
-                    )
-                current = version
-            return current
+            yield conn
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+async def migrate(pool: AsyncConnectionPool) -> Migrated:
+    """Apply what is missing; return the schema versions before and now."""
+    async with schema_lock(pool) as conn:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS appliance_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        row = await (await conn.execute("SELECT coalesce(max(version), 0) AS v FROM appliance_migrations")).fetchone()
+        current = before = row["v"]
+        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql, prepare=False)
+                await conn.execute("INSERT INTO appliance_migrations (version, name) VALUES (%s, %s)", (version, name))
+            current = version
+        return Migrated(before, current)
