@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import uuid
+from pathlib import Path
 
 from appliance.runtime import open_database
 from appliance.services.errors import ServiceError
@@ -37,6 +38,11 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 return 2
             key = await service.revoke(key_id)
             print(f"revoked {key.key_id} ({key.tenant})")
+        elif args.action == "bootstrap-admin":
+            if await service.bootstrap_admin(Path(args.output)):
+                print(f"created the first admin key (tenant 'default') in {args.output}")
+            else:
+                print("keys exist already; nothing to do")
     return 0
 
 

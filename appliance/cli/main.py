@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant", help="only this tenant's keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    first = keys_sub.add_parser(
+        "bootstrap-admin", help="on a new appliance (no keys at all), create an admin key and write it to a file"
+    )
+    first.add_argument("--output", required=True, help="the file to write it to (created readable by this user only)")
+
+    backup = sub.add_parser("backup", help="write PostgreSQL and the Chroma vectors to one archive")
+    backup.add_argument("--output", "-o", required=True, help="the archive to write (.tar.gz, readable by you only)")
+    restore = sub.add_parser("restore", help="restore a backup onto an empty database and Chroma collection")
+    restore.add_argument("archive", help="an archive written by 'appliance backup'")
+
+    sub.add_parser("migrate", help="bring the database schema up to date (the service also does it at start)")
 
     sub.add_parser("doctor", help="check dependencies, model files, offline switches and services")
 
@@ -86,6 +97,14 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.keys import keys
 
         raise SystemExit(keys(settings_or_exit(), args))
+    elif args.command in ("backup", "restore"):
+        from appliance.cli.backup import backup_or_restore
+
+        raise SystemExit(backup_or_restore(settings_or_exit(), args))
+    elif args.command == "migrate":
+        from appliance.cli.migrate import migrate
+
+        raise SystemExit(migrate(settings_or_exit()))
     elif args.command == "doctor":
         from appliance.cli.doctor import doctor
 
