@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="the pinned models")
     models_sub = models.add_subparsers(dest="action", required=True)
     models_sub.add_parser("verify", help="check model files (and Ollama's digest) against models/manifest.toml")
+    bundle = sub.add_parser("bundle", help="the offline bundle for air-gapped installs")
+    bundle_sub = bundle.add_subparsers(dest="action", required=True)
+    build = bundle_sub.add_parser("build", help="build the bundle archive (needs the network and root, once)")
+    build.add_argument("--output", default="dist", help="folder for the archive (default: dist)")
+    build.add_argument("--cache", default="~/.cache/appliance-bundle", help="where the Debian 12 build root is kept")
+    build.add_argument("--source", default=".", help="the appliance's source tree (default: .)")
+    build.add_argument("--mirror", help="Debian mirror (default: http://deb.debian.org/debian)")
+    build.add_argument("--security-mirror", help="Debian security mirror")
+    build.add_argument("--ollama-binary", help="an Ollama binary (linux-amd64) to ship")
+    build.add_argument("--ollama-models", help="an Ollama model store (with manifests/ and blobs/) to ship")
     return parser
 
 
@@ -113,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.models import verify
 
         raise SystemExit(verify(settings_or_exit()))
+    elif args.command == "bundle":
+        from appliance.cli.bundle import bundle
+
+        raise SystemExit(bundle(args))
 
 
 if __name__ == "__main__":
