@@ -13,7 +13,7 @@ $(BIN)/appliance: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
-.PHONY: install browser run test bench constraints
+.PHONY: install browser droplet-tools run test bench bundle constraints
 install: $(BIN)/appliance
 
 # Debian's Chromium for the web chat's browser tests: Playwright drives it and
@@ -23,10 +23,21 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
+# debootstrap and systemd-nspawn for the droplet suite (tests/droplet), which
+# boots Debian 12 machines to install the bundle on. Without root it is skipped.
+droplet-tools:
+	@{ command -v debootstrap && command -v systemd-nspawn; } >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap systemd-container || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap systemd-container; }
+
+# The offline bundle for air-gapped installs (needs the network and root, once).
+bundle: install
+	$(BIN)/appliance bundle build --output dist
+
 run: install
 	$(BIN)/appliance serve
 
-test: install browser
+test: install browser droplet-tools
 	$(BIN)/ruff check appliance tests bench
 	$(BIN)/pytest
 
