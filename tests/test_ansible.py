@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,13 @@ def test_every_role_has_the_standard_layout_and_documents_its_variables(role):
 
 
 def test_every_module_is_named_by_its_fully_qualified_name():
+    own = {p.stem for p in ANSIBLE.glob("roles/*/library/*.py")}  # a role's own modules have no collection
+    assert own == {"bundle_checksums", "bundle_pack"}
     for tasks in ANSIBLE.glob("roles/*/*/main.yml"):
         for task in yaml.safe_load(tasks.read_text()) or []:
             if not isinstance(task, dict) or "name" not in task:
                 continue
-            modules = [k for k in task if "." in k or k == "bundle_checksums"]
+            modules = [k for k in task if "." in k or k in own]
             assert modules, f"{tasks}: {task['name']!r} names no fully qualified module"
 
 
@@ -97,14 +100,19 @@ def test_the_wheelhouse_refuses_wheels_the_target_cannot_install(tmp_path):
         pin_wheels(tmp_path)
 
 
-def checksum_module(path: Path, tmp_path: Path) -> dict:
-    """Run the module as Ansible does (a separate Python, its arguments in a file):
-    importing ansible.module_utils here would patch this process's sys.intern."""
+def run_module(name: str, arguments: dict, tmp_path: Path) -> dict:
+    """Run one of the bundle role's modules as Ansible does (a separate Python,
+    its arguments in a file): importing ansible.module_utils here would patch
+    this process's sys.intern."""
     args = tmp_path / "args.json"
-    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"path": str(path)}}))
-    module = ANSIBLE / "roles/bundle/library/bundle_checksums.py"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
+    module = ANSIBLE / f"roles/bundle/library/{name}.py"
     done = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, timeout=60)
     return json.loads(done.stdout)
+
+
+def checksum_module(path: Path, tmp_path: Path) -> dict:
+    return run_module("bundle_checksums", {"path": str(path)}, tmp_path)
 
 
 def test_the_checksum_module_names_each_changed_missing_or_unlisted_file(tmp_path):
@@ -135,3 +143,57 @@ def test_the_checksum_module_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     refused = checksum_module(tmp_path, tmp_path)
     assert refused["failed"] is True
     assert refused["problems"] == [f"SHA256SUMS is missing: {tmp_path} is not an unpacked bundle"]
+
+
+def small_bundle(root: Path) -> Path:
+    (root / "wheels").mkdir(parents=True)
+    (root / "wheels/a-1.0-py3-none-any.whl").write_bytes(b"wheel a")
+    (root / "wheels/b-2.0-py3-none-any.whl").write_bytes(b"wheel b")
+    (root / "ollama/bin").mkdir(parents=True)
+    (root / "ollama/bin/ollama").write_bytes(b"#!/bin/sh\n")
+    (root / "ollama/bin/ollama").chmod(0o755)
+    write_sums(root)
+    return root
+
+
+def test_the_pack_module_makes_one_reproducible_archive_per_part_and_reuses_it(tmp_path):
+    bundle, cache = small_bundle(tmp_path / "bundle"), tmp_path / "cache"
+    arguments = {"path": str(bundle), "parts": ["wheels", "ollama"], "dest": str(cache)}
+    first = run_module("bundle_pack", arguments, tmp_path)
+    assert first["changed"] is True
+    wheels = Path(first["archives"]["wheels"])
+    with tarfile.open(wheels) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == ["wheels", "wheels/a-1.0-py3-none-any.whl", "wheels/b-2.0-py3-none-any.whl"]
+        assert tar.extractfile("wheels/b-2.0-py3-none-any.whl").read() == b"wheel b"
+        assert {(m.uid, m.gid, m.mode) for m in members.values() if m.isfile()} == {(0, 0, 0o644)}
+    with tarfile.open(first["archives"]["ollama"]) as tar:
+        assert tar.getmember("ollama/bin/ollama").mode == 0o755
+
+    again = run_module("bundle_pack", arguments, tmp_path)
+    assert again == {**first, "changed": False}
+
+    wheels_bytes = wheels.read_bytes()
+    wheels.unlink()  # rebuilt from the same files: the very same bytes
+    assert run_module("bundle_pack", arguments, tmp_path)["changed"] is True
+    assert wheels.read_bytes() == wheels_bytes
+
+
+def test_the_pack_module_replaces_the_archive_of_a_part_that_changed(tmp_path):
+    bundle, cache = small_bundle(tmp_path / "bundle"), tmp_path / "cache"
+    arguments = {"path": str(bundle), "parts": ["wheels"], "dest": str(cache)}
+    before = Path(run_module("bundle_pack", arguments, tmp_path)["archives"]["wheels"])
+    (bundle / "wheels/c-3.0-py3-none-any.whl").write_bytes(b"wheel c")
+    write_sums(bundle)
+    after = run_module("bundle_pack", arguments, tmp_path)
+    assert after["changed"] is True and Path(after["archives"]["wheels"]) != before
+    assert sorted(p.name for p in cache.iterdir()) == [Path(after["archives"]["wheels"]).name]
+    with tarfile.open(after["archives"]["wheels"]) as tar:
+        assert "wheels/c-3.0-py3-none-any.whl" in tar.getnames()
+
+
+def test_the_pack_module_refuses_a_part_the_bundle_does_not_have(tmp_path):
+    bundle = small_bundle(tmp_path / "bundle")
+    refused = run_module("bundle_pack", {"path": str(bundle), "parts": ["debs"], "dest": str(tmp_path / "c")}, tmp_path)
+    assert refused["failed"] is True
+    assert refused["msg"] == f"cannot pack debs of the bundle at {bundle}: debs/ has no files in SHA256SUMS"
