@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,28 @@ class PlaybookRun:
             for m in _RECAP.finditer(self.output)
         }
 
-    def assert_ok(self) -> None:
-        assert self.returncode == 0, f"ansible-playbook failed (exit {self.returncode}):\n{self.output[-6000:]}"
+    def assert_ok(self, machines: Iterable[Droplet] = ()) -> None:
+        if self.returncode != 0:
+            raise AssertionError(
+                f"ansible-playbook failed (exit {self.returncode}):\n{self.output[-6000:]}\n{journals(machines)}"
+            )
+
+
+def journals(machines: Iterable[Droplet]) -> str:
+    """Each machine's failed units and latest warnings: what a failed run's
+    message needs, since the machines are gone by the time anyone reads it."""
+    report = []
+    for machine in machines:
+        try:
+            seen = machine.ssh(
+                "systemctl --failed --no-legend --plain; journalctl -b -p warning --no-pager -n 40",
+                check=False, timeout=60,
+            )  # fmt: skip
+            said = seen.stdout + seen.stderr
+        except subprocess.TimeoutExpired:
+            said = "(no answer over SSH within 60 s)\n"
+        report.append(f"--- {machine.name}: failed units, then the journal's warnings\n{said}")
+    return "\n".join(report)
 
 
 def write_inventory(folder: Path, groups: dict[str, list[Droplet]], ssh_key: Path, **variables) -> Path:
@@ -74,7 +95,7 @@ def install(
     variables = {"appliance_lan_networks": [LAN], "appliance_llm_provider": "llamacpp", **variables}
     inventory = write_inventory(workdir / "inventory", groups, ssh_key, **variables)
     first = run_playbook(bundle, inventory, workdir / "first-run.log")
-    first.assert_ok()
-    hosts = {d.name for members in groups.values() for d in members}
-    print(f"\n{len(hosts)} host(s): first playbook run {first.seconds:.0f} s")
+    machines = {d.name: d for members in groups.values() for d in members}
+    first.assert_ok(machines.values())
+    print(f"\n{len(machines)} host(s): first playbook run {first.seconds:.0f} s")
     return inventory, first
