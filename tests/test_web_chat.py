@@ -8,6 +8,7 @@ Screenshots are saved under test-artifacts/web-chat/.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -232,13 +233,30 @@ async def test_stop_ends_a_running_answer(page, app, key):
 
 @pytest.mark.parametrize("page", [{"width": 390, "height": 844}], indirect=True)
 async def test_on_a_phone_the_conversations_open_as_a_drawer(page, app, key):
+    # The conversation the page opens at sign-in is held back until the drawer is
+    # open: its arrival must not shut the drawer (it once did, under load).
+    assert (await app.as_key(key).post("/threads", json={"metadata": {"title": "Held back"}})).status_code == 200
+    arrived = asyncio.Event()
+
+    async def hold(route):
+        await arrived.wait()
+        await route.continue_()
+
+    await page.route("**/threads/*/state", hold)
     await sign_in(page, app, key)
     assert not await page.locator("#sidebar").is_visible()
     await page.get_by_role("button", name="Conversations").click()
+    arrived.set()
+    await page.wait_for_function("() => location.hash.startsWith('#/c/')")  # the conversation has loaded
+    await page.unroute("**/threads/*/state", hold)
     assert await page.locator("#sidebar").is_visible()
     await shot(page, "06-phone-drawer")
     await page.get_by_role("button", name="New conversation", exact=True).click()
-    await page.locator("#sidebar").wait_for(state="hidden")  # the drawer closes once a conversation opens
+    await page.locator("#sidebar").wait_for(state="hidden")  # the drawer closes once a conversation is chosen
+    await page.get_by_role("button", name="Conversations").click()
+    await page.get_by_role("link", name="Held back").click()
+    await page.locator("#sidebar").wait_for(state="hidden")
+    await expect(page.locator("#title")).to_have_text("Held back")
     assert await page.get_by_role("textbox", name="Message").is_visible()
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await shot(page, "07-phone-chat")

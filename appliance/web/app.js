@@ -200,7 +200,6 @@ function showThread(thread, messages = []) {
   $("#empty").hidden = messages.length > 0;
   renderThreads();
   renderBases();
-  closeDrawers();
   scrollToEnd();
 }
 
@@ -564,14 +563,22 @@ function toggle(buttonId, panelId, open) {
 }
 
 function closeDrawers() {
-  // On a narrow screen the conversation list is a drawer: close it once one is chosen.
+  // On a narrow screen the conversation list is a drawer: close it when the user
+  // chooses a conversation, never when one finishes loading (that would shut a
+  // drawer they had just opened).
   if (matchMedia("(max-width: 760px)").matches) toggle("#toggle-sidebar", "#sidebar", false);
 }
 
 function setup() {
   $("#signin-form").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
-  $("#new-conversation").addEventListener("click", () => newThread().catch((e) => notify(e.message)));
+  $("#new-conversation").addEventListener("click", () => {
+    closeDrawers();
+    newThread().catch((e) => notify(e.message));
+  });
+  $("#conversations").addEventListener("click", (event) => {
+    if (event.target.closest("a")) closeDrawers();
+  });
   $("#composer").addEventListener("submit", (e) => send(e).catch((error) => notify(error.message)));
   $("#stop").addEventListener("click", stop);
   $("#upload-form").addEventListener("submit", (e) => upload(e).catch((error) => notify(error.message)));
