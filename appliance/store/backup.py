@@ -89,15 +89,13 @@ def _run(argv: list[str]) -> None:
 def _export_vectors(index: ChunkIndex, path: Path) -> int:
     count = 0
     with path.open("w") as out:
-        while True:
-            page = index.collection.get(include=["embeddings", "metadatas"], limit=PAGE, offset=count)
+        for page in index.pages(["embeddings", "metadatas"], PAGE):
             for i, chunk_id in enumerate(page["ids"]):
                 embedding = [float(x) for x in page["embeddings"][i]]
                 out.write(json.dumps({"id": chunk_id, "embedding": embedding, "metadata": page["metadatas"][i]}))
                 out.write("\n")
             count += len(page["ids"])
-            if len(page["ids"]) < PAGE:
-                return count
+    return count
 
 
 def _import_vectors(index: ChunkIndex, path: Path) -> int:
@@ -106,10 +104,8 @@ def _import_vectors(index: ChunkIndex, path: Path) -> int:
 
     def flush() -> None:
         if batch:
-            index.collection.add(
-                ids=[r["id"] for r in batch],
-                embeddings=[r["embedding"] for r in batch],
-                metadatas=[r["metadata"] for r in batch],
+            index.upsert_blocking(
+                [r["id"] for r in batch], [r["embedding"] for r in batch], [r["metadata"] for r in batch]
             )
             batch.clear()
 

@@ -7,6 +7,7 @@ function would try to download a model.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -48,13 +49,24 @@ class ChunkIndex:
     async def count(self) -> int:
         return await asyncio.to_thread(self.collection.count)
 
-    async def add(self, ids: list[str], embeddings: list[list[float]], metadatas: list[dict[str, Any]]) -> None:
-        def add() -> None:
-            for i in range(0, len(ids), self.max_batch):
-                end = i + self.max_batch
-                self.collection.upsert(ids=ids[i:end], embeddings=embeddings[i:end], metadatas=metadatas[i:end])
+    def upsert_blocking(self, ids: list[str], embeddings: list[list[float]], metadatas: list[dict[str, Any]]) -> None:
+        """In batches Chroma accepts; blocks (async code calls ``add``)."""
+        for i in range(0, len(ids), self.max_batch):
+            end = i + self.max_batch
+            self.collection.upsert(ids=ids[i:end], embeddings=embeddings[i:end], metadatas=metadatas[i:end])
 
-        await asyncio.to_thread(add)
+    def pages(self, include: list[str], page: int = 10_000) -> Iterator[dict[str, Any]]:
+        """The whole collection, ``page`` entries at a time; blocks."""
+        offset = 0
+        while True:
+            batch = self.collection.get(include=include, limit=page, offset=offset)
+            yield batch
+            if len(batch["ids"]) < page:
+                return
+            offset += page
+
+    async def add(self, ids: list[str], embeddings: list[list[float]], metadatas: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self.upsert_blocking, ids, embeddings, metadatas)
 
     async def query(self, embedding: list[float], where: dict[str, Any], n: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``n`` nearest chunks."""
@@ -76,13 +88,13 @@ class ChunkIndex:
 
     async def entries(self, exclude: set[str], page: int = 10_000) -> dict[tuple[str, str], list[str]]:
         """Ids not in ``exclude``, grouped by (knowledge base, source)."""
-        found: dict[tuple[str, str], list[str]] = {}
-        offset = 0
-        while True:
-            batch = await asyncio.to_thread(self.collection.get, include=["metadatas"], limit=page, offset=offset)
-            for chunk_id, meta in zip(batch["ids"], batch["metadatas"], strict=True):
-                if chunk_id not in exclude:
-                    found.setdefault((meta["knowledge_base_id"], meta["source"]), []).append(chunk_id)
-            if len(batch["ids"]) < page:
-                return found
-            offset += page
+
+        def group() -> dict[tuple[str, str], list[str]]:
+            found: dict[tuple[str, str], list[str]] = {}
+            for batch in self.pages(["metadatas"], page):
+                for chunk_id, meta in zip(batch["ids"], batch["metadatas"], strict=True):
+                    if chunk_id not in exclude:
+                        found.setdefault((meta["knowledge_base_id"], meta["source"]), []).append(chunk_id)
+            return found
+
+        return await asyncio.to_thread(group)
