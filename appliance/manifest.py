@@ -6,9 +6,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import tomllib
+import typing
 from pathlib import Path
 
 import msgspec
+
+# What a chat model can be trusted with: ``decide`` (judge whether a passage
+# answers a question), ``rewrite`` (write a better search query), ``generate``
+# (write an answer from sources), ``tools`` (call tools). The agent asks a
+# model only for what its manifest entry lists, and decides the rest itself.
+Capability = typing.Literal["decide", "rewrite", "generate", "tools"]
+CAPABILITIES: tuple[str, ...] = typing.get_args(Capability)
 
 
 class ModelFile(msgspec.Struct, frozen=True):
@@ -25,6 +33,7 @@ class PackagedModel(msgspec.Struct, frozen=True):
     module: str
     files: list[ModelFile]
     dimensions: int | None = None
+    capabilities: frozenset[Capability] = frozenset({"generate"})
 
     def directory(self) -> Path:
         spec = importlib.util.find_spec(self.module)
@@ -44,6 +53,7 @@ class OllamaModel(msgspec.Struct, frozen=True):
     ollama_model: str
     digest: str
     size: int | None = None
+    capabilities: frozenset[Capability] = frozenset({"generate"})
 
 
 class ChatModels(msgspec.Struct, frozen=True):

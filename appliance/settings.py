@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from appliance.manifest import CAPABILITIES
+
 ENV_PREFIX = "APPLIANCE_"
 CONFIG_ENV = "APPLIANCE_CONFIG"
 
@@ -70,6 +72,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     model_concurrency: PositiveInt = 1
     temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
     max_answer_tokens: PositiveInt = 256
+    # What the chat model may be trusted with (comma-separated: decide, rewrite,
+    # generate, tools); unset, the manifest's entry for the configured model.
+    model_capabilities: str | None = None
 
     # Conversation memory: the prompt stays under context_token_budget tokens;
     # when it would not, older turns are folded into the running summary until
@@ -126,10 +131,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             ipaddress_networks(self.webhook_allowed_networks)
         except ValueError as exc:
             raise SettingsError(f"webhook_allowed_networks: {exc}; give networks like 10.0.0.0/8,fd00::/8") from None
+        unknown = set(self.capability_list or ()) - set(CAPABILITIES)
+        if unknown:
+            raise SettingsError(
+                f"model_capabilities: {', '.join(sorted(unknown))} unknown; choose from {', '.join(CAPABILITIES)}"
+            )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(
                 f"db_pool_min_size ({self.db_pool_min_size}) must not exceed db_pool_max_size ({self.db_pool_max_size})"
             )
+
+    @property
+    def capability_list(self) -> list[str] | None:
+        if self.model_capabilities is None:
+            return None
+        return [c.strip() for c in self.model_capabilities.split(",") if c.strip()]
 
     # Values that depend on the profile, resolved in one place.
     @property

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance.knowledge.retrieval import Passage
+from appliance.knowledge.text import Span
 
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 
@@ -42,22 +43,20 @@ def format_sources(passages: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(f"[{n}] ({locator(p)})\n{p['text']}" for n, p in enumerate(passages, start=1))
 
 
-def cite(answer: str, passages: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """The answer with only valid [n] markers, and the citation for each.
-
-    Markers that point at no source are removed. Small models often write a
-    grounded answer without markers; since the answer was written from these
-    sources alone, it then cites all of them at its end.
-    """
+def cite(
+    answer: str, passages: Sequence[dict[str, Any]], support: Sequence[tuple[int, Span]] = ()
+) -> tuple[str, list[dict[str, Any]]]:
+    """The answer with only valid [n] markers, and the citation for each, with
+    the spans of the passage that support it (``support``: source number and
+    sentence). Markers that point at no source are removed."""
     valid = range(1, len(passages) + 1)
     text = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in valid else "", answer).strip()
-    cited = sorted({int(n) for n in _MARKER.findall(text)})
-    if not cited and passages:
-        cited = list(valid)
-        text = f"{text} " + "".join(f"[{n}]" for n in cited)
-    return text, [citation(n, passages[n - 1]) for n in cited]
+    cited = sorted({int(n) for n in _MARKER.findall(text)} | {n for n, _ in support})
+    return text, [with_spans(n, passages[n - 1], [s for m, s in support if m == n]) for n in cited]
 
 
-def citation(index: int, passage: dict[str, Any]) -> dict[str, Any]:
+def with_spans(index: int, passage: dict[str, Any], spans: Sequence[Span]) -> dict[str, Any]:
+    """A citation: where the passage is, its text, and the character spans of it that support the answer."""
     keys = ("document_id", "knowledge_base_id", "chunk_id", "source", "title", "page", "heading", "text")
-    return {"index": index} | {k: passage.get(k) for k in keys}
+    unique = sorted({(s.start, s.end) for s in spans})
+    return {"index": index} | {k: passage.get(k) for k in keys} | {"spans": [{"start": a, "end": b} for a, b in unique]}

@@ -3,12 +3,15 @@
     START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
                          └─no─────────────────▶ plan
 
-    plan ─▶ documents needed? ─no──▶ respond ─▶ END
-                             └─yes─▶ retrieve ─▶ grade
+    plan ─▶ small talk? ─yes─▶ respond ─▶ END
+                        └─no──▶ retrieve ─▶ grade
 
-    grade ─▶ any passage relevant? ─yes──────────────────▶ generate ─▶ END
-                                   └─no, tries left─▶ rewrite ─▶ retrieve
-                                   └─no, none left──▶ refuse ─▶ END
+    grade ─▶ any passage answers? ─yes─────────────────▶ generate ─▶ verify ─▶ END
+                                  └─no, tries left─▶ rewrite ─▶ retrieve
+                                  └─no, none left──▶ refuse ─▶ END
+
+``verify`` keeps the model's draft when its sources support it, else answers
+with the sources' own sentences, quoted.
 
 Without a retriever (or with no knowledge bases on the run) ``plan`` always
 routes to ``respond``: a plain conversation with bounded memory.
@@ -21,6 +24,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
+from appliance.agent.evidence import EvidenceJudge
 from appliance.agent.memory import MemoryPolicy
 from appliance.agent.nodes import make_fold_history, make_respond, needs_fold
 from appliance.agent.rag_nodes import (
@@ -31,6 +35,7 @@ from appliance.agent.rag_nodes import (
     make_plan,
     make_retrieve,
     make_rewrite,
+    make_verify,
     refuse,
 )
 from appliance.agent.state import AgentState
@@ -59,7 +64,7 @@ def build_graph(
 ) -> CompiledStateGraph:
     graph = StateGraph(AgentState)
     graph.add_node("fold_history", make_fold_history(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_node("plan", make_plan(model, retriever), retry_policy=MODEL_RETRY)
+    graph.add_node("plan", make_plan(retriever))
     graph.add_node("respond", make_respond(model, policy), retry_policy=MODEL_RETRY)
     graph.add_conditional_edges(START, needs_fold(policy), {"fold_history": "fold_history", "plan": "plan"})
     graph.add_edge("fold_history", "plan")
@@ -68,10 +73,12 @@ def build_graph(
         graph.add_edge("plan", "respond")
         return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
+    judge = EvidenceJudge(retriever.embedder)
     graph.add_node("retrieve", make_retrieve(retriever, retrieval_k))
-    graph.add_node("grade", make_grade(model), retry_policy=MODEL_RETRY)
-    graph.add_node("rewrite", make_rewrite(model), retry_policy=MODEL_RETRY)
+    graph.add_node("grade", make_grade(model, judge, retrieval_k), retry_policy=MODEL_RETRY)
+    graph.add_node("rewrite", make_rewrite(model, retriever), retry_policy=MODEL_RETRY)
     graph.add_node("generate", make_generate(model, policy), retry_policy=MODEL_RETRY)
+    graph.add_node("verify", make_verify(judge))
     graph.add_node("refuse", refuse)
     graph.add_conditional_edges("plan", after_plan, {"respond": "respond", "retrieve": "retrieve"})
     graph.add_edge("retrieve", "grade")
@@ -79,7 +86,8 @@ def build_graph(
         "grade", after_grade(max_retrievals), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}
     )
     graph.add_edge("rewrite", "retrieve")
-    graph.add_edge("generate", END)
+    graph.add_edge("generate", "verify")
+    graph.add_edge("verify", END)
     graph.add_edge("refuse", END)
     return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 

@@ -57,7 +57,7 @@ def make_respond(model: LanguageModel, policy: MemoryPolicy) -> Node:
         if not reply.text.strip():
             raise ModelError(f"the model {model.name} returned an empty answer")
         # The model's own message, id included: the client already streamed it under that id.
-        return {"messages": [reply]}
+        return {"messages": [reply], "answer_mode": "generated"}
 
     return respond
 

@@ -1,13 +1,17 @@
-"""The retrieval nodes: plan, retrieve, grade, rewrite, generate, refuse.
+"""The retrieval nodes: plan, retrieve, grade, rewrite, generate, verify, refuse.
 
-Every decision a node asks of the model (search or not, relevant or not) is a
-constrained choice, so a small model cannot derail the graph with malformed
-output. Internal calls carry the ``nostream`` tag: only the answer streams as
-tokens; the rest streams as progress events.
+The model is asked only for what its manifest entry trusts it with: every
+model writes drafts; judging passages and rewriting queries go to the model
+only when it can ``decide`` or ``rewrite``, and are otherwise decided from
+retrieval evidence (``agent.evidence``) and the knowledge base's vocabulary.
+Whether to search at all is a rule (``agent.routing``). Every draft is checked
+against its sources before anyone sees it. Internal calls carry the
+``nostream`` tag; the checked answer is streamed as one message.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,24 +23,26 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
 from appliance.agent.citations import cite, passage_dict
+from appliance.agent.evidence import Evidence, EvidenceJudge, check_answer, extractive_answer, relevant_passages
 from appliance.agent.memory import MemoryPolicy, build_prompt
 from appliance.agent.nodes import Node, call_model, memory_of
 from appliance.agent.rag_prompts import (
     GRADE_CHOICES,
-    ROUTE_CHOICES,
     clean_query,
     grade_prompt,
     grounded_question,
     refusal,
     rewrite_prompt,
-    route_prompt,
 )
+from appliance.agent.routing import is_small_talk
 from appliance.agent.state import AgentState
 from appliance.knowledge.retrieval import Retriever
 from appliance.llm.choices import parse_choice
-from appliance.llm.errors import ModelError
 from appliance.llm.provider import LanguageModel
 from appliance.store.knowledge import ChunkFilter
+
+# Candidates less similar than this to the question are not worth judging.
+CANDIDATE_FLOOR = 0.1
 
 
 def knowledge_bases(config: RunnableConfig) -> list[uuid.UUID]:
@@ -52,18 +58,17 @@ def _tried(state: AgentState) -> list[str]:
     return [r["query"] for r in state.get("retrievals", [])]
 
 
-def make_plan(model: LanguageModel, retriever: Retriever | None) -> Callable[..., Any]:
-    router = model.decider(ROUTE_CHOICES).with_config(tags=[TAG_NOSTREAM], run_name="route")
+def make_plan(retriever: Retriever | None) -> Callable[..., Any]:
+    """A conversation with knowledge bases searches them unless the message is small talk (rules, no model)."""
 
     async def plan(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         question = next((str(m.text) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
-                "citations": []}  # fmt: skip
+                "citations": [], "evidence": [], "draft": "", "answer_mode": None}  # fmt: skip
         if retriever is None or not knowledge_bases(config):
             return turn | {"use_documents": False}
         progress("plan", status="deciding whether the documents are needed")
-        reply = await call_model(model, router, route_prompt(question))
-        return turn | {"use_documents": parse_choice(reply.text, ROUTE_CHOICES, default="search") == "search"}
+        return turn | {"use_documents": not is_small_talk(question)}
 
     return plan
 
@@ -81,12 +86,18 @@ def reviewed_query(query: str, question: str) -> str:
 
 
 def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
+    # More candidates than are answered from, under a lower floor: passages
+    # holding several facts are less similar to a question than the one
+    # sentence that answers it, and the judgement looks at sentences.
+    candidates = max(2 * k, 8)
+
     async def retrieve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         query = state["query"]
         if (config.get("configurable") or {}).get("review_queries"):
             query = reviewed_query(query, state["question"])
         progress("retrieve", query=query)
-        found = await retriever.search(query, ChunkFilter(knowledge_base_ids=knowledge_bases(config)), k)
+        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(config))
+        found = await retriever.search(query, scope, candidates, floor=CANDIDATE_FLOOR)
         passages = [passage_dict(p) for p in found]
         trace = {"query": query, "found": len(passages), "relevant": 0}
         return {
@@ -99,62 +110,101 @@ def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
     return retrieve
 
 
-def make_grade(model: LanguageModel) -> Node:
+def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
+    """Which passages answer the question: the model's yes or no for a model
+    trusted to decide, else the retrieval evidence alone. Either way the
+    answering sentences are kept, for the answer check and extractive answers."""
     grader = model.decider(GRADE_CHOICES).with_config(tags=[TAG_NOSTREAM], run_name="grade")
+
+    async def by_model(question: str, passages: list[dict[str, Any]]) -> tuple[list[Evidence], float]:
+        relevant = []
+        for passage in passages[:k]:
+            reply = await call_model(model, grader, grade_prompt(question, passage))
+            if parse_choice(reply.text, GRADE_CHOICES, default="yes") == "yes":
+                relevant.append(passage)
+        started = time.perf_counter()
+        found = judge.best_of(await judge.score(question, relevant))
+        return found, time.perf_counter() - started
+
+    async def by_evidence(question: str, passages: list[dict[str, Any]]) -> tuple[list[Evidence], float]:
+        started = time.perf_counter()
+        found = judge.answering(await judge.score(question, passages))
+        return found, time.perf_counter() - started
+
+    decide = by_model if model.can("decide") else by_evidence
 
     async def grade(state: AgentState) -> dict[str, Any]:
         passages = state.get("passages", [])
-        progress("grade", passages=len(passages))
-        relevant = []
-        for passage in passages:
-            reply = await call_model(model, grader, grade_prompt(state["question"], passage))
-            if parse_choice(reply.text, GRADE_CHOICES, default="yes") == "yes":
-                relevant.append(passage)
+        answering, seconds = await decide(state["question"], passages)
+        relevant = relevant_passages(passages, answering)[:k]
+        progress("grade", passages=len(passages), relevant=len(relevant), check_ms=round(seconds * 1000, 1))
         retrievals = list(state.get("retrievals", []))
         if retrievals:
             retrievals[-1] = {**retrievals[-1], "relevant": len(relevant)}
-        return {"relevant": relevant, "retrievals": retrievals}
+        return {"relevant": relevant, "retrievals": retrievals, "evidence": [e.as_dict() for e in answering]}
 
     return grade
 
 
-def make_rewrite(model: LanguageModel) -> Node:
+def make_rewrite(model: LanguageModel, retriever: Retriever) -> Callable[..., Any]:
+    """The second query: the model's rewrite for a model trusted to rewrite, else lexical expansion."""
     rewriter = model.rewriter.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
 
-    async def rewrite(state: AgentState) -> dict[str, Any]:
-        progress("rewrite", status="nothing relevant found; rewriting the query")
-        reply = await call_model(model, rewriter, rewrite_prompt(state["question"], _tried(state)))
-        return {"query": clean_query(reply.text, fallback=state["question"])}
+    async def rewrite(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        progress("rewrite", status="nothing relevant found; searching with other words")
+        if model.can("rewrite"):
+            reply = await call_model(model, rewriter, rewrite_prompt(state["question"], _tried(state)))
+            return {"query": clean_query(reply.text, fallback=state["question"])}
+        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(config))
+        return {"query": await retriever.expanded_query(state["question"], scope)}
 
     return rewrite
 
 
 def make_generate(model: LanguageModel, policy: MemoryPolicy) -> Node:
+    """The model's draft from the relevant passages. It does not stream: the
+    client sees the answer once it has been checked (``verify``), so what was
+    shown is what is kept."""
+    writer = model.answer.with_config(tags=[TAG_NOSTREAM], run_name="generate")
+
     async def generate(state: AgentState) -> dict[str, Any]:
         relevant = state["relevant"]
         progress("generate", sources=len(relevant))
         prompt = build_prompt(policy, *memory_of(state))
         prompt[-1] = HumanMessage(grounded_question(state["question"], relevant))
-        reply = await call_model(model, model.answer, prompt)
-        if not reply.text.strip():
-            raise ModelError(f"the model {model.name} returned an empty answer")
-        text, citations = cite(reply.text, relevant)
-        # Same id: the final state replaces the message the client streamed. The
-        # citations ride on the message too, so every answer of a thread keeps its own.
-        reply = AIMessage(
-            content=text,
-            id=reply.id,
-            usage_metadata=reply.usage_metadata,
-            response_metadata=reply.response_metadata | {"citations": citations},
-        )
-        return {"messages": [reply], "citations": citations}
+        reply = await call_model(model, writer, prompt)
+        return {"draft": reply.text.strip()}
 
     return generate
 
 
+def make_verify(judge: EvidenceJudge) -> Node:
+    """The draft is kept when every sentence of it is supported by a passage it
+    cites; otherwise the answer is the answering sentences, quoted."""
+
+    async def verify(state: AgentState) -> dict[str, Any]:
+        started = time.perf_counter()
+        relevant = state["relevant"]
+        answering = [Evidence(**e) for e in state.get("evidence", [])]
+        check = await check_answer(judge, state.get("draft", ""), relevant, answering)
+        if check.supported:
+            text, citations = cite(state["draft"], relevant, check.spans)
+            mode, reason = "generated", None
+        else:
+            text, citations = extractive_answer(relevant, answering)
+            mode, reason = "extractive", check.reason
+        seconds = time.perf_counter() - started
+        progress("verify", answer_mode=mode, reason=reason, check_ms=round(seconds * 1000, 1))
+        # The citations ride on the message too, so every answer of a thread keeps its own.
+        reply = AIMessage(content=text, response_metadata={"citations": citations, "answer_mode": mode})
+        return {"messages": [reply], "citations": citations, "answer_mode": mode}
+
+    return verify
+
+
 async def refuse(state: AgentState) -> dict[str, Any]:
     progress("refuse", status="the documents do not cover the question")
-    return {"messages": [AIMessage(refusal(_tried(state)))], "citations": []}
+    return {"messages": [AIMessage(refusal(_tried(state)))], "citations": [], "answer_mode": "refused"}
 
 
 def after_plan(state: AgentState) -> str:

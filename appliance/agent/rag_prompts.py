@@ -9,14 +9,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from appliance.agent.citations import format_sources
 
-ROUTE_CHOICES = ("search", "chat")
 GRADE_CHOICES = ("yes", "no")
 
-ROUTE_INSTRUCTIONS = (
-    "You route messages for an assistant that can search the organisation's documents. "
-    "Answer 'search' when the message asks for information, facts, figures, procedures or anything "
-    "the documents may hold. Answer 'chat' only for greetings, thanks or small talk."
-)
 GRADE_INSTRUCTIONS = (
     "You check search results. Answer 'yes' if the passage contains information that helps answer "
     "the question, 'no' if it does not."
@@ -27,13 +21,9 @@ REWRITE_INSTRUCTIONS = (
     "query only, on one line."
 )
 ANSWER_INSTRUCTIONS = (
-    "Answer the question using only the numbered sources below. After each fact, cite its source "
-    "number in brackets, like [1]. If the sources do not answer the question, say so."
+    "Answer the question in one or two sentences, using only the numbered sources below and their "
+    "own words where you can. End each sentence with its source number in brackets, like [1]."
 )
-
-
-def route_prompt(question: str) -> list[BaseMessage]:
-    return [SystemMessage(ROUTE_INSTRUCTIONS), HumanMessage(f"Message: {question}\n\nsearch or chat?")]
 
 
 def grade_prompt(question: str, passage: dict[str, Any]) -> list[BaseMessage]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -28,5 +28,14 @@ class AgentState(TypedDict, total=False):
     passages: list[dict[str, Any]]
     relevant: list[dict[str, Any]]
     retrievals: list[dict[str, Any]]
-    # The sources of the final answer, numbered as its [n] markers.
+    # The sentences that answer the question, scored ({chunk_id, start, end,
+    # score, similarity, coverage}), and the model's draft before it is checked.
+    evidence: list[dict[str, Any]]
+    draft: str
+    # The sources of the final answer, numbered as its [n] markers, each with
+    # the spans of its text that support the answer.
     citations: list[dict[str, Any]]
+    # How the answer was made: the model's draft, checked against its sources
+    # (generated), the sources' own sentences quoted when the draft failed the
+    # check (extractive), or the honest refusal (refused).
+    answer_mode: Literal["generated", "extractive", "refused"] | None

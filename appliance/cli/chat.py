@@ -23,9 +23,37 @@ class Backend(Protocol):
 
     async def new_thread(self) -> str: ...
 
+    async def knowledge_bases(self) -> dict[str, str]: ...
+
     async def earlier_messages(self) -> int: ...
 
     def send(self, text: str) -> AsyncIterator[str]: ...
+
+
+def choose_bases(available: dict[str, str], wanted: list[str] | None) -> list[str]:
+    """The knowledge bases of a new conversation, from ``available`` (name to id):
+    those named (by name or id), else all of them, as in the web chat."""
+    if not wanted:
+        return list(available.values())
+    ids = set(available.values())
+    unknown = [w for w in wanted if w not in available and w not in ids]
+    if unknown:
+        names = ", ".join(sorted(available)) or "none yet; add one with appliance ingest"
+        raise LookupError(f"no knowledge base named {', '.join(map(repr, unknown))} (there are: {names})")
+    return list(dict.fromkeys(available.get(w, w) for w in wanted))
+
+
+def sources_of(message: dict) -> str:
+    """The sources of an answer, one line each, as the web chat lists them."""
+    from appliance.agent.citations import locator
+
+    citations = (message.get("response_metadata") or {}).get("citations") or []
+    return "".join(f"\n  [{c['index']}] {locator(c)}" for c in citations)
+
+
+def answer_pieces(chunk: dict) -> str:
+    """What a streamed message adds on screen: its text, and its sources once they are known."""
+    return str(chunk.get("content", "")) + sources_of(chunk)
 
 
 def message(text: str) -> dict:
@@ -37,16 +65,24 @@ def message(text: str) -> dict:
 
 
 class RemoteBackend:
-    def __init__(self, url: str, key: str, thread_id: str | None) -> None:
+    def __init__(self, url: str, key: str, thread_id: str | None, bases: list[str] | None = None) -> None:
         import httpx
 
         self.client = httpx.AsyncClient(
             base_url=url.rstrip("/"), headers={"x-api-key": key}, timeout=httpx.Timeout(300, connect=5), trust_env=False
         )
         self.thread_id = thread_id or ""
+        self.bases = bases
+
+    async def knowledge_bases(self) -> dict[str, str]:
+        response = await self.client.get("/knowledge-bases")
+        response.raise_for_status()
+        return {kb["name"]: kb["knowledge_base_id"] for kb in response.json()}
 
     async def new_thread(self) -> str:
-        response = await self.client.post("/threads", json={"metadata": {"source": "appliance chat"}})
+        chosen = choose_bases(await self.knowledge_bases(), self.bases)
+        metadata = {"source": "appliance chat", "knowledge_bases": chosen}
+        response = await self.client.post("/threads", json={"metadata": metadata})
         response.raise_for_status()
         self.thread_id = response.json()["thread_id"]
         return self.thread_id
@@ -68,18 +104,26 @@ class RemoteBackend:
                     event = line[7:]
                 elif line.startswith("data: ") and event == "messages":
                     chunk, _meta = json.loads(line[6:])
-                    yield chunk.get("content", "")
+                    yield answer_pieces(chunk)
                 elif line.startswith("data: ") and event == "error":
                     raise RuntimeError(json.loads(line[6:])["message"])
 
 
 class LocalBackend:
-    def __init__(self, runtime, thread_id: str | None) -> None:
+    def __init__(self, runtime, thread_id: str | None, bases: list[str] | None = None) -> None:
         self.runtime = runtime
         self.thread_id = thread_id or ""
+        self.bases = bases
+
+    async def knowledge_bases(self) -> dict[str, str]:
+        return {kb.name: str(kb.knowledge_base_id) for kb in await self.runtime.knowledge.list("default")}
 
     async def new_thread(self) -> str:
-        record = await self.runtime.threads.create("default", None, {"source": "appliance chat"}, "raise")
+        metadata = {
+            "source": "appliance chat",
+            "knowledge_bases": choose_bases(await self.knowledge_bases(), self.bases),
+        }
+        record = await self.runtime.threads.create("default", None, metadata, "raise")
         self.thread_id = str(record.thread_id)
         return self.thread_id
 
@@ -98,7 +142,7 @@ class LocalBackend:
         async for event in self.runtime.runs.follow(run, START):
             data = json.loads(event.data)
             if event.event == "messages":
-                yield data[0]["content"]
+                yield answer_pieces(data[0])
             elif event.event == "error":
                 raise RuntimeError(data["message"])
 
@@ -112,7 +156,11 @@ async def converse(backend: Backend) -> int:
             return 2
         print(f"conversation {backend.thread_id} ({earlier} earlier messages). {HELP}")
     else:
-        await backend.new_thread()
+        try:
+            await backend.new_thread()
+        except LookupError as exc:
+            print(f"appliance: {exc.args[0]}", file=sys.stderr)
+            return 2
         print(f"conversation {backend.thread_id}. {HELP}")
     loop = asyncio.get_running_loop()
     while True:
@@ -152,14 +200,14 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         if not key:
             print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
             return 2
-        return await converse(RemoteBackend(args.url, key, args.thread))
+        return await converse(RemoteBackend(args.url, key, args.thread, args.knowledge_base))
 
     from appliance.observability.logs import configure_logging
     from appliance.runtime import open_runtime
 
     configure_logging(as_json=False, level="warning")
     async with open_runtime(settings) as runtime:
-        return await converse(LocalBackend(runtime, args.thread))
+        return await converse(LocalBackend(runtime, args.thread, args.knowledge_base))
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:

@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
     chat.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
     chat.add_argument("--thread", help="continue this thread id instead of starting a new one")
+    chat.add_argument(
+        "-k",
+        "--knowledge-base",
+        action="append",
+        metavar="NAME",
+        help="a knowledge base a new conversation answers from, by name or id (repeatable; default: all of them)",
+    )
 
     ingest = sub.add_parser("ingest", help="add files and folders to a knowledge base (txt, md, html, pdf)")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to walk")

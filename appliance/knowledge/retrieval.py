@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from appliance.knowledge.embeddings import Embedder
+from appliance.knowledge.expansion import expand
 from appliance.store.knowledge import ChunkFilter, ChunkRecord, KnowledgeStore
 from appliance.store.vectors import ChunkIndex
 
@@ -90,3 +91,8 @@ class Retriever:
             Passage(chunks[i], fused[i], similarity.get(i, -1.0)) for i in ranked if similarity.get(i, -1.0) >= floor
         ]
         return passages[:k]
+
+    async def expanded_query(self, question: str, scope: ChunkFilter) -> str:
+        """A second query from the question's keywords and the knowledge bases' vocabulary."""
+        stems, vocabulary = await self.store.vocabulary(scope, question)
+        return " ".join(expand(stems, vocabulary)) or question

@@ -11,7 +11,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from appliance.llm.choices import choice_grammar, choice_schema
 from appliance.llm.gate import ModelGate
-from appliance.manifest import load_manifest
+from appliance.manifest import Capability, load_manifest
 from appliance.settings import Settings
 
 
@@ -25,7 +25,8 @@ class LanguageModel:
     one of ``choices``; ``count_tokens`` measures prompts for the context
     budget; ``check`` raises a ModelError when the model cannot serve;
     ``gate`` bounds how many calls run at once (the runtime sets it from
-    ``model_concurrency``).
+    ``model_concurrency``); ``capabilities`` what the model may be trusted
+    with (see ``appliance.manifest.Capability``).
     """
 
     name: str
@@ -37,7 +38,13 @@ class LanguageModel:
     count_tokens: Callable[[str], int]
     check: Callable[[], Awaitable[str]]
     gate: ModelGate = field(default_factory=lambda: ModelGate(1))
+    capabilities: frozenset[str] = frozenset({"generate"})
 
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+GENERATE_ONLY = frozenset({"generate"})
 
 # A decision is one word (or a one-key JSON object); a rewritten query one line.
 DECISION_MAX_TOKENS = 12
@@ -56,7 +63,19 @@ def embedded_model_path(settings: Settings) -> str:
     return str(load_manifest(settings.manifest_path).chat.embedded.file_path())
 
 
+def capabilities_of(settings: Settings) -> frozenset[str]:
+    """The setting when given, else the manifest's entry for the configured
+    model; a model the manifest does not pin is trusted only to generate."""
+    if settings.capability_list is not None:
+        return frozenset(settings.capability_list)
+    chat = load_manifest(settings.manifest_path).chat
+    if settings.provider == "ollama":
+        return chat.production.capabilities if settings.ollama_model == chat.production.ollama_model else GENERATE_ONLY
+    return chat.embedded.capabilities if not settings.llamacpp_model_path else GENERATE_ONLY
+
+
 def build_language_model(settings: Settings) -> LanguageModel:
+    capabilities = capabilities_of(settings)
     if settings.provider == "ollama":
         from appliance.llm.ollama import chat_ollama, probe_ollama
 
@@ -74,6 +93,7 @@ def build_language_model(settings: Settings) -> LanguageModel:
             ),
             count_tokens=approximate_tokens,
             check=check,
+            capabilities=capabilities,
         )
 
     from appliance.llm.errors import ModelNotFound
@@ -103,4 +123,5 @@ def build_language_model(settings: Settings) -> LanguageModel:
         decider=lambda choices: chat(DECISION_MAX_TOKENS, choice_grammar(choices)),
         count_tokens=loaded.count_tokens,
         check=check_loaded,
+        capabilities=capabilities,
     )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -298,6 +298,21 @@ class KnowledgeStore:
             )
         ).fetchall()
         return {r["chunk_id"]: ChunkRecord(**r) for r in rows}
+
+    async def vocabulary(self, scope: ChunkFilter, question: str) -> tuple[list[str], dict[str, int]]:
+        """The question's stems (PostgreSQL's English dictionary, as the index
+        has them) and the searched chunks' stems with how many chunks hold each."""
+        inner = sql.SQL("SELECT search FROM chunks WHERE knowledge_base_id = ANY({}::uuid[])").format(
+            sql.Literal([str(i) for i in scope.knowledge_base_ids])
+        )
+        async with self.pool.connection() as conn:
+            asked = await (
+                await conn.execute(
+                    "SELECT lexeme FROM unnest(to_tsvector('english', %s)) ORDER BY positions[1]", (question,)
+                )  # fmt: skip
+            ).fetchall()
+            rows = await (await conn.execute("SELECT word, ndoc FROM ts_stat(%s)", (inner.as_string(conn),))).fetchall()
+        return [r["lexeme"] for r in asked], {r["word"]: r["ndoc"] for r in rows}
 
     async def lexical_search(
         self, conn: AsyncConnection, query: str, scope: ChunkFilter, limit: int

@@ -5,8 +5,8 @@
 const KEY_STORAGE = "appliance.api-key";
 const NEW_BASE = "";  // the upload target meaning "a new knowledge base"
 // Nodes whose tokens are the answer; the others are shown as progress.
-const ANSWER_NODES = new Set(["respond", "generate"]);
-const FINAL_NODES = new Set(["respond", "generate", "refuse"]);
+const ANSWER_NODES = new Set(["respond", "verify"]);
+const FINAL_NODES = new Set(["respond", "verify", "refuse"]);
 const STEPS = {
   fold_history: "Summarising earlier turns…",
   plan: "Deciding whether your documents are needed…",
@@ -14,6 +14,7 @@ const STEPS = {
   grade: "Checking what was found…",
   rewrite: "Rephrasing the search…",
   generate: "Writing the answer from the sources…",
+  verify: "Checking the answer against the sources…",
   refuse: "The documents do not cover this.",
 };
 

@@ -13,13 +13,12 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field
 
 from appliance.agent.memory import SUMMARIZER_INSTRUCTIONS
-from appliance.agent.rag_prompts import GRADE_INSTRUCTIONS, REWRITE_INSTRUCTIONS, ROUTE_INSTRUCTIONS
+from appliance.agent.rag_prompts import GRADE_INSTRUCTIONS, REWRITE_INSTRUCTIONS
 from appliance.llm.provider import LanguageModel
 
 # The internal prompts the graph sends, by the instructions they start with.
 PROMPT_KINDS = {
     SUMMARIZER_INSTRUCTIONS: "summary",
-    ROUTE_INSTRUCTIONS: "route",
     GRADE_INSTRUCTIONS: "grade",
     REWRITE_INSTRUCTIONS: "rewrite",
 }
@@ -30,7 +29,7 @@ def word_count(text: str) -> int:
 
 
 def prompt_kind(messages: list[BaseMessage]) -> str:
-    """summary, route, grade, rewrite, or answer."""
+    """summary, grade, rewrite, or answer."""
     first = messages[0].text if messages else ""
     return next((kind for start, kind in PROMPT_KINDS.items() if first.startswith(start)), "answer")
 
@@ -43,8 +42,6 @@ def default_reply(messages: list[BaseMessage], calls: int) -> str:
     kind = prompt_kind(messages)
     if kind == "summary":
         return f"summary-{calls} " + "fact " * 20
-    if kind == "route":
-        return "search"
     if kind == "grade":
         return "yes"
     if kind == "rewrite":
