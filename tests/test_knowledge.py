@@ -11,7 +11,7 @@ import pytest
 from appliance.agent.rag_prompts import refusal
 from appliance.store.knowledge import ChunkFilter
 from tests.support.corpus import HANDBOOK_MD, pdf_bytes, write_corpus
-from tests.support.librarian import ANSWER, Librarian
+from tests.support.librarian import Librarian, answer_to
 from tests.support.turns import new_kb, new_thread, stream, turn, upload
 
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
@@ -85,12 +85,19 @@ async def test_relevance_floor_drops_unrelated_chunks(app, corpus_kb):
 async def test_answer_cites_the_pdf_and_page_that_hold_it(app, corpus_kb):
     tid = await new_thread(app.client, knowledge_bases=[corpus_kb])
     values = await turn(app.client, tid, PALLETS)
-    assert values["messages"][-1]["content"] == ANSWER
     [citation] = values["citations"]
+    # The librarian quotes its first source: an answer the source supports, so it is kept as written.
+    assert values["messages"][-1]["content"] == answer_to(PALLETS, citation["text"])
+    assert values["answer_mode"] == "generated"
     assert citation["index"] == 1
     assert (citation["source"], citation["page"]) == ("report.pdf", 2)
     assert "48000 pallets" in citation["text"]
-    assert set(citation) >= {"index", "document_id", "source", "page", "heading", "text"}
+    assert set(citation) >= {"index", "document_id", "source", "page", "heading", "text", "spans"}
+    # The span is the very sentence that supports the answer.
+    [span] = citation["spans"]
+    assert citation["text"][span["start"] : span["end"]] == (
+        "The Rotterdam warehouse stores 48000 pallets and opened in March 2019."
+    )
     # The answering prompt carried the numbered source.
     prompt = app.chat.answer_prompts()[-1][-1].text
     assert "[1] (report.pdf, page 2)" in prompt
@@ -163,11 +170,14 @@ async def test_stream_shows_each_node_as_it_runs_and_only_answer_tokens(app, cor
     }
     events = await stream(app.client, tid, body)
     progress = [data["node"] for event, data in events if event == "custom"]
-    assert progress == ["plan", "retrieve", "grade", "generate"]
+    assert progress == ["plan", "retrieve", "grade", "generate", "verify"]
     updated = [next(iter(data)) for event, data in events if event == "updates"]
-    assert updated == ["plan", "retrieve", "grade", "generate"]
-    token_nodes = {data[1]["langgraph_node"] for event, data in events if event == "messages"}
-    assert token_nodes == {"generate"}
+    assert updated == ["plan", "retrieve", "grade", "generate", "verify"]
+    # The draft never streams: the checked answer arrives whole, once.
+    answers = [data[0] for event, data in events if event == "messages"]
+    assert {data[1]["langgraph_node"] for event, data in events if event == "messages"} == {"verify"}
+    final = next(data for event, data in reversed(events) if event == "updates")["verify"]["messages"][-1]
+    assert [a["content"] for a in answers] == [final["content"]]
 
 
 async def test_reingesting_unchanged_changed_and_deleted_documents(app):

@@ -5,8 +5,9 @@ The first search used the whole question. The second keeps the question's
 keywords that the knowledge base holds, and replaces each keyword it does not
 hold with the knowledge base's words nearest in spelling (a typo, another form
 of the word: "instalation" finds "install", "reimbursed" finds
-"reimbursement"), the most common first. Words neither the question nor the
-vocabulary can place are dropped: they could only dilute the search.
+"reimbursement"), the most common first. Keywords the vocabulary cannot place
+are dropped, as they could only dilute the search; when none is left, the
+second search is the question's keywords alone.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ def related(stem: str, word: str) -> bool:
     return len(stem) >= 5 and edit_distance_at_most_one(stem, word)
 
 
-def expand(question_stems: Sequence[str], vocabulary: Mapping[str, int]) -> list[str]:
-    """The second query's terms: the question's stems the vocabulary holds, and
-    the vocabulary's nearest words for those it does not."""
+def expand(keywords: Sequence[tuple[str, str]], vocabulary: Mapping[str, int]) -> list[str]:
+    """The second query's terms from the question's (word, stem) keywords: the
+    words whose stem the vocabulary holds, and the vocabulary's nearest stems
+    for those it does not."""
     terms: list[str] = []
-    for stem in dict.fromkeys(question_stems):
+    for word, stem in keywords:
         if stem in vocabulary:
-            terms.append(stem)
+            terms.append(word.lower())
             continue
         near = sorted((w for w in vocabulary if related(stem, w)), key=lambda w: (-vocabulary[w], w))
         terms.extend(near[:EXPANSIONS_PER_WORD])
-    return list(dict.fromkeys(terms))
+    return list(dict.fromkeys(terms)) or list(dict.fromkeys(word.lower() for word, _ in keywords))

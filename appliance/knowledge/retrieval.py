@@ -94,5 +94,5 @@ class Retriever:
 
     async def expanded_query(self, question: str, scope: ChunkFilter) -> str:
         """A second query from the question's keywords and the knowledge bases' vocabulary."""
-        stems, vocabulary = await self.store.vocabulary(scope, question)
-        return " ".join(expand(stems, vocabulary)) or question
+        keywords, vocabulary = await self.store.vocabulary(scope, question)
+        return " ".join(expand(keywords, vocabulary)) or question

@@ -299,20 +299,21 @@ class KnowledgeStore:
         ).fetchall()
         return {r["chunk_id"]: ChunkRecord(**r) for r in rows}
 
-    async def vocabulary(self, scope: ChunkFilter, question: str) -> tuple[list[str], dict[str, int]]:
-        """The question's stems (PostgreSQL's English dictionary, as the index
-        has them) and the searched chunks' stems with how many chunks hold each."""
+    async def vocabulary(self, scope: ChunkFilter, question: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
+        """The question's words with their stems (PostgreSQL's English
+        dictionary, as the index has them; stop words have none), and the
+        searched chunks' stems with how many chunks hold each."""
         inner = sql.SQL("SELECT search FROM chunks WHERE knowledge_base_id = ANY({}::uuid[])").format(
             sql.Literal([str(i) for i in scope.knowledge_base_ids])
         )
         async with self.pool.connection() as conn:
             asked = await (
                 await conn.execute(
-                    "SELECT lexeme FROM unnest(to_tsvector('english', %s)) ORDER BY positions[1]", (question,)
-                )  # fmt: skip
+                    "SELECT token, lexemes[1] AS stem FROM ts_debug('english', %s) WHERE lexemes <> '{}'", (question,)
+                )
             ).fetchall()
             rows = await (await conn.execute("SELECT word, ndoc FROM ts_stat(%s)", (inner.as_string(conn),))).fetchall()
-        return [r["lexeme"] for r in asked], {r["word"]: r["ndoc"] for r in rows}
+        return [(r["token"], r["stem"]) for r in asked], {r["word"]: r["ndoc"] for r in rows}
 
     async def lexical_search(
         self, conn: AsyncConnection, query: str, scope: ChunkFilter, limit: int

@@ -83,15 +83,24 @@ async def serve_app(settings: Settings, model: LanguageModel | None = None) -> A
 
 @asynccontextmanager
 async def serve_scripted(
-    data_dir: Path, database_url: str, chroma_url: str, *, delay: float = 0.01, reply=None, **extra: str
+    data_dir: Path,
+    database_url: str,
+    chroma_url: str,
+    *,
+    delay: float = 0.01,
+    reply=None,
+    capabilities: frozenset[str] | None = None,
+    **extra: str,
 ) -> AsyncIterator[Served]:
     """The appliance with a scripted model (``served.chat``) that waits ``delay``
-    seconds a word and answers with ``reply`` (default: the scripted model's own)."""
-    from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+    seconds a word and answers with ``reply`` (default: the scripted model's own),
+    trusted with ``capabilities`` (default: every role)."""
+    from tests.support.scripted_model import EVERY_ROLE, ScriptedChatModel, scripted_language_model
 
     chat = ScriptedChatModel(delay=delay, reply=reply) if reply else ScriptedChatModel(delay=delay)
     settings = make_settings(data_dir, database_url, chroma_url, **extra)
-    async with serve_app(settings, scripted_language_model(chat)) as served:
+    model = scripted_language_model(chat, capabilities=capabilities or EVERY_ROLE)
+    async with serve_app(settings, model) as served:
         served.chat = chat  # type: ignore[attr-defined]
         yield served
 

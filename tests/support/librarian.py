@@ -5,8 +5,11 @@ graph: a greeting is routed to chat, anything else to search; a passage is
 graded relevant when it shares a content word with the question; a question
 in ``distrust_first_search`` has its first search graded irrelevant, so the
 graph must rewrite it (to ``rewrites[question]``) and search again. Asked
-RECALL, it answers with the first user message of its prompt, so tests can
-prove what the conversation's memory carried.
+to answer from sources, it quotes the sentence of the first source that
+shares most words with the question, with its marker (an answer its sources
+support); with ``unsupported`` set it answers with a claim no source makes.
+Asked RECALL, it answers with the first user message of its prompt, so tests
+can prove what the conversation's memory carried.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ STOPWORDS = {
     "what", "which", "where", "when", "there", "their", "does", "many", "much", "with", "from", "this", "that",
     "have", "into", "about", "would", "could", "should", "your", "they", "them", "were", "been", "will",
 }  # fmt: skip
-ANSWER = "From the documents: the answer is in the first source [1]."
+UNSUPPORTED = "The warehouse was built by the moon people in 1850 [1]."
 RECALL = "What was my first message?"
 
 
@@ -34,11 +37,26 @@ def question_in(prompt_text: str) -> str:
     return prompt_text.rsplit("Question: ", 1)[1].split("\n", 1)[0].strip()
 
 
+def quote(prompt_text: str) -> str:
+    """The sentence of source [1] with most of the question's words, cited."""
+    first = prompt_text.split("Sources:\n", 1)[1].split("\n\n[2] (", 1)[0].rsplit("\n\nQuestion: ", 1)[0]
+    body = first.split("\n", 1)[1]
+    wanted = content_words(question_in(prompt_text))
+    best = max(re.split(r"(?<=[.!?])\s+", body), key=lambda s: len(content_words(s) & wanted))
+    return f"{best} [1]"
+
+
+def answer_to(question: str, passage: str) -> str:
+    """What the librarian answers when ``passage`` is source [1]."""
+    return quote(f"Sources:\n[1] (x)\n{passage}\n\nQuestion: {question}")
+
+
 @dataclass
 class Librarian:
     rewrites: dict[str, str] = field(default_factory=dict)
     distrust_first_search: set[str] = field(default_factory=set)
     rewritten: set[str] = field(default_factory=set)
+    unsupported: bool = False
 
     def __call__(self, messages: list[BaseMessage], calls: int) -> str:
         kind, text = prompt_kind(messages), messages[-1].text
@@ -56,7 +74,7 @@ class Librarian:
         if kind == "summary":
             return "summary of earlier turns"
         if "Sources:" in text:
-            return ANSWER
+            return UNSUPPORTED if self.unsupported else quote(text)
         if text == RECALL:
             first = next((m.text for m in messages if m.type == "human"), "")
             return f"Your first message was: {first}"

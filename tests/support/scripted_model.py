@@ -91,8 +91,15 @@ class ScriptedChatModel(BaseChatModel):
         return [p for p in self.prompts if prompt_kind(p) == "answer"]
 
 
-def scripted_language_model(chat: BaseChatModel | None = None, name: str = "scripted") -> LanguageModel:
-    """Every role of the model played by one chat model (which tells them apart by the prompt)."""
+# A scripted model plays every role deterministically, so it is trusted with them all.
+EVERY_ROLE = frozenset({"decide", "rewrite", "generate"})
+
+
+def scripted_language_model(
+    chat: BaseChatModel | None = None, name: str = "scripted", capabilities: frozenset[str] = EVERY_ROLE
+) -> LanguageModel:
+    """Every role of the model played by one chat model (which tells them apart by
+    the prompt); ``capabilities`` says which of them the agent asks it for."""
     chat = chat or ScriptedChatModel()
 
     async def check() -> str:
@@ -107,4 +114,5 @@ def scripted_language_model(chat: BaseChatModel | None = None, name: str = "scri
         decider=lambda choices: chat,
         count_tokens=word_count,
         check=check,
+        capabilities=capabilities,
     )
