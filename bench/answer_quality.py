@@ -4,6 +4,7 @@ default (SmolLM2-135M under llama.cpp, embedded Chroma) or on the Ollama path
 against the fake Ollama playing a capable model.
 
     python -m bench.answer_quality [--model embedded|fake-ollama] [--show]
+    python -m bench.answer_quality --calibrate   # the evidence scores behind the relevance threshold
 
 Answered right: the fact is in the answer and the right document is cited.
 Refused right: a question the documents do not cover gets the refusal.
@@ -90,12 +91,12 @@ async def model_under_test(name: str):
 
     with FakeOllama() as fake:
         fake.respond = capable_reply
-        yield fake, {"provider": "ollama", "ollama_url": fake.url, "ollama_model": MODEL}
+        yield fake, {"llm_provider": "ollama", "ollama_url": fake.url, "ollama_model": MODEL}
 
 
 async def main(model_name: str, show: bool) -> None:
     async with model_under_test(model_name) as (fake, extra):
-        with bench_settings(**extra) as settings, contextlib.ExitStack():
+        with bench_settings(**extra) as settings:
             async with serve_app(settings) as app:
                 client = app.client
                 kb_id = (await client.post("/knowledge-bases", json={"name": "answer-quality"})).json()[
@@ -133,9 +134,41 @@ def report(model_name: str, outcomes: list[Outcome], show: bool, grade_calls: in
         print(f"model grading   {grade_calls} relevance judgements asked of the model")
 
 
+async def calibrate() -> None:
+    """The best sentence score of every labelled question, in process, as the
+    grade node computes it: the gap between the answerable and the uncovered
+    questions is where ANSWER_THRESHOLD belongs."""
+    from appliance.agent.citations import passage_dict
+    from appliance.agent.evidence import ANSWER_THRESHOLD, EvidenceJudge
+    from appliance.agent.rag_nodes import CANDIDATE_FLOOR
+    from appliance.store.knowledge import ChunkFilter
+    from bench.common import instant_model
+
+    with bench_settings() as settings:
+        async with serve_app(settings, instant_model()) as app:
+            knowledge = app.runtime.knowledge
+            kb = await knowledge.create("default", "calibration")
+            for name, data in documents().items():
+                await knowledge.add_document("default", kb.knowledge_base_id, name, data)
+            judge = EvidenceJudge(knowledge.retriever.embedder)
+            scope = ChunkFilter(knowledge_base_ids=[kb.knowledge_base_id])
+            best = {}
+            for question in [*ANSWERABLE, *UNCOVERED]:
+                found = await knowledge.retriever.search(question.text, scope, 8, floor=CANDIDATE_FLOOR)
+                scored = await judge.score(question.text, [passage_dict(p) for p in found])
+                best[question] = scored[0].score if scored else 0.0
+    answerable = sorted(best[q] for q in ANSWERABLE)
+    uncovered = sorted(best[q] for q in UNCOVERED)
+    print(f"answerable: lowest best-sentence score {answerable[0]:.3f} (then {answerable[1]:.3f}, {answerable[2]:.3f})")
+    print(f"uncovered:  highest best-sentence score {uncovered[-1]:.3f} (then {uncovered[-2]:.3f})")
+    print(f"threshold {ANSWER_THRESHOLD}: {sum(s >= ANSWER_THRESHOLD for s in answerable)}/{len(answerable)} answerable "
+          f"pass, {sum(s < ANSWER_THRESHOLD for s in uncovered)}/{len(uncovered)} uncovered stay below")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=("embedded", "fake-ollama"), default="embedded")
     parser.add_argument("--show", action="store_true", help="print every question, answer and verdict")
+    parser.add_argument("--calibrate", action="store_true", help="print the scores behind the relevance threshold")
     args = parser.parse_args()
-    asyncio.run(main(args.model, args.show))
+    asyncio.run(calibrate() if args.calibrate else main(args.model, args.show))

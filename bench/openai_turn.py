@@ -19,7 +19,7 @@ from bench.common import bench_settings, instant_model, percentile, summary
 from tests.support.app import serve_app
 
 LONG_CONVERSATION = 50
-WEB_ASSETS = ("/", "/web/app.js", "/web/style.css", "/web/icon.svg")
+WEB_ASSETS = ("/", "/web/app.js", "/web/style.css", "/web/icon.svg", "/web/marked.esm.js", "/web/purify.min.js")
 
 
 async def timed(calls: int, call) -> list[float]:

@@ -160,7 +160,8 @@ async def test_decisions_ask_ollama_for_json_constrained_to_the_choices(ollama_a
     values = await turn(ollama_app.client, tid, "When does the cafeteria serve lunch?")
     formats = [r["body"].get("format") for r in fake_ollama.chat_requests()]
     enums = [f["properties"]["choice"]["enum"] for f in formats if f]
-    assert enums[0] == ["search", "chat"]  # plan
-    assert ["yes", "no"] in enums  # grade
+    # Whether to search is a rule; whether a passage helps is the model's call, since
+    # the manifest trusts qwen2.5:3b to decide.
+    assert enums and all(e == ["yes", "no"] for e in enums)  # grade, passage by passage
     assert formats[-1] is None  # the answer itself is free text
     assert values["citations"][0]["source"] == "hours.txt"

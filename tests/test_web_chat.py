@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.app import model_delay
 from tests.support.corpus import write_corpus
-from tests.support.librarian import ANSWER
+from tests.support.librarian import MARKDOWN
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
@@ -28,6 +28,7 @@ expect = playwright_api.expect
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web-chat"
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
+PALLET_SENTENCE = "The Rotterdam warehouse stores 48000 pallets and opened in March 2019."
 # The flags of a browser that must not phone home: no background networking,
 # component updates, sync or QUIC probing.
 CHROMIUM_ARGS = [
@@ -174,7 +175,7 @@ async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, 
     with model_delay(app, 0.2):
         await ask(page, PALLETS)
         answer = await last_answer_done(page)
-    assert await answer.locator(".text").inner_text() == ANSWER
+    assert await answer.locator(".text").inner_text() == f"{PALLET_SENTENCE} [1]"
     seen = await page.evaluate("window.progressSeen")
     assert "Searching the documents…" in seen and "Writing the answer from the sources…" in seen
 
@@ -183,6 +184,8 @@ async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, 
     await dialog.wait_for()
     assert "48000 pallets" in await dialog.locator("blockquote").inner_text()
     assert await dialog.locator("#passage-where").inner_text() == "report.pdf, page 2"
+    # The sentence that supports the answer is highlighted.
+    assert await dialog.locator("blockquote mark").all_inner_texts() == [PALLET_SENTENCE]
     await shot(page, "04-citation-opened")
     await page.keyboard.press("Escape")
     await dialog.wait_for(state="hidden")
@@ -190,6 +193,30 @@ async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, 
     await page.reload()
     await page.get_by_role("button", name="Open source 1: report.pdf, page 2").click()
     await expect(page.locator("#passage-text")).to_contain_text("48000 pallets")
+
+
+async def test_answers_render_as_markdown_and_their_html_stays_inert(page, app, key):
+    await sign_in(page, app, key)
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    # A plain conversation, no knowledge: the model's own answer, not checked against sources.
+    await page.get_by_role("button", name=re.compile(r"^Knowledge")).click()
+    for box in await page.locator("#bases input[type=checkbox]:checked").all():
+        await box.uncheck()
+    await expect(page.get_by_role("button", name=re.compile(r"^Knowledge"))).to_have_text("Knowledge (0)")
+    await ask(page, MARKDOWN)
+    answer = await last_answer_done(page)
+    text = answer.locator(".text")
+    assert await text.locator("li").all_inner_texts() == ["first bold", "second"]
+    assert await text.locator("li strong").inner_text() == "bold"
+    assert await text.locator("pre code").inner_text() == "print(1 < 2)\n"
+    # Raw HTML is shown as text and never runs; a javascript: link loses its target.
+    assert "<script>window.pwned = 'script'</script>" in await text.inner_text()
+    assert await text.locator("script, img, [onerror]").count() == 0
+    assert await text.locator("[href^='javascript' i]").count() == 0
+    await text.get_by_text("click", exact=True).click()
+    await page.wait_for_timeout(200)
+    assert await page.evaluate("window.pwned") is None
+    await shot(page, "08-markdown")
 
 
 async def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(page, app, key):

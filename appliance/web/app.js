@@ -1,6 +1,10 @@
-// The web chat. No build step and no dependencies: it speaks the appliance's
-// own API (threads, runs, knowledge bases), with the API key kept in this
-// browser tab's session storage and sent as a header, never in a URL.
+// The web chat. No build step: it speaks the appliance's own API (threads,
+// runs, knowledge bases), with the API key kept in this browser tab's session
+// storage and sent as a header, never in a URL. Answers render as Markdown
+// through two vendored, pinned files (web/vendor/SOURCE.txt): marked, and
+// DOMPurify (loaded by index.html as the global DOMPurify).
+
+import { Marked } from "./marked.esm.js";
 
 const KEY_STORAGE = "appliance.api-key";
 const NEW_BASE = "";  // the upload target meaning "a new knowledge base"
@@ -276,19 +280,43 @@ function locator(citation) {
   return parts.join(", ");
 }
 
-// The answer's text, its [n] markers as buttons that open the cited passage,
-// and the list of its sources.
+// Markdown with raw HTML shown as text, never parsed: an answer can quote
+// markup but not inject it. DOMPurify then removes anything active that
+// Markdown itself can produce (javascript: links, event attributes).
+const markdown = new Marked({ gfm: true, breaks: true });
+markdown.use({
+  renderer: { html: ({ text }) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;") },
+});
+
+function renderMarkdown(text) {
+  const html = DOMPurify.sanitize(markdown.parse(text), { USE_PROFILES: { html: true } });
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  for (const link of template.content.querySelectorAll("a")) link.rel = "noopener noreferrer";
+  return template.content;
+}
+
+// The answer as Markdown, its [n] markers as buttons that open the cited
+// passage, and the list of its sources.
 function renderAnswer(bubble, text, citations) {
   const body = bubble.querySelector(".text");
   const byIndex = new Map(citations.map((c) => [c.index, c]));
-  body.replaceChildren(...text.split(/(\[\d{1,2}\])/).map((part) => {
-    const marker = part.match(/^\[(\d{1,2})\]$/);
-    const citation = marker && byIndex.get(Number(marker[1]));
-    if (!citation) return document.createTextNode(part);
-    const cite = button(part, `Source ${citation.index}: ${locator(citation)}`, () => openPassage(citation));
-    cite.className = "cite";
-    return cite;
-  }));
+  const content = renderMarkdown(text);
+  const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) if (!walker.currentNode.parentElement?.closest("code, pre")) texts.push(walker.currentNode);
+  for (const node of texts) {
+    node.replaceWith(...node.data.split(/(\[\d{1,2}\])/).map((part) => {
+      const marker = part.match(/^\[(\d{1,2})\]$/);
+      const citation = marker && byIndex.get(Number(marker[1]));
+      if (!citation) return document.createTextNode(part);
+      const cite = button(part, `Source ${citation.index}: ${locator(citation)}`, () => openPassage(citation));
+      cite.className = "cite";
+      return cite;
+    }));
+  }
+  body.classList.add("markdown");
+  body.replaceChildren(content);
   bubble.querySelector(".sources")?.remove();
   if (!citations.length) return;
   const sources = document.createElement("ol");
@@ -307,8 +335,22 @@ function renderAnswer(bubble, text, citations) {
 function openPassage(citation) {
   $("#passage-title").textContent = `[${citation.index}] ${citation.title || citation.source}`;
   $("#passage-where").textContent = locator(citation);
-  $("#passage-text").textContent = citation.text;
+  // The sentences that support the answer are marked, and the first scrolled to.
+  const text = citation.text || "";
+  const parts = [];
+  let at = 0;
+  for (const { start, end } of [...(citation.spans || [])].sort((a, b) => a.start - b.start)) {
+    if (start < at || end > text.length || end <= start) continue;
+    parts.push(document.createTextNode(text.slice(at, start)));
+    const mark = document.createElement("mark");
+    mark.textContent = text.slice(start, end);
+    parts.push(mark);
+    at = end;
+  }
+  parts.push(document.createTextNode(text.slice(at)));
+  $("#passage-text").replaceChildren(...parts);
   $("#passage").showModal();
+  $("#passage-text mark")?.scrollIntoView({ block: "center" });
 }
 
 function setProgress(bubble, text) {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +34,8 @@ class FakeOllama:
         self.slow_seconds = 5.0
         self.word_delay = 0.0  # seconds before each streamed word, in every behaviour
         self.reply = "Paris is the capital of France."
+        # A scripted model: given the request body, the reply (a choice as the JSON the schema asks for).
+        self.respond: Callable[[dict[str, Any]], str] | None = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -144,7 +147,9 @@ class FakeOllama:
                     return
                 reply = fake.reply
                 schema = body.get("format")
-                if isinstance(schema, dict):
+                if fake.respond is not None:
+                    reply = fake.respond(body)
+                elif isinstance(schema, dict):
                     # Ollama constrains the output to the JSON schema: answer its first allowed choice.
                     reply = json.dumps({"choice": schema["properties"]["choice"]["enum"][0]})
                 words = reply.split(" ")
@@ -187,7 +192,7 @@ class FakeOllama:
                     "load_duration": 1000,
                     "prompt_eval_count": 12,
                     "prompt_eval_duration": 1000,
-                    "eval_count": len(fake.reply.split()),
+                    "eval_count": len(content.split()) or len(fake.reply.split()),
                     "eval_duration": 1000,
                 }
 

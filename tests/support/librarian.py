@@ -27,6 +27,13 @@ STOPWORDS = {
 }  # fmt: skip
 UNSUPPORTED = "The warehouse was built by the moon people in 1850 [1]."
 RECALL = "What was my first message?"
+# Asked MARKDOWN, the librarian answers with Markdown that carries live HTML.
+MARKDOWN = "Show me some markdown"
+MARKDOWN_REPLY = (
+    "Steps:\n\n- first **bold**\n- second\n\n```\nprint(1 < 2)\n```\n\n"
+    "<script>window.pwned = 'script'</script> <img src=x onerror=\"window.pwned = 'img'\">\n\n"
+    "Then [click](javascript:window.pwned='link') here."
+)
 
 
 def content_words(text: str) -> set[str]:
@@ -75,6 +82,8 @@ class Librarian:
             return "summary of earlier turns"
         if "Sources:" in text:
             return UNSUPPORTED if self.unsupported else quote(text)
+        if text == MARKDOWN:
+            return MARKDOWN_REPLY
         if text == RECALL:
             first = next((m.text for m in messages if m.type == "human"), "")
             return f"Your first message was: {first}"

@@ -10,7 +10,14 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-ASSETS = {"app.js": "text/javascript", "style.css": "text/css", "icon.svg": "image/svg+xml"}
+ASSETS = {
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+    "icon.svg": "image/svg+xml",
+    # Vendored, pinned (web/vendor/SOURCE.txt): answers render as Markdown, sanitised.
+    "marked.esm.js": "text/javascript",
+    "purify.min.js": "text/javascript",
+}
 # Scripts, styles, images and connections: this origin only. No inline code.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
