@@ -161,8 +161,9 @@ async def calibrate() -> None:
     uncovered = sorted(best[q] for q in UNCOVERED)
     print(f"answerable: lowest best-sentence score {answerable[0]:.3f} (then {answerable[1]:.3f}, {answerable[2]:.3f})")
     print(f"uncovered:  highest best-sentence score {uncovered[-1]:.3f} (then {uncovered[-2]:.3f})")
-    print(f"threshold {ANSWER_THRESHOLD}: {sum(s >= ANSWER_THRESHOLD for s in answerable)}/{len(answerable)} answerable "
-          f"pass, {sum(s < ANSWER_THRESHOLD for s in uncovered)}/{len(uncovered)} uncovered stay below")  # fmt: skip
+    passing = sum(s >= ANSWER_THRESHOLD for s in answerable)
+    below = sum(s < ANSWER_THRESHOLD for s in uncovered)
+    print(f"threshold {ANSWER_THRESHOLD}: {passing}/{len(answerable)} answerable pass, {below}/{len(uncovered)} uncovered stay below")
 
 
 if __name__ == "__main__":
