@@ -163,7 +163,8 @@ async def calibrate() -> None:
     print(f"uncovered:  highest best-sentence score {uncovered[-1]:.3f} (then {uncovered[-2]:.3f})")
     passing = sum(s >= ANSWER_THRESHOLD for s in answerable)
     below = sum(s < ANSWER_THRESHOLD for s in uncovered)
-    print(f"threshold {ANSWER_THRESHOLD}: {passing}/{len(answerable)} answerable pass, {below}/{len(uncovered)} uncovered stay below")
+    print(f"threshold {ANSWER_THRESHOLD}: {passing}/{len(answerable)} answerable pass, ", end="")
+    print(f"{below}/{len(uncovered)} uncovered stay below")
 
 
 if __name__ == "__main__":
