@@ -148,11 +148,12 @@ async def test_answer_check_needs_markers_support_and_the_answering_sentence(sma
     assert answering and passage["text"][answering[0].start : answering[0].end] == PALLET_SENTENCE
 
     async def verdict(answer: str) -> str:
-        return (await check_answer(judge, answer, [passage], answering)).reason
+        return (await check_answer(judge, PALLETS, answer, [passage], answering)).reason
 
     assert await verdict("It stores 48000 pallets [1].") == "supported"
     assert await verdict("It stores 48000 pallets.") == "the answer cites no source"
     assert await verdict("[1]") == "the answer says nothing of substance"
+    assert await verdict("How many pallets can the Rotterdam site hold [1]?") == "the answer only restates the question"
     assert "nothing in the cited sources says" in await verdict(
         "It stores 52000 pallets [1]."
     )  # a number no source states

@@ -67,3 +67,38 @@ def test_chat_in_process_uses_the_embedded_default_and_remembers_the_thread(tmp_
         timeout=300,
     )
     assert unknown.returncode == 2 and "not found" in unknown.stderr
+
+
+async def chat_process(app, tmp_path, *args: str, typed: bytes = b"/quit\n") -> tuple[int, str, str]:
+    key_file = tmp_path / "key"
+    key_file.write_text(app.admin_key + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli.main", "chat", "--url", app.url, "--key-file", str(key_file), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "", "APPLIANCE_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(typed), 120)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_new_conversation_uses_the_named_knowledge_bases_or_all_of_them(scripted_app, tmp_path):
+    from tests.support.turns import new_kb
+
+    manuals, policies = await new_kb(scripted_app.client, "manuals"), await new_kb(scripted_app.client, "policies")
+
+    async def bases_of(output: str) -> list[str]:
+        thread_id = output.split("conversation ", 1)[1].split(".", 1)[0]
+        return (await scripted_app.client.get(f"/threads/{thread_id}")).json()["metadata"]["knowledge_bases"]
+
+    code, out, err = await chat_process(scripted_app, tmp_path, "--knowledge-base", "manuals")
+    assert code == 0, err
+    assert await bases_of(out) == [manuals]
+    code, out, err = await chat_process(scripted_app, tmp_path, "-k", "manuals", "-k", policies)
+    assert code == 0, err
+    assert await bases_of(out) == [manuals, policies]
+    # Without -k, every knowledge base, as a new conversation in the web chat.
+    code, out, err = await chat_process(scripted_app, tmp_path)
+    assert code == 0, err
+    assert sorted(await bases_of(out)) == sorted([manuals, policies])
+    code, out, err = await chat_process(scripted_app, tmp_path, "-k", "nosuch")
+    assert code == 2 and "no knowledge base named 'nosuch'" in err and "manuals" in err

@@ -44,9 +44,10 @@ SCORED_PASSAGES = 4
 _POINTS_BACK = re.compile(r"^\W*(?:\w+\s+){0,2}?(it|its|they|their|this|that|these|those|he|she|there)\b", re.I)
 
 # An answer sentence is supported when this share of its content words stands
-# in one sentence of a passage it cites (or, for a paraphrase, a smaller share
-# with a close meaning), and every number it states stands in that passage.
-SUPPORT_PRECISION = 0.6
+# in one sentence of a passage it cites (or, for a paraphrase by a model trusted
+# to rewrite, a smaller share with a close meaning), and every number it states
+# stands in that passage.
+SUPPORT_PRECISION = 0.75
 PARAPHRASE_PRECISION = 0.34
 PARAPHRASE_SIMILARITY = 0.7
 
@@ -166,6 +167,16 @@ def quoted_spans(passage: dict[str, Any], evidence: Evidence) -> Span:
     return Span(start, spans[at].end, passage["text"][start : spans[at].end])
 
 
+def excerpts(passages: Sequence[dict[str, Any]], answering: Sequence[Evidence]) -> list[dict[str, Any]]:
+    """The passages, each cut down to its answering sentences (numbering unchanged)."""
+    out = []
+    for passage in passages:
+        mine = sorted((e for e in answering if e.chunk_id == passage["chunk_id"]), key=lambda e: e.start)
+        spans = list({s.start: s for s in (quoted_spans(passage, e) for e in mine)}.values())
+        out.append(passage | {"text": " ".join(s.text for s in spans)} if spans else passage)
+    return out
+
+
 def extractive_answer(
     passages: Sequence[dict[str, Any]], answering: Sequence[Evidence]
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -201,18 +212,28 @@ class Check:
 
 
 async def check_answer(
-    judge: EvidenceJudge, answer: str, passages: Sequence[dict[str, Any]], answering: Sequence[Evidence]
+    judge: EvidenceJudge,
+    question: str,
+    answer: str,
+    passages: Sequence[dict[str, Any]],
+    answering: Sequence[Evidence],
+    *,
+    paraphrase: bool = True,
 ) -> Check:
     """Every sentence of the answer must be supported by a sentence of a passage
     it cites, and at least one of those must be a sentence that answers the
-    question (so a true but beside-the-point quote does not pass)."""
+    question (so a true but beside-the-point quote does not pass). Without
+    ``paraphrase`` a sentence must keep to its source's words."""
     valid = range(1, len(passages) + 1)
     if not any(int(n) in valid for n in _MARKERS.findall(answer)):
         return Check(False, "the answer cites no source")
     claims = [(s.text, [int(n) for n in _MARKERS.findall(s.text) if int(n) in valid]) for s in sentences(answer)]
     claims = [(_MARKERS.sub("", text), cited) for text, cited in claims]
-    if not any(content_terms(text) for text, _ in claims):
+    said = {t for text, _ in claims for t in content_terms(text)}
+    if not said:
         return Check(False, "the answer says nothing of substance")
+    if said <= set(content_terms(question)):
+        return Check(False, "the answer only restates the question")
     every = sorted({n for _, cited in claims for n in cited})
     answering_at = {(e.chunk_id, e.start) for e in answering}
     support: list[tuple[int, Span]] = []
@@ -221,7 +242,9 @@ async def check_answer(
         terms = content_terms(text)
         if not terms:
             continue
-        found = await _supporting_sentence(judge, text, terms, [(n, passages[n - 1]) for n in cited or every])
+        found = await _supporting_sentence(
+            judge, text, terms, [(n, passages[n - 1]) for n in cited or every], paraphrase
+        )
         if found is None:
             return Check(False, f"nothing in the cited sources says: {text.strip()!r}")
         n, span = found
@@ -233,7 +256,7 @@ async def check_answer(
 
 
 async def _supporting_sentence(
-    judge: EvidenceJudge, text: str, terms: list[str], cited: list[tuple[int, dict[str, Any]]]
+    judge: EvidenceJudge, text: str, terms: list[str], cited: list[tuple[int, dict[str, Any]]], paraphrase: bool
 ) -> tuple[int, Span] | None:
     stated = numbers(text)
     candidates = []
@@ -249,7 +272,7 @@ async def _supporting_sentence(
     precision, n, _, span = candidates[0]
     if precision >= SUPPORT_PRECISION:
         return n, span
-    close = [c for c in candidates if c[0] >= PARAPHRASE_PRECISION][:4]
+    close = [c for c in candidates if c[0] >= PARAPHRASE_PRECISION][:4] if paraphrase else []
     if not close:
         return None
     vectors = await judge.vectors.embed([text, *(in_context(p, s.text) for _, _, p, s in close)])

@@ -78,7 +78,7 @@ def build_graph(
     graph.add_node("grade", make_grade(model, judge, retrieval_k), retry_policy=MODEL_RETRY)
     graph.add_node("rewrite", make_rewrite(model, retriever), retry_policy=MODEL_RETRY)
     graph.add_node("generate", make_generate(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_node("verify", make_verify(judge))
+    graph.add_node("verify", make_verify(model, judge))
     graph.add_node("refuse", refuse)
     graph.add_conditional_edges("plan", after_plan, {"respond": "respond", "retrieve": "retrieve"})
     graph.add_edge("retrieve", "grade")

@@ -23,7 +23,14 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
 from appliance.agent.citations import cite, passage_dict
-from appliance.agent.evidence import Evidence, EvidenceJudge, check_answer, extractive_answer, relevant_passages
+from appliance.agent.evidence import (
+    Evidence,
+    EvidenceJudge,
+    check_answer,
+    excerpts,
+    extractive_answer,
+    relevant_passages,
+)
 from appliance.agent.memory import MemoryPolicy, build_prompt
 from appliance.agent.nodes import Node, call_model, memory_of
 from appliance.agent.rag_prompts import (
@@ -164,29 +171,41 @@ def make_rewrite(model: LanguageModel, retriever: Retriever) -> Callable[..., An
 def make_generate(model: LanguageModel, policy: MemoryPolicy) -> Node:
     """The model's draft from the relevant passages. It does not stream: the
     client sees the answer once it has been checked (``verify``), so what was
-    shown is what is kept."""
+    shown is what is kept. A model not trusted to judge relevance is shown only
+    the answering sentences of each passage: a small model loses its way in
+    whole passages, and copies or rephrases one sentence well."""
     writer = model.answer.with_config(tags=[TAG_NOSTREAM], run_name="generate")
+
+    def citer(sources: int) -> Any:
+        """Where the provider can, the draft must end by citing a source (small models forget to)."""
+        return model.citer(sources).with_config(tags=[TAG_NOSTREAM], run_name="generate")
 
     async def generate(state: AgentState) -> dict[str, Any]:
         relevant = state["relevant"]
         progress("generate", sources=len(relevant))
+        if not model.can("decide"):
+            relevant = excerpts(relevant, [Evidence(**e) for e in state.get("evidence", [])])
         prompt = build_prompt(policy, *memory_of(state))
         prompt[-1] = HumanMessage(grounded_question(state["question"], relevant))
-        reply = await call_model(model, writer, prompt)
+        reply = await call_model(model, citer(len(relevant)) if model.citer else writer, prompt)
         return {"draft": reply.text.strip()}
 
     return generate
 
 
-def make_verify(judge: EvidenceJudge) -> Node:
+def make_verify(model: LanguageModel, judge: EvidenceJudge) -> Node:
     """The draft is kept when every sentence of it is supported by a passage it
-    cites; otherwise the answer is the answering sentences, quoted."""
+    cites; otherwise the answer is the answering sentences, quoted. Only a model
+    trusted to rewrite may paraphrase its sources; a small one must keep to
+    their words, which it otherwise bends into plausible inventions."""
 
     async def verify(state: AgentState) -> dict[str, Any]:
         started = time.perf_counter()
         relevant = state["relevant"]
         answering = [Evidence(**e) for e in state.get("evidence", [])]
-        check = await check_answer(judge, state.get("draft", ""), relevant, answering)
+        check = await check_answer(
+            judge, state["question"], state.get("draft", ""), relevant, answering, paraphrase=model.can("rewrite")
+        )
         if check.supported:
             text, citations = cite(state["draft"], relevant, check.spans)
             mode, reason = "generated", None

@@ -43,3 +43,13 @@ def parse_choice(text: str, choices: Sequence[str], default: str) -> str:
         if lowered.startswith(choice.lower()):
             return choice
     return default
+
+
+def cited_grammar(sources: int) -> str:
+    """A GBNF grammar for an answer of one or two sentences on one line that
+    must end by citing one of ``sources`` numbered sources, like "... [2]": a
+    small model that would stop without a marker, or ramble on, has to cite."""
+    numbers = " | ".join(json.dumps(str(n)) for n in range(1, sources + 1))
+    return (
+        f'root ::= sentence (" " sentence)? " [" source "]"\nsentence ::= [^\\[\\]\\n.!?]+ [.!?]\nsource ::= {numbers}'
+    )

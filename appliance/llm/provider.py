@@ -9,7 +9,7 @@ from pathlib import Path
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from appliance.llm.choices import choice_grammar, choice_schema
+from appliance.llm.choices import choice_grammar, choice_schema, cited_grammar
 from appliance.llm.gate import ModelGate
 from appliance.manifest import Capability, load_manifest
 from appliance.settings import Settings
@@ -22,7 +22,9 @@ class LanguageModel:
     ``answer`` writes replies; ``summarizer`` folds old turns into the running
     summary, and ``rewriter`` rewrites search queries, each with a smaller
     output limit; ``decider(choices)`` is a model constrained to answer with
-    one of ``choices``; ``count_tokens`` measures prompts for the context
+    one of ``choices``; ``citer(n)``, where the provider can constrain
+    decoding, is the answer model made to end its answer by citing one of
+    ``n`` sources; ``count_tokens`` measures prompts for the context
     budget; ``check`` raises a ModelError when the model cannot serve;
     ``gate`` bounds how many calls run at once (the runtime sets it from
     ``model_concurrency``); ``capabilities`` what the model may be trusted
@@ -38,6 +40,7 @@ class LanguageModel:
     count_tokens: Callable[[str], int]
     check: Callable[[], Awaitable[str]]
     gate: ModelGate = field(default_factory=lambda: ModelGate(1))
+    citer: Callable[[int], BaseChatModel] | None = None
     capabilities: frozenset[str] = frozenset({"generate"})
 
     def can(self, capability: Capability) -> bool:
@@ -49,6 +52,8 @@ GENERATE_ONLY = frozenset({"generate"})
 # A decision is one word (or a one-key JSON object); a rewritten query one line.
 DECISION_MAX_TOKENS = 12
 REWRITE_MAX_TOKENS = 48
+# A draft constrained to cite is one or two sentences.
+DRAFT_MAX_TOKENS = 96
 
 
 def approximate_tokens(text: str) -> int:
@@ -121,6 +126,8 @@ def build_language_model(settings: Settings) -> LanguageModel:
         summarizer=chat(settings.summary_max_tokens),
         rewriter=chat(REWRITE_MAX_TOKENS),
         decider=lambda choices: chat(DECISION_MAX_TOKENS, choice_grammar(choices)),
+        # Grounded drafts decode greedily: copying from the sources beats variety.
+        citer=lambda sources: chat(min(settings.max_answer_tokens, DRAFT_MAX_TOKENS), cited_grammar(sources)),
         count_tokens=loaded.count_tokens,
         check=check_loaded,
         capabilities=capabilities,
