@@ -65,3 +65,22 @@ def test_models_verify_command_checks_a_running_ollama(tmp_path):
         )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sha256 matches" in result.stdout and f"digest matches on {fake.url}" in result.stdout
+
+
+def test_capabilities_come_from_the_manifest_entry_of_the_configured_model():
+    import pytest
+
+    from appliance.llm.provider import capabilities_of
+    from appliance.settings import SettingsError
+
+    assert capabilities_of(load_settings(env={})) == {"generate"}  # SmolLM2: it writes, the agent decides
+    ollama = {"APPLIANCE_LLM_PROVIDER": "ollama", "APPLIANCE_OLLAMA_URL": "http://127.0.0.1:1"}
+    pinned = load_settings(env=ollama | {"APPLIANCE_OLLAMA_MODEL": MODEL})
+    assert capabilities_of(pinned) == {"decide", "rewrite", "generate", "tools"}
+    # A model the manifest does not pin is trusted only to write, unless the administrator says more.
+    other = ollama | {"APPLIANCE_OLLAMA_MODEL": "llama3.2:1b"}
+    assert capabilities_of(load_settings(env=other)) == {"generate"}
+    trusted = load_settings(env=other | {"APPLIANCE_MODEL_CAPABILITIES": "generate, decide"})
+    assert capabilities_of(trusted) == {"generate", "decide"}
+    with pytest.raises(SettingsError, match="fly unknown; choose from decide, rewrite, generate, tools"):
+        load_settings(env={"APPLIANCE_MODEL_CAPABILITIES": "decide,fly"})
