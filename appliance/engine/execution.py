@@ -23,12 +23,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from appliance.engine.events import EventLog, LiveRun
+from appliance.engine.jsonable import jsonable, run_json
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
 from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
-from appliance.services.jsonable import jsonable, run_json
 from appliance.services.threads import thread_config
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.runs import RunRecord, RunStore

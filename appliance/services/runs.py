@@ -20,12 +20,12 @@ from langgraph.graph.state import CompiledStateGraph
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import Event, EventLog, Position
+from appliance.engine.jsonable import jsonable
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
 from appliance.services.assistants import resolve_assistant
 from appliance.services.errors import Conflict, Invalid, NotFound
-from appliance.services.jsonable import jsonable
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.threads import ThreadService, thread_config
 from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing

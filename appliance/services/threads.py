@@ -8,8 +8,8 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.state import AgentState
+from appliance.engine.jsonable import checkpoint_ref, thread_state
 from appliance.services.errors import Conflict, Invalid, NotFound
-from appliance.services.jsonable import checkpoint_ref, thread_state
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore

@@ -15,9 +15,9 @@ from litestar.response import Stream
 from appliance.api.schemas import Run, RunCreate
 from appliance.api.sse import event_stream, frame, run_location, sse
 from appliance.engine.events import START, parse_event_id
+from appliance.engine.jsonable import run_json
 from appliance.runtime import Runtime
 from appliance.services.errors import Invalid
-from appliance.services.jsonable import run_json
 from appliance.services.runs import RunSpec
 from appliance.store.runs import RunRecord
 
