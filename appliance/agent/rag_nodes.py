@@ -123,7 +123,7 @@ def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
     answering sentences are kept, for the answer check and extractive answers."""
     grader = model.decider(GRADE_CHOICES).with_config(tags=[TAG_NOSTREAM], run_name="grade")
 
-    async def by_model(question: str, passages: list[dict[str, Any]]) -> tuple[list[Evidence], float]:
+    async def by_model(question: str, passages: list[dict[str, Any]]) -> tuple[list, list[Evidence], float]:
         relevant = []
         for passage in passages[:k]:
             reply = await call_model(model, grader, grade_prompt(question, passage))
@@ -131,19 +131,18 @@ def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
                 relevant.append(passage)
         started = time.perf_counter()
         found = judge.best_of(await judge.score(question, relevant))
-        return found, time.perf_counter() - started
+        return relevant, found, time.perf_counter() - started
 
-    async def by_evidence(question: str, passages: list[dict[str, Any]]) -> tuple[list[Evidence], float]:
+    async def by_evidence(question: str, passages: list[dict[str, Any]]) -> tuple[list, list[Evidence], float]:
         started = time.perf_counter()
         found = judge.answering(await judge.score(question, passages))
-        return found, time.perf_counter() - started
+        return relevant_passages(passages, found)[:k], found, time.perf_counter() - started
 
     decide = by_model if model.can("decide") else by_evidence
 
     async def grade(state: AgentState) -> dict[str, Any]:
         passages = state.get("passages", [])
-        answering, seconds = await decide(state["question"], passages)
-        relevant = relevant_passages(passages, answering)[:k]
+        relevant, answering, seconds = await decide(state["question"], passages)
         progress("grade", passages=len(passages), relevant=len(relevant), check_ms=round(seconds * 1000, 1))
         retrievals = list(state.get("retrievals", []))
         if retrievals:
