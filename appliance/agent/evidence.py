@@ -12,10 +12,9 @@ holds. The question is answered when some sentence scores at least
 Calibration (``python -m bench.answer_quality --calibrate`` prints it): on
 the labelled set of bench/answer_quality_set.py, 46 answerable questions and
 12 the documents do not cover, the best sentence of every answerable question
-scored 0.60 or more, and the best sentence of every uncovered one 0.51 or
-less; the threshold sits in that gap at 0.55, a little nearer the uncovered
-side, since a wrong refusal costs a rephrased question and a wrong answer
-costs trust. The answering sentence was the best-scoring one for 43 of 46
+scored 0.60 or more, and the best sentence of every uncovered one 0.50 or
+less. The threshold sits in the middle of that gap, at 0.55. (A wrong refusal
+costs the user a rephrased question; a wrong answer costs their trust.) The answering sentence was the best-scoring one for 43 of 46
 questions and within ``EVIDENCE_MARGIN`` of it for one more.
 """
 
