@@ -14,8 +14,9 @@ the labelled set of bench/answer_quality_set.py, 46 answerable questions and
 12 the documents do not cover, the best sentence of every answerable question
 scored 0.60 or more, and the best sentence of every uncovered one 0.50 or
 less. The threshold sits in the middle of that gap, at 0.55. (A wrong refusal
-costs the user a rephrased question; a wrong answer costs their trust.) The answering sentence was the best-scoring one for 43 of 46
-questions and within ``EVIDENCE_MARGIN`` of it for one more.
+costs the user a rephrased question; a wrong answer costs their trust.) The
+answering sentence was the best-scoring one for 43 of 46 questions and within
+``EVIDENCE_MARGIN`` of it for one more.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from appliance.agent.citations import cite
-from appliance.knowledge.embeddings import Embedder
+from appliance.knowledge.embeddings import Embedder, cosine
 from appliance.knowledge.text import Span, content_terms, numbers, sentences
 
 COVERAGE_WEIGHT = 0.4
@@ -96,10 +97,6 @@ class VectorCache:
         return out
 
 
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
 def in_context(passage: dict[str, Any], text: str) -> str:
     """What is embedded for a sentence: its section heading, then the sentence."""
     heading = passage.get("heading") or passage.get("title") or ""
@@ -125,7 +122,7 @@ class EvidenceJudge:
         vectors = await self.vectors.embed([question, *(in_context(p, s.text) for _, p, s, _ in candidates)])
         scored = []
         for (_, p, span, cov), vector in zip(candidates, vectors[1:], strict=True):
-            similarity = _dot(vectors[0], vector)
+            similarity = cosine(vectors[0], vector)
             score = similarity + COVERAGE_WEIGHT * cov
             scored.append(Evidence(p["chunk_id"], span.start, span.end, round(score, 4), round(similarity, 4), cov))
         scored.sort(key=lambda e: -e.score)
@@ -275,7 +272,7 @@ async def _supporting_sentence(
     if not close:
         return None
     vectors = await judge.vectors.embed([text, *(in_context(p, s.text) for _, _, p, s in close)])
-    best = max(range(len(close)), key=lambda i: _dot(vectors[0], vectors[i + 1]))
-    if _dot(vectors[0], vectors[best + 1]) >= PARAPHRASE_SIMILARITY:
+    best = max(range(len(close)), key=lambda i: cosine(vectors[0], vectors[i + 1]))
+    if cosine(vectors[0], vectors[best + 1]) >= PARAPHRASE_SIMILARITY:
         return close[best][1], close[best][3]
     return None

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,11 @@ class Embedder(Protocol):
         ...
 
     async def aembed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """The cosine similarity of two of an Embedder's vectors (unit length: their dot product)."""
+    return sum(x * y for x, y in zip(a, b, strict=True))
 
 
 def embedding_model_path(settings: Settings) -> Path:

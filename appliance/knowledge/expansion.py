@@ -5,7 +5,7 @@ The first search used the whole question. The second keeps the question's
 keywords that the knowledge base holds, and replaces each keyword it does not
 hold with the knowledge base's words nearest in spelling (a typo, another form
 of the word: "instalation" finds "install", "reimbursed" finds
-"reimbursement"), the most common first. Keywords the vocabulary cannot place
+"reimbursement"; the first two letters must agree), the most common first. Keywords the vocabulary cannot place
 are dropped, as they could only dilute the search; when none is left, the
 second search is the question's keywords alone.
 """
@@ -38,8 +38,8 @@ def edit_distance_at_most_one(a: str, b: str) -> bool:
 
 
 def related(stem: str, word: str) -> bool:
-    """Another form or a misspelling of the same word."""
-    if len(stem) < MIN_STEM or len(word) < MIN_STEM or stem == word:
+    """Another form or a misspelling of the same word (both begin alike)."""
+    if len(stem) < MIN_STEM or len(word) < MIN_STEM or stem == word or stem[:2] != word[:2]:
         return False
     shorter = min(len(stem), len(word))
     if stem[: max(MIN_STEM + 1, shorter - 2)] == word[: max(MIN_STEM + 1, shorter - 2)]:

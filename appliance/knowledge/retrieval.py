@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from appliance.knowledge.embeddings import Embedder
+from appliance.knowledge.embeddings import Embedder, cosine
 from appliance.knowledge.expansion import expand
 from appliance.store.knowledge import ChunkFilter, ChunkRecord, KnowledgeStore
 from appliance.store.vectors import ChunkIndex
@@ -47,10 +47,6 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) ->
     return scores
 
 
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
 class Retriever:
     def __init__(self, store: KnowledgeStore, index: ChunkIndex, embedder: Embedder, *, floor: float) -> None:
         self.store = store
@@ -81,7 +77,7 @@ class Retriever:
         chunks = live | {c.chunk_id: c for c in lexical}
         similarity = {i: s for i, s in nearest if i in live}
         missing = [c.chunk_id for c in lexical if c.chunk_id not in similarity]
-        similarity |= {i: _dot(vector, e) for i, e in (await self.index.embeddings(missing)).items()}
+        similarity |= {i: cosine(vector, e) for i, e in (await self.index.embeddings(missing)).items()}
 
         # In a single mode the other list is empty and adds nothing.
         fused = reciprocal_rank_fusion([[i for i, _ in nearest if i in live], [c.chunk_id for c in lexical]])

@@ -8,6 +8,7 @@ sentences with their offsets, so a citation can point at the very sentence.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -80,25 +81,27 @@ class Span:
     text: str
 
 
-def sentences(text: str) -> list[Span]:
-    """The passage's sentences with their character offsets, in order."""
+@functools.lru_cache(maxsize=4096)
+def sentences(text: str) -> tuple[Span, ...]:
+    """The passage's sentences with their character offsets, in order (cached:
+    a turn cuts the same passages while judging, quoting and checking)."""
     spans: list[Span] = []
     start = 0
     for match in _END.finditer(text):
-        before = text[start : match.start()].rsplit(None, 1)
+        at = match.start()  # just after the . ! or ?
+        before = text[start:at].rsplit(None, 1)
         last = before[-1].lower().rstrip(".") if before else ""
-        if (
-            last in _ABBREVIATIONS
-            or re.search(r"\d\.$", text[: match.start()])
-            and match.end() < len(text)
-            and (text[match.end()].isdigit())
-        ):
+        between_digits = (
+            text[at - 1] == "." and at >= 2 and text[at - 2].isdigit()
+            and match.end() < len(text) and text[match.end()].isdigit()
+        )  # fmt: skip
+        if last in _ABBREVIATIONS or between_digits:
             continue
         spans.extend(_cut(text, start, match.start() + len(match.group(0).rstrip())))
         start = match.end()
     if text[start:].strip():
         spans.extend(_cut(text, start, len(text.rstrip())))
-    return [s for s in spans if s.text]
+    return tuple(s for s in spans if s.text)
 
 
 def _cut(text: str, start: int, end: int) -> list[Span]:

@@ -302,7 +302,8 @@ class KnowledgeStore:
     async def vocabulary(self, scope: ChunkFilter, question: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
         """The question's words with their stems (PostgreSQL's English
         dictionary, as the index has them; stop words have none), and the
-        searched chunks' stems with how many chunks hold each."""
+        stems of the searched chunks that begin as one of the question's do
+        (the only ones lexical expansion can relate), with how many chunks hold each."""
         inner = sql.SQL("SELECT search FROM chunks WHERE knowledge_base_id = ANY({}::uuid[])").format(
             sql.Literal([str(i) for i in scope.knowledge_base_ids])
         )
@@ -312,7 +313,13 @@ class KnowledgeStore:
                     "SELECT token, lexemes[1] AS stem FROM ts_debug('english', %s) WHERE lexemes <> '{}'", (question,)
                 )
             ).fetchall()
-            rows = await (await conn.execute("SELECT word, ndoc FROM ts_stat(%s)", (inner.as_string(conn),))).fetchall()
+            openings = sorted({r["stem"][:2] for r in asked})
+            rows = await (
+                await conn.execute(
+                    "SELECT word, ndoc FROM ts_stat(%s) WHERE left(word, 2) = ANY(%s)",
+                    (inner.as_string(conn), openings),
+                )
+            ).fetchall()
         return [(r["token"], r["stem"]) for r in asked], {r["word"]: r["ndoc"] for r in rows}
 
     async def lexical_search(
