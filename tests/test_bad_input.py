@@ -171,3 +171,65 @@ async def test_unknown_assistant_is_404(scripted_app, conversation):
     )
     assert_error(response, 404, "assistant")
     assert await stored(scripted_app, conversation) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # Escapes as a client's JSON encoder writes them (json.dumps does).
+        (rb'{"metadata": {"team": "a\u0000b"}}', "metadata.team"),
+        (rb'{"metadata": {"notes": ["ok", "\ud800"]}}', "metadata.notes[1]"),
+        (rb'{"metadata": {"k\u0000": 1}}', "metadata (a key)"),
+    ],
+)
+async def test_text_postgresql_cannot_store_is_400_naming_the_field(scripted_app, conversation, body, field):
+    before = await stored(scripted_app, conversation)
+    headers = {"content-type": "application/json"}
+    for path in ["/threads", f"/threads/{conversation}"]:
+        method = "POST" if path == "/threads" else "PATCH"
+        response = await scripted_app.client.request(method, path, content=body, headers=headers)
+        assert_error(response, 400, field)
+        assert response.json()["error"] == "invalid_text"
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_a_nul_in_a_message_or_the_query_is_400(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    body = rb'{"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi\u0000"}]}}'
+    response = await scripted_app.client.post(
+        f"/threads/{conversation}/runs/wait", content=body, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "input.messages[0].content", "NUL")
+    assert_error(await scripted_app.client.get(f"/threads/{conversation}/runs?status=a%00b"), 400, "status")
+    assert await stored(scripted_app, conversation) == before
+    # A paired surrogate is an ordinary character (here an emoji) and goes through.
+    fine = await scripted_app.client.patch(
+        f"/threads/{conversation}",
+        content=rb'{"metadata": {"mood": "\ud83d\ude00"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert fine.status_code == 200, fine.text
+    assert fine.json()["metadata"]["mood"] == "\N{GRINNING FACE}"
+
+
+async def test_numbers_past_what_postgresql_holds_are_400(scripted_app, conversation):
+    before = await stored(scripted_app, conversation)
+    huge = 2**64
+    assert_error(await scripted_app.client.get(f"/threads/{conversation}/runs?offset={huge}"), 400, "offset")
+    assert_error(await scripted_app.client.post("/threads/search", json={"offset": huge}), 400, "offset")
+    assert await stored(scripted_app, conversation) == before
+
+
+async def test_unknown_checkpoint_is_404(scripted_app, conversation):
+    missing = str(uuid.uuid4())
+    assert_error(await scripted_app.client.get(f"/threads/{conversation}/state/{missing}"), 404, missing)
+    known = (await scripted_app.client.get(f"/threads/{conversation}/state")).json()["checkpoint"]["checkpoint_id"]
+    assert (await scripted_app.client.get(f"/threads/{conversation}/state/{known}")).status_code == 200
+
+
+async def test_preflight_on_an_admin_route_is_not_an_error(scripted_app):
+    tenant = await scripted_app.tenant_client("preflight")
+    async with tenant:
+        response = await tenant.options("/keys")
+        assert response.status_code in (200, 204), response.text
+        assert_error(await tenant.get("/keys"), 403, "admin")

@@ -28,6 +28,7 @@ from appliance.api.controllers.runs import RunController, StatelessRunController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.text_guard import TextGuardMiddleware
 from appliance.knowledge.embeddings import Embedder
 from appliance.llm.provider import LanguageModel
 from appliance.runtime import open_runtime
@@ -119,6 +120,7 @@ def create_app(
         middleware=[
             RequestContextMiddleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs", "^/static"]),
+            TextGuardMiddleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

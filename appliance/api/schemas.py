@@ -11,6 +11,9 @@ from msgspec import Meta
 
 Metadata = dict[str, Any]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
+# PostgreSQL's OFFSET is a bigint; a larger one is the caller's mistake, not ours.
+MAX_OFFSET = 2**63 - 1
+Offset = Annotated[int, Meta(ge=0, le=MAX_OFFSET)]
 
 
 class ErrorBody(msgspec.Struct):
@@ -37,7 +40,7 @@ class ThreadSearch(msgspec.Struct, forbid_unknown_fields=True):
     metadata: Metadata | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: Limit = 10
-    offset: Annotated[int, Meta(ge=0)] = 0
+    offset: Offset = 0
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[str] | None = None
@@ -143,7 +146,7 @@ class AssistantSearch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
     metadata: Metadata | None = None
     limit: Limit = 10
-    offset: Annotated[int, Meta(ge=0)] = 0
+    offset: Offset = 0
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None

@@ -75,7 +75,9 @@ class ThreadService:
     async def state(self, tenant: str, thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
         await self.require(tenant, thread_id)
         snapshot = await self.graph.aget_state(thread_config(thread_id, checkpoint_id))
-        if checkpoint_id and not snapshot.config.get("configurable", {}).get("checkpoint_id"):
+        # LangGraph answers an unknown checkpoint with an empty snapshot that
+        # echoes the config it was asked for; only a stored one has a time.
+        if checkpoint_id and snapshot.created_at is None:
             raise NotFound(f"checkpoint {checkpoint_id} not found in thread {thread_id}")
         return thread_state(snapshot)
 

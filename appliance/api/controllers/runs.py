@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from appliance.api.schemas import Run, RunCreate
+from appliance.api.schemas import MAX_OFFSET, Run, RunCreate
 from appliance.api.sse import event_stream, frame, run_location, sse
 from appliance.engine.events import START, parse_event_id
 from appliance.engine.jsonable import run_json
@@ -138,7 +138,7 @@ class RunController(Controller):
         tenant: NamedDependency[str],
         thread_id: FromPath[uuid.UUID],
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         status: FromQuery[Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None] = None,
     ) -> list[Run]:
         records = await runtime.runs.list(tenant, thread_id, limit=limit, offset=offset, status=status)
