@@ -44,6 +44,8 @@ from appliance.llm.errors import ModelBusy, ModelUnavailable
 from appliance.llm.provider import LanguageModel
 
 GRAPH_ID = "agent"
+# The graph's nodes, as clients name them (interrupt_before, command.goto, as_node).
+NODES = ("fold_history", "plan", "respond", "retrieve", "grade", "rewrite", "generate", "verify", "refuse")
 
 # A busy or unreachable model often recovers in seconds; anything else is final.
 MODEL_RETRY = RetryPolicy(

@@ -77,3 +77,29 @@ def run_json(run: Any) -> dict[str, Any]:
         "kwargs": run.kwargs,
         "multitask_strategy": run.multitask_strategy,
     }
+
+
+# A checkpoint is written with msgpack, which holds integers of 64 bits.
+STORABLE_INT_MIN, STORABLE_INT_MAX = -(2**63), 2**64 - 1
+
+
+def integral(value: Any) -> Any:
+    """JSON Schema's integer includes 10.0: such a float counts as the integer it is."""
+    if isinstance(value, float) and value.is_integer() and STORABLE_INT_MIN <= value <= STORABLE_INT_MAX:
+        return int(value)
+    if isinstance(value, list):
+        return [integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: integral(item) for key, item in value.items()}
+    return value
+
+
+def oversized_int(value: Any, where: str) -> str | None:
+    """Where an integer too large for a checkpoint is, if there is one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return where if not STORABLE_INT_MIN <= value <= STORABLE_INT_MAX else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if found := oversized_int(item, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"):
+            return found
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -10,12 +11,14 @@ from appliance.services.errors import Invalid, NotFound
 from appliance.store.keys import ApiKey, KeyStore
 
 TENANT_MAX = 64
+# ASCII only: a tenant name is an identifier in logs, metrics and metadata.
+TENANT_PATTERN = rf"^[A-Za-z0-9._-]{{1,{TENANT_MAX}}}$"
 
 
 def _check_tenant(tenant: str) -> str:
     tenant = tenant.strip()
-    if not tenant or len(tenant) > TENANT_MAX or not all(c.isalnum() or c in "-_." for c in tenant):
-        raise Invalid(f"tenant must be 1 to {TENANT_MAX} letters, digits, '-', '_' or '.' (got {tenant!r})")
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        raise Invalid(f"tenant must be 1 to {TENANT_MAX} ASCII letters, digits, '-', '_' or '.' (got {tenant!r})")
     return tenant
 
 

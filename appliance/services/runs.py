@@ -20,14 +20,14 @@ from langgraph.graph.state import CompiledStateGraph
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import Event, EventLog, Position
-from appliance.engine.jsonable import jsonable
+from appliance.engine.jsonable import jsonable, oversized_int
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
 from appliance.services.assistants import resolve_assistant
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.knowledge import KnowledgeService
-from appliance.services.threads import ThreadService, thread_config
+from appliance.services.threads import ThreadService, checked_values, thread_config
 from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing
 
 # Agent Server stream modes this appliance serves, and LangGraph's name for each.
@@ -178,8 +178,13 @@ class RunService:
         targets = [goto] if isinstance(goto, str) else list(goto or [])
         if any(not isinstance(t, str) or t not in nodes for t in targets):
             raise Invalid(f"command.goto must name nodes of the agent: {', '.join(sorted(nodes))}")
-        if command.get("update") is not None and not isinstance(command["update"], dict):
+        update = command.get("update")
+        if update is not None and not isinstance(update, dict):
             raise Invalid("command.update must be an object of state keys")
+        if update:
+            checked_values(update, "command.update")
+        if where := oversized_int(command.get("resume"), "command.resume"):
+            raise Invalid(f"{where} is an integer beyond 64 bits, which a checkpoint cannot hold", param="command")
 
     async def _knowledge_bases(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> list[str]:
         """The run's own choice (config.configurable.knowledge_bases), else the thread's metadata.knowledge_bases."""
@@ -203,7 +208,7 @@ class RunService:
         for i, message in enumerate(raw):
             if not isinstance(message, dict):
                 raise Invalid(f"input.messages[{i}] must be an object with role and content")
-            role = message.get("role", message.get("type"))
+            role = message.get("role") or message.get("type")
             if role not in CLIENT_ROLES:
                 raise Invalid(
                     f"input.messages[{i}].role must be one of user, assistant (got {role!r}); "

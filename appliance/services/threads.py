@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal, get_type_hints
 
+import msgspec
+from langchain_core.messages import convert_to_messages
 from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.state import AgentState
-from appliance.engine.jsonable import checkpoint_ref, thread_state
+from appliance.engine.jsonable import checkpoint_ref, integral, oversized_int, thread_state
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.runs import RunStore
@@ -20,6 +22,52 @@ def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dic
     if checkpoint_id:
         configurable |= {"checkpoint_ns": "", "checkpoint_id": checkpoint_id}
     return {"configurable": configurable}
+
+
+Role = Literal["user", "human", "assistant", "ai"]
+
+
+class ClientMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A message as a client writes one into the state (see MESSAGE in api/schemas.py)."""
+
+    content: str
+    role: Role | None = None
+    type: Role | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+def _messages(value: Any, where: str) -> list[dict[str, Any]]:
+    try:
+        messages = msgspec.convert(value, list[ClientMessage], strict=True)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"{where}: {exc}", param=where) from None
+    for i, message in enumerate(messages):
+        if not message.content.strip() or (message.role or message.type) is None:
+            raise Invalid(f"{where}[{i}] needs a role (or type) and text content", param=where)
+    plain = msgspec.to_builtins(messages)
+    convert_to_messages(plain)  # every shape above is one LangChain reads
+    return plain
+
+
+def checked_values(values: dict[str, Any], where: str = "values") -> dict[str, Any]:
+    """State values of the keys and types the agent's state declares, or Invalid naming the key."""
+    hints = get_type_hints(AgentState)
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise Invalid(f"{where} has keys the agent's state does not: {', '.join(sorted(unknown))}", param=where)
+    if where_big := oversized_int(values, where):
+        raise Invalid(f"{where_big} is an integer beyond 64 bits, which a checkpoint cannot hold", param=where)
+    checked = {}
+    for key, value in integral(values).items():
+        if key == "messages":
+            checked[key] = _messages(value, f"{where}.messages")
+            continue
+        try:
+            checked[key] = msgspec.convert(value, hints[key], strict=True)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"{where}.{key}: {exc}", param=where) from None
+    return checked
 
 
 class ThreadService:
@@ -117,9 +165,7 @@ class ThreadService:
             raise Invalid(f"as_node {as_node!r} is not a node of the agent; its nodes are {', '.join(sorted(nodes))}")
         if values is not None and not isinstance(values, dict):
             raise Invalid('values must be an object of state keys, such as {"messages": [...]}')
-        unknown = set(values or {}) - set(AgentState.__annotations__)
-        if unknown:
-            raise Invalid(f"values has keys the agent's state does not: {', '.join(sorted(unknown))}")
+        values = checked_values(values) if values else values
         if await self.runs.inflight(thread_id):
             raise Conflict(f"thread {thread_id} has a run pending or in progress; change its state when it ends")
         if checkpoint_id:
