@@ -114,6 +114,28 @@ async def test_cancel_interrupt_keeps_the_work_and_rollback_erases_it(slow):
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
+async def test_a_caller_leaving_a_join_with_cancel_on_disconnect_stops_the_run(slow):
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    left = await client.runs.create(tid, "agent", input=said("stop when I leave"))
+    await until_running(client, tid, left["run_id"])
+    join = f"/threads/{tid}/runs/{left['run_id']}/join"
+    async with slow.as_key(slow.admin_key) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(join, params={"cancel_on_disconnect": "true"}, timeout=0.3)
+    await client.runs.join(tid, left["run_id"])
+    assert (await client.runs.get(tid, left["run_id"]))["status"] == "interrupted"
+    assert human_texts(await client.threads.get_state(tid)) == ["stop when I leave"]
+
+    stays = await client.runs.create(tid, "agent", input=said("finish without me"))
+    await until_running(client, tid, stays["run_id"])
+    async with slow.as_key(slow.admin_key) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"/threads/{tid}/runs/{stays['run_id']}/join", timeout=0.3)
+    await client.runs.join(tid, stays["run_id"])
+    assert (await client.runs.get(tid, stays["run_id"]))["status"] == "success"
+
+
 async def test_reject_refuses_a_second_run_while_one_runs(slow):
     client = slow.sdk
     tid = (await client.threads.create())["thread_id"]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Response, Router
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -28,6 +28,9 @@ from appliance.api.controllers.runs import RunController, StatelessRunController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.openapi import complete_description
+from appliance.api.preflight import answer_options
+from appliance.api.strict_body import check_body_types
 from appliance.api.text_guard import TextGuardMiddleware
 from appliance.knowledge.embeddings import Embedder
 from appliance.llm.provider import LanguageModel
@@ -77,6 +80,10 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+async def before_request(request: Request) -> Response | None:
+    return await answer_options(request) or await check_body_types(request)
+
+
 def create_app(
     settings: Settings | None = None, *, model: LanguageModel | None = None, embedder: Embedder | None = None
 ) -> Litestar:
@@ -116,6 +123,8 @@ def create_app(
             static,
         ],
         lifespan=[lifespan],
+        on_startup=[complete_description],
+        before_request=before_request,
         dependencies=DEPENDENCIES,
         middleware=[
             RequestContextMiddleware,

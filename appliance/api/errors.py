@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 
 import msgspec
+import psycopg
+import psycopg_pool
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -63,7 +65,7 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
     return _error(request, 400, detail, "invalid_request")
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+def _caused_by(exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
     while exc is not None:
         if isinstance(exc, kind):
             return True
@@ -93,7 +95,18 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return _error(request, exc.status_code, detail, _CODES.get(exc.status_code), exc.headers)
 
 
+# PostgreSQL down or restarting, or every pooled connection busy: the caller
+# should retry, and is told when.
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+DATABASE_RETRY_AFTER_S = 5
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
+    if _caused_by(exc, DATABASE_UNAVAILABLE):
+        log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
+        detail = "the database (PostgreSQL) is unavailable; try again in a few seconds"
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        return _error(request, 503, detail, "database_unavailable", headers)
     log.exception("unhandled error", extra={"path": request.url.path})
     return _error(request, 500, "internal error; the appliance's log has the details", "internal_error")
 

@@ -3,11 +3,14 @@ OpenAI's own clients send and read them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from appliance.api.schemas import rule
+
 OPENAI_PREFIX = "/v1/"
+NO_CLIENT_TOOLS = rule(maxItems=0, description="not supported: the agent calls no client tools; leave it out")
 
 
 class OpenAIError(msgspec.Struct):
@@ -34,7 +37,9 @@ class ModelList(msgspec.Struct):
 
 
 class ChatMessage(msgspec.Struct, kw_only=True):
-    role: str
+    role: Annotated[
+        str, rule(enum=["system", "developer", "user", "assistant"], description="system prompts are dropped")
+    ]
     # A string, or content parts ({"type": "text", "text": ...}).
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -50,13 +55,15 @@ class ChatCompletionCreate(msgspec.Struct, kw_only=True):
     as clients send many."""
 
     model: str
-    messages: list[ChatMessage]
+    messages: Annotated[
+        list[ChatMessage], rule(minItems=1, description="the conversation, ending with the user's question")
+    ]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = 1
+    n: Annotated[int, rule(minimum=1, maximum=1, description="the agent writes one answer")] = 1
     user: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    functions: list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]] | None, NO_CLIENT_TOOLS] = None
+    functions: Annotated[list[dict[str, Any]] | None, NO_CLIENT_TOOLS] = None
     # This appliance's own: the knowledge bases to answer from (default: the
     # conversation's choice, else all of the tenant's).
     knowledge_bases: list[str] | None = None

@@ -4,16 +4,133 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import msgspec
 from msgspec import Meta
 
+from appliance.agent.graph import NODES
+from appliance.agent.state import AgentState
+from appliance.engine.jsonable import STORABLE_INT_MAX, STORABLE_INT_MIN
+from appliance.services.keys import TENANT_PATTERN
+from appliance.services.runs import CLIENT_ROLES, STREAM_MODES
+
 Metadata = dict[str, Any]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
-# PostgreSQL's OFFSET is a bigint; a larger one is the caller's mistake, not ours.
-MAX_OFFSET = 2**63 - 1
+# PostgreSQL's OFFSET is a bigint; bounded further to the largest integer a
+# JSON number holds exactly, so clients and the description agree on it.
+MAX_OFFSET = 2**53 - 1
 Offset = Annotated[int, Meta(ge=0, le=MAX_OFFSET)]
+
+
+def rule(description: str | None = None, **schema: Any) -> Meta:
+    """A rule a service checks (answering 422 with a message that names the
+    field), stated in the API description so a client knows it beforehand.
+    (As allOf: msgspec writes a union's own anyOf over an extra one.)"""
+    extra: dict[str, Any] = {"allOf": [schema]}
+    if description:
+        extra["description"] = description
+    return Meta(extra_json_schema=extra)
+
+
+def one_or_many(*names: str) -> dict[str, Any]:
+    return {"anyOf": [{"enum": list(names)}, {"type": "array", "items": {"enum": list(names)}}, {"type": "null"}]}
+
+
+NOT_USED = rule(description="not used offline; leave it out or send it empty", maxProperties=0, maxItems=0)
+TEXT = {"type": "string", "pattern": r"\S"}
+MESSAGE = {
+    "type": "object",
+    "required": ["content"],
+    # A role, or a type as LangChain names it (either may be null when the other is set).
+    "anyOf": [
+        {"required": ["role"], "properties": {"role": {"enum": sorted(CLIENT_ROLES)}}},
+        {"required": ["type"], "properties": {"type": {"enum": sorted(CLIENT_ROLES)}}},
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "role": {"enum": [*sorted(CLIENT_ROLES), None]},
+        "type": {"enum": [*sorted(CLIENT_ROLES), None]},
+        "content": TEXT,
+        "id": {"type": ["string", "null"]},
+        "name": {"type": ["string", "null"]},
+    },
+}
+
+
+STORABLE_INT = {"type": "integer", "minimum": STORABLE_INT_MIN, "maximum": STORABLE_INT_MAX}
+# Any JSON value a checkpoint can hold (its integers fit in 64 bits); a component
+# of the description, as it refers to itself.
+STORABLE_VALUE = {
+    "description": "any JSON value whose integers fit in 64 bits",
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        STORABLE_INT,
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "array", "items": {"$ref": "#/components/schemas/StorableValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/StorableValue"}},
+    ],
+}
+STORABLE = {"$ref": "#/components/schemas/StorableValue"}
+
+
+def _storable(schema: Any) -> Any:
+    """msgspec's schema of a state value, with free-form parts held to STORABLE_VALUE."""
+    if isinstance(schema, list):
+        return [_storable(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema == {"type": "object"}:
+        return {"type": "object", "additionalProperties": STORABLE}
+    if schema == {"type": "integer"}:
+        return STORABLE_INT
+    return {key: _storable(value) for key, value in schema.items()}
+
+
+def _state_values() -> dict[str, Any]:
+    """The agent's state as values a client may write: each key with its type."""
+    properties = {
+        key: {"type": "array", "items": MESSAGE} if key == "messages" else _storable(msgspec.json.schema(hint))
+        for key, hint in get_type_hints(AgentState).items()
+    }
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+STATE_VALUES = _state_values()
+RUN_INPUT = rule(
+    anyOf=[
+        {"type": "null"},
+        {
+            "type": "object",
+            "required": ["messages"],
+            "additionalProperties": False,
+            "properties": {
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": MESSAGE,
+                }
+            },
+        },
+    ],
+    description="the new message(s) of the turn; the system prompt is the administrator's",
+)
+RUN_COMMAND = rule(
+    anyOf=[
+        {"type": "null"},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "resume": STORABLE,
+                "update": {"anyOf": [{"type": "null"}, STATE_VALUES]},
+                "goto": one_or_many(*NODES),
+            },
+        },
+    ],
+    description="resume a paused run; send input or command, not both",
+)
 
 
 class ErrorBody(msgspec.Struct):
@@ -35,6 +152,11 @@ class ThreadPatch(msgspec.Struct, forbid_unknown_fields=True):
     metadata: Metadata
 
 
+ThreadField = Literal[
+    "thread_id", "created_at", "updated_at", "metadata", "config", "context", "status", "values", "interrupts"
+]
+
+
 class ThreadSearch(msgspec.Struct, forbid_unknown_fields=True):
     ids: list[uuid.UUID] | None = None
     metadata: Metadata | None = None
@@ -43,7 +165,7 @@ class ThreadSearch(msgspec.Struct, forbid_unknown_fields=True):
     offset: Offset = 0
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
     sort_order: Literal["asc", "desc"] = "desc"
-    select: list[str] | None = None
+    select: list[ThreadField] | None = None
 
 
 class Thread(msgspec.Struct):
@@ -92,12 +214,12 @@ class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     assistant_id: str
-    input: Any = None
-    command: dict[str, Any] | None = None
+    input: Annotated[Any, RUN_INPUT] = None
+    command: Annotated[dict[str, Any] | None, RUN_COMMAND] = None
     metadata: Metadata = msgspec.field(default_factory=dict)
     config: RunConfig = msgspec.field(default_factory=RunConfig)
-    context: dict[str, Any] | None = None
-    stream_mode: str | list[str] = "values"
+    context: Annotated[dict[str, Any] | None, NOT_USED] = None
+    stream_mode: Annotated[str | list[str], rule(**one_or_many(*STREAM_MODES))] = "values"
     stream_subgraphs: bool = False  # the agent has no subgraphs
     stream_resumable: bool = False  # every run's stream is kept, resumable or not
     on_disconnect: Literal["cancel", "continue"] = "cancel"
@@ -108,14 +230,24 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     checkpoint_during: bool | None = None
     durability: Literal["sync", "async", "exit"] | None = None
     checkpoint: CheckpointRef | None = None
-    checkpoint_id: str | None = None
-    webhook: Annotated[str, Meta(max_length=2000)] | None = None
-    interrupt_before: str | list[str] | None = None
-    interrupt_after: str | list[str] | None = None
+    checkpoint_id: Annotated[str | None, Meta(description="the checkpoint to run from; over checkpoint")] = None
+    webhook: (
+        Annotated[
+            str,
+            Meta(
+                max_length=2000,
+                pattern="^https?://",
+                description="called when the run ends; it must resolve inside APPLIANCE_WEBHOOK_ALLOWED_NETWORKS",
+            ),
+        ]
+        | None
+    ) = None
+    interrupt_before: Annotated[str | list[str] | None, rule(**one_or_many("*", *NODES))] = None
+    interrupt_after: Annotated[str | list[str] | None, rule(**one_or_many("*", *NODES))] = None
     after_seconds: Annotated[float, Meta(ge=0, le=86_400)] | None = None
-    feedback_keys: list[str] | None = None
+    feedback_keys: Annotated[list[str] | None, NOT_USED] = None
     strict_resume: bool | None = None
-    langsmith_tracer: dict[str, Any] | None = None
+    langsmith_tracer: Annotated[dict[str, Any] | None, NOT_USED] = None
 
 
 class Run(msgspec.Struct):
@@ -131,10 +263,10 @@ class Run(msgspec.Struct):
 
 
 class ThreadStateUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    values: dict[str, Any] | list[Any] | None = None
+    values: Annotated[dict[str, Any] | list[Any] | None, rule(anyOf=[{"type": "null"}, STATE_VALUES])] = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
-    as_node: str | None = None
+    as_node: Annotated[str | None, rule(anyOf=[{"type": "null"}, {"enum": list(NODES)}])] = None
 
 
 class ThreadStateUpdated(msgspec.Struct):
@@ -216,7 +348,7 @@ class SearchResponse(msgspec.Struct):
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
-    tenant: str
+    tenant: Annotated[str, rule(pattern=TENANT_PATTERN)]
     name: str = ""
     admin: bool = False
 

@@ -6,6 +6,7 @@ import asyncio
 
 from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 
 from appliance.api.auth import admin_only
 from appliance.api.schemas import Check, Ok, Readiness
@@ -54,7 +55,11 @@ class HealthController(Controller):
     async def healthz(self) -> Ok:
         return Ok()
 
-    @get("/readyz", summary="Readiness: PostgreSQL, Chroma and the model, each reported")
+    @get(
+        "/readyz",
+        summary="Readiness: PostgreSQL, Chroma and the model, each reported",
+        responses={503: ResponseSpec(Readiness, description="Not ready: the checks say which part failed")},
+    )
     async def readyz(self, runtime: NamedDependency[Runtime]) -> Response[Readiness]:
         names = ("postgres", "chroma", "model")
         results = await asyncio.gather(*(_checked(p, runtime) for p in (_postgres, _chroma, _model)))

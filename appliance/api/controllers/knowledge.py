@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -21,10 +22,14 @@ from appliance.api.schemas import (
     SearchResult,
 )
 from appliance.runtime import Runtime
-from appliance.services.errors import Invalid
 from appliance.store.knowledge import DocumentRecord, KnowledgeBaseRecord
 
-UPLOAD_FIELD = "file"
+
+@dataclass
+class DocumentUpload:
+    """A multipart upload: the document in the field ``file``."""
+
+    file: UploadFile
 
 
 def to_knowledge_base(record: KnowledgeBaseRecord) -> KnowledgeBase:
@@ -69,14 +74,9 @@ class KnowledgeBaseController(Controller):
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
         kb_id: FromPath[uuid.UUID],
-        data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
+        data: Annotated[DocumentUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[Document]:
-        upload = data.get(UPLOAD_FIELD)
-        if not isinstance(upload, UploadFile):
-            fields = ", ".join(sorted(data)) or "none"
-            raise Invalid(
-                f"send the document as a multipart upload in the field '{UPLOAD_FIELD}' (got fields: {fields})"
-            )
+        upload = data.file
         content = await upload.read()
         ingested = await runtime.knowledge.add_document(tenant, kb_id, upload.filename or "", content)
         status = 200 if ingested.outcome == "unchanged" else 201

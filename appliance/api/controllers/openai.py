@@ -119,6 +119,7 @@ class OpenAIController(Controller):
     @post(
         "/chat/completions",
         status_code=200,
+        opt={"calls_model": True},
         summary="A chat completion from the agent; name a conversation (X-Conversation-Id or user) to keep memory",
     )
     async def chat_completions(

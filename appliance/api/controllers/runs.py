@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -33,8 +33,6 @@ def to_spec(data: RunCreate) -> RunSpec:
         raise Invalid("feedback_keys needs LangSmith, which an offline appliance does not use; leave it out")
     if data.langsmith_tracer:
         raise Invalid("langsmith_tracer: an offline appliance sends no traces anywhere; leave it out")
-    if data.checkpoint_id and data.checkpoint and data.checkpoint.checkpoint_id != data.checkpoint_id:
-        raise Invalid("checkpoint and checkpoint_id name different checkpoints; send one")
     return RunSpec(
         assistant_id=data.assistant_id,
         input=data.input,
@@ -53,6 +51,12 @@ def to_spec(data: RunCreate) -> RunSpec:
         after_seconds=data.after_seconds or 0,
         on_completion=data.on_completion,
     )
+
+
+async def disconnected(request: Request) -> None:
+    """Returns when the client closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def to_run(record: RunRecord) -> Run:
@@ -171,11 +175,18 @@ class RunController(Controller):
         tenant: NamedDependency[str],
         thread_id: FromPath[uuid.UUID],
         run_id: FromPath[uuid.UUID],
+        request: Request,
         cancel_on_disconnect: FromQuery[bool] = False,
     ) -> dict[str, Any]:
+        run = await runtime.runs.require(tenant, thread_id, run_id)
+        joined = asyncio.ensure_future(runtime.runs.join(tenant, thread_id, run_id))
         if cancel_on_disconnect:
-            raise Invalid("cancel_on_disconnect is not supported when joining; cancel the run explicitly")
-        return await runtime.runs.join(tenant, thread_id, run_id)
+            left = asyncio.ensure_future(disconnected(request))
+            await asyncio.wait({joined, left}, return_when=asyncio.FIRST_COMPLETED)
+            left.cancel()
+            if not joined.done():  # the caller left first: the run stops, keeping its work
+                await runtime.runs.stop(run, "interrupt")
+        return await joined
 
     @get("/{run_id:uuid}/stream", summary="Follow a run's stream; Last-Event-ID replays what was missed")
     async def follow(

@@ -20,20 +20,7 @@ from appliance.api.schemas import (
     ThreadStateUpdated,
 )
 from appliance.runtime import Runtime
-from appliance.services.errors import Invalid
 from appliance.store.threads import ThreadQuery, ThreadRecord
-
-SEARCH_FIELDS = {
-    "thread_id",
-    "created_at",
-    "updated_at",
-    "metadata",
-    "config",
-    "context",
-    "status",
-    "values",
-    "interrupts",
-}
 
 
 def to_thread(record: ThreadRecord, values: dict | None = None) -> Thread:
@@ -62,9 +49,6 @@ class ThreadController(Controller):
     async def search(
         self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[ThreadSearch]
     ) -> list[Thread]:
-        unknown = set(data.select or ()) - SEARCH_FIELDS
-        if unknown:
-            raise Invalid(f"select has unknown fields: {', '.join(sorted(unknown))}")
         query = ThreadQuery(
             ids=data.ids,
             metadata=data.metadata,
