@@ -233,3 +233,14 @@ async def test_preflight_on_an_admin_route_is_not_an_error(scripted_app):
         response = await tenant.options("/keys")
         assert response.status_code in (200, 204), response.text
         assert_error(await tenant.get("/keys"), 403, "admin")
+
+
+async def test_a_nul_under_v1_is_refused_in_openais_shape(scripted_app):
+    body = rb'{"model": "agent", "messages": [{"role": "user", "content": "a\u0000b"}]}'
+    response = await scripted_app.client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_text"
+    assert "messages[0].content" in error["message"] and error["param"] == "messages[0].content"

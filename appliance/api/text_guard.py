@@ -13,6 +13,9 @@ from urllib.parse import parse_qsl
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from appliance.api.openai_schemas import OPENAI_PREFIX, OpenAIError, OpenAIErrorBody
+from appliance.api.schemas import ErrorBody
+
 # An escape preceded by an even number of backslashes (so it is a real escape):
 # \u0000, or a surrogate escape; pairs are told apart after decoding.
 _SUSPECT = re.compile(rb"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -47,10 +50,13 @@ def find_bad_text(value: Any, where: str = "") -> tuple[str, str] | None:
     return None
 
 
-def _reject(field: str, problem: str) -> tuple[Message, Message]:
-    body = msgspec.json.encode(
-        {"status_code": 400, "detail": f"{field} {problem}; send text without it", "error": "invalid_text"}
-    )
+def _reject(path: str, field: str, problem: str) -> tuple[Message, Message]:
+    detail = f"{field} {problem}; send text without it"
+    if path.startswith(OPENAI_PREFIX):  # OpenAI's clients read their own error shape
+        error = OpenAIError(message=detail, type="invalid_request_error", param=field, code="invalid_text")
+        body = msgspec.json.encode(OpenAIErrorBody(error))
+    else:
+        body = msgspec.json.encode(ErrorBody(status_code=400, detail=detail, error="invalid_text"))
     start = {
         "type": "http.response.start",
         "status": 400,
@@ -70,7 +76,7 @@ class TextGuardMiddleware:
         query = scope.get("query_string", b"").decode("latin-1")
         for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
             if problem := _bad(name) or _bad(value):
-                for message in _reject(f"query parameter {name!r}", problem):
+                for message in _reject(scope["path"], f"query parameter {name!r}", problem):
                     await send(message)
                 return
         content_type = dict(scope["headers"]).get(b"content-type", b"")
@@ -101,7 +107,7 @@ class TextGuardMiddleware:
             except ValueError:
                 found = None  # malformed JSON: the app's own 400 says so
             if found:
-                for message in _reject(*found):
+                for message in _reject(scope["path"], *found):
                     await send(message)
                 return
 
