@@ -22,8 +22,14 @@ async def check_body_types(request: Request) -> None:
     body = field.kwarg_definition
     if isinstance(body, BodyKwarg) and body.media_type != RequestEncodingType.JSON:
         return
+    raw = await request.body()
+    try:  # one typed pass: what nearly every body needs
+        msgspec.json.decode(raw, type=field.annotation, strict=True)
+        return
+    except msgspec.DecodeError:
+        pass  # a type mismatch (ValidationError is a DecodeError), or malformed JSON
     try:
-        value = msgspec.json.decode(await request.body())
+        value = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return  # malformed JSON: Litestar's own decoding says so
     try:

@@ -178,14 +178,15 @@ class RunController(Controller):
         request: Request,
         cancel_on_disconnect: FromQuery[bool] = False,
     ) -> dict[str, Any]:
+        if not cancel_on_disconnect:
+            return await runtime.runs.join(tenant, thread_id, run_id)
         run = await runtime.runs.require(tenant, thread_id, run_id)
         joined = asyncio.ensure_future(runtime.runs.join(tenant, thread_id, run_id))
-        if cancel_on_disconnect:
-            left = asyncio.ensure_future(disconnected(request))
-            await asyncio.wait({joined, left}, return_when=asyncio.FIRST_COMPLETED)
-            left.cancel()
-            if not joined.done():  # the caller left first: the run stops, keeping its work
-                await runtime.runs.stop(run, "interrupt")
+        left = asyncio.ensure_future(disconnected(request))
+        await asyncio.wait({joined, left}, return_when=asyncio.FIRST_COMPLETED)
+        left.cancel()
+        if not joined.done():  # the caller left first: the run stops, keeping its work
+            await runtime.runs.stop(run, "interrupt")
         return await joined
 
     @get("/{run_id:uuid}/stream", summary="Follow a run's stream; Last-Event-ID replays what was missed")
