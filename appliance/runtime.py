@@ -72,7 +72,11 @@ async def open_database(
     """The pool, with the schema migrated (the embedded server started first if needed)."""
     with database_in_use(settings) as (url, embedded):
         pool = await open_pool(
-            url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size, wait_s=wait_s
+            url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            wait_s=wait_s,
+            timeout_s=settings.db_pool_timeout_s,
         )
         try:
             await migrate(pool)
@@ -129,7 +133,13 @@ async def open_runtime(
         )
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
-        async with open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks):
+        reconciling = asyncio.create_task(
+            knowledge.ingestor.keep_reconciling(settings.index_reconcile_s), name="index-reconcile"
+        )
+        async with (
+            _cancelled_at_exit(reconciling),
+            open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks),
+        ):
             await thread_store.reset_stale_busy()
             runs = RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks)
             yield Runtime(
@@ -148,6 +158,15 @@ async def open_runtime(
                 worker=worker,
                 metrics=metrics,
             )
+
+
+@asynccontextmanager
+async def _cancelled_at_exit(task: asyncio.Task) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @asynccontextmanager

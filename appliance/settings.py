@@ -56,8 +56,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_url: str | None = None
     db_pool_min_size: PositiveInt = 2
     db_pool_max_size: PositiveInt = 20
+    # How long a request waits for a pooled connection before it is told 503.
+    db_pool_timeout_s: Seconds = 5.0
     chroma_url: str | None = None
     chroma_collection: Annotated[str, Meta(pattern=CHROMA_COLLECTION_NAME)] = "appliance_chunks"
+    # How often documents published while Chroma was unreachable are indexed again.
+    index_reconcile_s: Seconds = 10.0
 
     # The model. The provider defaults to llamacpp (embedded) or ollama (production).
     llm_provider: LlmProvider | None = None

@@ -155,7 +155,7 @@ async def calibrate() -> None:
             best = {}
             for question in [*ANSWERABLE, *UNCOVERED]:
                 found = await knowledge.retriever.search(question.text, scope, 8, floor=CANDIDATE_FLOOR)
-                scored = await judge.score(question.text, [passage_dict(p) for p in found])
+                scored = await judge.score(question.text, [passage_dict(p) for p in found.passages])
                 best[question] = scored[0].score if scored else 0.0
     answerable = sorted(best[q] for q in ANSWERABLE)
     uncovered = sorted(best[q] for q in UNCOVERED)

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from appliance.cli.ingest import IN_FLIGHT
-from appliance.knowledge.embeddings import Embedder
-from appliance.knowledge.ingest import embedding_text
+from appliance.knowledge.embeddings import Embedder, embedding_text
 from appliance.runtime import open_database, open_knowledge
 from appliance.store.knowledge import ChunkFilter
 from bench.common import bench_settings
@@ -65,9 +64,8 @@ async def chunk_texts(knowledge, kb_id) -> list[str]:
                 (kb_id,),
             )
         ).fetchall()
-    from appliance.knowledge.chunking import Chunk
 
-    return [embedding_text(r["title"], Chunk(0, r["text"], r["heading"], None)) for r in rows]
+    return [embedding_text(r["title"], r["heading"], r["text"]) for r in rows]
 
 
 def raw_rate(embedder: Embedder, texts: list[str]) -> float:
@@ -83,7 +81,7 @@ async def evaluate(knowledge, kb_id) -> dict[str, tuple[float, float]]:
         hits, reciprocal = 0, 0.0
         for question, page in QUESTIONS:
             found = await knowledge.retriever.search(question, scope, 10, mode=mode, floor=-1.0)
-            sources = [p.chunk.source for p in found]
+            sources = [p.chunk.source for p in found.passages]
             hits += page in sources[:5]
             reciprocal += 1 / (sources.index(page) + 1) if page in sources else 0.0
         scores[mode] = (hits / len(QUESTIONS), reciprocal / len(QUESTIONS))

@@ -224,7 +224,7 @@ async def test_searches_during_replacements_see_one_version_of_a_document(app):
     async def keep_searching() -> None:
         while not replaced.is_set():
             found = await retriever.search("paid leave and travel expenses", scope, 10, floor=-1.0)
-            generations_seen.append({p.chunk.chunk_id.split(":")[1] for p in found})
+            generations_seen.append({p.chunk.chunk_id.split(":")[1] for p in found.passages})
 
     searching = asyncio.create_task(keep_searching())
     for text in versions[1:]:

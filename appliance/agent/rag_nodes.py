@@ -65,13 +65,22 @@ def _tried(state: AgentState) -> list[str]:
     return [r["query"] for r in state.get("retrievals", [])]
 
 
+def answer_metadata(state: AgentState, citations: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    """What rides on an answer from the documents: its sources, how it was made,
+    and why the search behind it was less than whole, when it was."""
+    metadata = {"citations": citations, "answer_mode": mode}
+    if state.get("degraded"):
+        metadata["degraded"] = state["degraded"]
+    return metadata
+
+
 def make_plan(retriever: Retriever | None) -> Callable[..., Any]:
     """A conversation with knowledge bases searches them unless the message is small talk (rules, no model)."""
 
     async def plan(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         question = next((str(m.text) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
-                "citations": [], "evidence": [], "draft": "", "answer_mode": None}  # fmt: skip
+                "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None}  # fmt: skip
         if retriever is None or not knowledge_bases(config):
             return turn | {"use_documents": False}
         progress("plan", status="deciding whether the documents are needed")
@@ -105,13 +114,14 @@ def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
         progress("retrieve", query=query)
         scope = ChunkFilter(knowledge_base_ids=knowledge_bases(config))
         found = await retriever.search(query, scope, candidates, floor=CANDIDATE_FLOOR)
-        passages = [passage_dict(p) for p in found]
+        passages = [passage_dict(p) for p in found.passages]
         trace = {"query": query, "found": len(passages), "relevant": 0}
         return {
             "query": query,
             "passages": passages,
             "relevant": [],
             "retrievals": [*state.get("retrievals", []), trace],
+            "degraded": found.degraded or state.get("degraded"),
         }
 
     return retrieve
@@ -214,7 +224,7 @@ def make_verify(model: LanguageModel, judge: EvidenceJudge) -> Node:
         seconds = time.perf_counter() - started
         progress("verify", answer_mode=mode, reason=reason, check_ms=round(seconds * 1000, 1))
         # The citations ride on the message too, so every answer of a thread keeps its own.
-        reply = AIMessage(content=text, response_metadata={"citations": citations, "answer_mode": mode})
+        reply = AIMessage(content=text, response_metadata=answer_metadata(state, citations, mode))
         return {"messages": [reply], "citations": citations, "answer_mode": mode}
 
     return verify
@@ -222,7 +232,8 @@ def make_verify(model: LanguageModel, judge: EvidenceJudge) -> Node:
 
 async def refuse(state: AgentState) -> dict[str, Any]:
     progress("refuse", status="the documents do not cover the question")
-    return {"messages": [AIMessage(refusal(_tried(state)))], "citations": [], "answer_mode": "refused"}
+    reply = AIMessage(refusal(_tried(state)), response_metadata=answer_metadata(state, [], "refused"))
+    return {"messages": [reply], "citations": [], "answer_mode": "refused"}
 
 
 def after_plan(state: AgentState) -> str:

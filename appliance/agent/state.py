@@ -39,3 +39,6 @@ class AgentState(TypedDict, total=False):
     # (generated), the sources' own sentences quoted when the draft failed the
     # check (extractive), or the honest refusal (refused).
     answer_mode: Literal["generated", "extractive", "refused"] | None
+    # Why this turn's search was less than whole (the vector index unavailable:
+    # lexical search alone), or None; also on the answer's response_metadata.
+    degraded: str | None

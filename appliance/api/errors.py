@@ -8,14 +8,13 @@ from __future__ import annotations
 import logging
 
 import msgspec
-import psycopg
-import psycopg_pool
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.api.openai_schemas import OPENAI_PREFIX, OpenAIError, OpenAIErrorBody
 from appliance.api.schemas import ErrorBody
 from appliance.errors import ApplianceError
+from appliance.store.faults import RETRY_AFTER_S, storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +94,16 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return _error(request, exc.status_code, detail, _CODES.get(exc.status_code), exc.headers)
 
 
-# PostgreSQL down or restarting, or every pooled connection busy: the caller
-# should retry, and is told when.
-DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
-DATABASE_RETRY_AFTER_S = 5
-
-
 def internal_error(request: Request, exc: Exception) -> Response:
-    if _caused_by(exc, DATABASE_UNAVAILABLE):
+    fault = storage_fault(exc)
+    if fault == "unavailable":
         log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
         detail = "the database (PostgreSQL) is unavailable; try again in a few seconds"
-        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
-        return _error(request, 503, detail, "database_unavailable", headers)
+        return _error(request, 503, detail, "database_unavailable", {"Retry-After": str(RETRY_AFTER_S)})
+    if fault == "full":
+        log.error("storage full", extra={"path": request.url.path, "error": str(exc)})
+        detail = "the appliance's data disk is full; nothing was changed. An admin must free space"
+        return _error(request, 507, detail, "insufficient_storage")
     log.exception("unhandled error", extra={"path": request.url.path})
     return _error(request, 500, "internal error; the appliance's log has the details", "internal_error")
 

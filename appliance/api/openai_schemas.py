@@ -97,3 +97,6 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     # sources the answer's [n] markers point at.
     conversation_id: str | None = None
     citations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # Why the search behind the answer was less than whole (the vector index
+    # unavailable: lexical search alone), or null.
+    degraded: str | None = None

@@ -314,6 +314,9 @@ class Document(msgspec.Struct):
     chunk_count: int
     status: Literal["processing", "ready", "failed"]
     error: str | None
+    # False while the vector index (Chroma) lacks this version: published while
+    # Chroma was unreachable, found by lexical search, indexed when Chroma is back.
+    indexed: bool
     created_at: datetime
     updated_at: datetime
     # On upload: what the upload did (an unchanged file is not ingested again).
@@ -342,6 +345,9 @@ class SearchResult(msgspec.Struct):
 
 class SearchResponse(msgspec.Struct):
     results: list[SearchResult]
+    # Why the search was less than asked for (the vector index unavailable:
+    # lexical results alone), or null.
+    degraded: str | None = None
 
 
 # API keys -----------------------------------------------------------------
@@ -381,5 +387,8 @@ class Check(msgspec.Struct):
 
 
 class Readiness(msgspec.Struct):
+    # Serving: PostgreSQL and the model answer. Without Chroma the appliance
+    # still serves, from the lexical index: ready, but degraded.
     ready: bool
     checks: dict[str, Check]
+    degraded: bool = False

@@ -31,9 +31,15 @@ from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
 from appliance.services.threads import thread_config
 from appliance.store.checkpointer import PooledPostgresSaver
-from appliance.store.runs import RunRecord, RunStore
+from appliance.store.faults import storage_fault
+from appliance.store.runs import RunRecord, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
+
+# A run cut off by a database outage waits this long before another attempt.
+REQUEUE_DELAY_S = 1.0
+# Recording a run's end when PostgreSQL cannot take it: tried again after these waits, doubling.
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
 
 
 class RunAbandoned(ApplianceError):
@@ -42,6 +48,9 @@ class RunAbandoned(ApplianceError):
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
+    if storage_fault(exc) == "full":
+        message = "the appliance's data disk is full; the turn was not kept. An admin must free space"
+        return {"error": "insufficient_storage", "message": message, "status": 507}
     if isinstance(exc, ApplianceError):
         payload: dict[str, Any] = {"error": exc.code, "message": exc.message, "status": exc.status}
         if exc.retry_after:
@@ -124,11 +133,16 @@ class RunExecutor:
                 if mode in wanted:
                     self.events.publish(live, mode, jsonable(chunk))
             await self.events.flush()
-            await self.store.finish(run, worker.worker_id, "success", "interrupted" if paused else "idle")
+            await self._finish(run, worker, "success", "interrupted" if paused else "idle")
             return "success"
         except asyncio.CancelledError:
             return await asyncio.shield(self._stopped(run, worker, live))
         except Exception as exc:
+            if storage_fault(exc) == "unavailable":
+                # Nothing is wrong with the run: it goes on from its last checkpoint once the database is back.
+                log.warning("run %s paused: the database is unavailable (%r)", run_id, exc)
+                await asyncio.shield(self._requeue(run, worker))
+                return "requeued"
             payload = error_payload(exc)
             if payload["error"] == "internal_error":
                 log.exception("run %s failed", run_id, extra={"thread_id": thread_id})
@@ -137,11 +151,16 @@ class RunExecutor:
             await asyncio.shield(self.checkpointer.adelete_run(thread_id, run_id))
             self.events.publish(live, "error", payload)
             await self.events.flush()
-            await self.store.finish(run, worker.worker_id, "error", "idle", error=payload)
+            await self._finish(run, worker, "error", "idle", error=payload)
             return "error"
 
     async def _stopped(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
-        action = await self.store.cancel_action(run.run_id)
+        try:
+            action = await self.store.cancel_action(run.run_id)
+        except Exception as exc:
+            if storage_fault(exc) != "unavailable":
+                raise
+            action = None  # the worker lost the database: the sweep hands the run back
         if action is None:
             return "requeued"  # the worker is stopping; the sweeper hands the run back
         thread_id, run_id = str(run.thread_id), str(run.run_id)
@@ -152,8 +171,32 @@ class RunExecutor:
             return "cancelled"
         self.events.publish(live, "error", {"error": "interrupted", "message": "the run was interrupted"})
         await self.events.flush()
-        await self.store.finish(run, worker.worker_id, "interrupted", "idle")
+        await self._finish(run, worker, "interrupted", "idle")
         return "cancelled"
+
+    async def _finish(
+        self, run: RunRecord, worker: Worker, status: RunStatus, thread_status: str, error: dict | None = None
+    ) -> None:
+        """Record how the attempt ended. PostgreSQL unable to take the write now
+        (its disk full, or restarting) is asked again until it can: a run that
+        ended must not stay 'running'. A worker that lost the run meanwhile stops asking."""
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                await self.store.finish(run, worker.worker_id, status, thread_status, error=error)
+                return
+            except Exception as exc:
+                if storage_fault(exc) is None:
+                    raise
+                log.warning("the end of run %s is not recorded yet: %r", run.run_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
+
+    async def _requeue(self, run: RunRecord, worker: Worker) -> None:
+        try:
+            await self.store.requeue(run, worker.worker_id, delay_s=REQUEUE_DELAY_S)
+        except Exception as exc:  # the database is still away: the sweep hands the run back
+            log.debug("run %s not requeued yet: %r", run.run_id, exc)
 
     def _config(self, run: RunRecord) -> dict[str, Any]:
         kwargs = run.kwargs

@@ -23,6 +23,10 @@ from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, Ru
 
 log = logging.getLogger(__name__)
 
+# How soon a worker that lost the database tries again, doubling up to the most.
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 2.0
+
 Execute = Callable[[RunRecord, "Worker"], Awaitable[None]]
 
 
@@ -58,13 +62,10 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: AsyncConnection | None = None  # listens, and holds the liveness lock
         self._beat: AsyncConnection | None = None  # the heartbeat's own
+        self._online = asyncio.Event()  # both connections are up and the lock is held
 
     async def start(self) -> None:
-        self._conn = await AsyncConnection.connect(self.database_url, autocommit=True)
-        self._beat = await AsyncConnection.connect(self.database_url, autocommit=True)
-        await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
-        for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
-            await self._conn.execute(f"LISTEN {channel}")
+        await self._connect()
         await self.store.sweep(self.dead_after_s)
         self._tasks = [
             asyncio.create_task(self._listen(), name="worker-listen"),
@@ -72,6 +73,47 @@ class Worker:
             asyncio.create_task(self._keep_alive(), name="worker-heartbeat"),
         ]
         log.info("worker started", extra={"worker_id": str(self.worker_id), "slots": self.slots})
+
+    async def _connect(self) -> None:
+        """The worker's own connections: LISTEN and the liveness lock on one, the heartbeat on the other."""
+        conn = await AsyncConnection.connect(self.database_url, autocommit=True)
+        try:
+            beat = await AsyncConnection.connect(self.database_url, autocommit=True)
+            await self.store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid())
+            for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
+                await conn.execute(f"LISTEN {channel}")
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._beat = conn, beat
+        self._online.set()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._conn, self._beat):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._beat = None
+
+    async def _reconnect(self) -> None:
+        """After the database went away: under a new identity (the old one's runs
+        are handed back by the sweep), as soon as the database answers again."""
+        self._online.clear()
+        await self._close_connections()
+        delay = RECONNECT_MIN_S
+        while True:
+            await asyncio.sleep(delay)
+            self.worker_id = uuid.uuid4()
+            try:
+                await self._connect()
+                await self.store.sweep(self.dead_after_s)
+            except Exception as exc:
+                await self._close_connections()
+                log.debug("database still unavailable: %r", exc)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            log.info("worker reconnected", extra={"worker_id": str(self.worker_id)})
+            self._wake.set()
+            return
 
     async def stop(self) -> None:
         """Stop taking runs; runs still executing go back to the queue."""
@@ -82,10 +124,10 @@ class Worker:
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
-        await self.store.unregister_worker(self.worker_id)
-        for conn in (self._conn, self._beat):
-            if conn is not None:
-                await conn.close()
+        try:
+            await self.store.unregister_worker(self.worker_id)
+        finally:
+            await self._close_connections()
         # Runs cut off here are pending again; another worker may take them now.
         await self.store.sweep(self.dead_after_s)
 
@@ -113,27 +155,32 @@ class Worker:
     # Loops ---------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        assert self._conn is not None
-        try:
-            async for note in self._conn.notifies():
-                if note.channel == QUEUE_CHANNEL:
-                    self._wake.set()
-                elif note.channel == CANCEL_CHANNEL:
-                    self._cancel_local(uuid.UUID(note.payload))
-                elif note.channel == DONE_CHANNEL:
-                    run_id = uuid.UUID(note.payload)
-                    for ended in self._ended.pop(run_id, []):
-                        if not ended.done():
-                            ended.set_result(None)
-                    self.events.touch(run_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Without this connection the lock is gone and our runs may be handed
-            # to another worker: stop them here so none runs twice.
-            log.error("worker lost its database connection: %r; its runs go back to the queue", exc)
-            for task in list(self.running.values()):
-                task.cancel()
+        while True:
+            try:
+                assert self._conn is not None
+                async for note in self._conn.notifies():
+                    self._heard(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Without this connection the lock is gone and our runs may be handed
+                # to another worker: stop them here so none runs twice.
+                log.error("worker lost its database connection: %r; its runs go back to the queue", exc)
+                for task in list(self.running.values()):
+                    task.cancel()
+                await self._reconnect()
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == QUEUE_CHANNEL:
+            self._wake.set()
+        elif channel == CANCEL_CHANNEL:
+            self._cancel_local(uuid.UUID(payload))
+        elif channel == DONE_CHANNEL:
+            run_id = uuid.UUID(payload)
+            for ended in self._ended.pop(run_id, []):
+                if not ended.done():
+                    ended.set_result(None)
+            self.events.touch(run_id)
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
         # Recorded as well: a task cancelled before its first step never runs
@@ -149,6 +196,8 @@ class Worker:
         while True:
             # Cleared before looking, so a run queued while we look wakes us again.
             self._wake.clear()
+            # Claimed only while the liveness lock is held, or a sweep could hand the run to another at once.
+            await self._online.wait()
             free = self.slots - len(self.running)
             claimed: list[RunRecord] = []
             if free > 0:
@@ -193,6 +242,8 @@ class Worker:
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
+            if not self._online.is_set():
+                continue  # _listen is reconnecting
             try:
                 if not await self.store.heartbeat(self._beat, self.worker_id):
                     log.error("this worker was declared dead; its runs go back to the queue")

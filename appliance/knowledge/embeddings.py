@@ -205,3 +205,9 @@ def load_embedder(settings: Settings) -> Embedder:
         except Exception as exc:  # the torch backend computes the same vectors, only slower
             log.warning("the onnx-int8 embedding backend is unavailable (%s); using torch", exc)
     return TorchEmbedder(path, settings.embedding_batch_size)
+
+
+def embedding_text(title: str, heading: str, text: str) -> str:
+    """What is embedded: the chunk with its place in the document, which often carries the topic."""
+    context = heading if title in heading else " > ".join(p for p in (title, heading) if p)
+    return f"{context}\n{text}" if context else text

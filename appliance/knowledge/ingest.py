@@ -7,6 +7,11 @@ PostgreSQL transaction then swaps the document's live chunks; the old
 generation's vectors are removed last. A crash at any step leaves either the
 old version or the new one live, never half of each, and at worst some
 unlisted vectors that :meth:`Ingestor.sweep` removes.
+
+Chroma unreachable does not stop an upload: the chunks are published in
+PostgreSQL marked ``indexed = false`` (lexical search finds them at once), and
+:meth:`Ingestor.reconcile` indexes their vectors when Chroma answers again;
+vectors whose removal failed meanwhile go with the next sweep.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from appliance.knowledge.chunking import Chunk, chunk_sections
-from appliance.knowledge.embeddings import Embedder
+from appliance.knowledge.embeddings import Embedder, embedding_text
 from appliance.knowledge.errors import DocumentRejected, DocumentTooLarge
 from appliance.knowledge.extract import Extracted, extract, media_type_of
 from appliance.store.knowledge import DocumentRecord, KnowledgeStore, NewChunk
@@ -49,12 +54,6 @@ def chunk_id(document_id: uuid.UUID, generation: int, index: int) -> str:
     return f"{document_id}:{generation}:{index}"
 
 
-def embedding_text(title: str, chunk: Chunk) -> str:
-    """What is embedded: the chunk with its place in the document, which often carries the topic."""
-    context = chunk.heading if title in chunk.heading else " > ".join(p for p in (title, chunk.heading) if p)
-    return f"{context}\n{chunk.text}" if context else chunk.text
-
-
 class Ingestor:
     def __init__(
         self,
@@ -72,6 +71,7 @@ class Ingestor:
         self.chunk_words = chunk_words
         self.overlap_words = overlap_words
         self.max_bytes = max_bytes
+        self.unswept = False  # a removal from the index failed: sweep when it answers again
 
     def read(self, source: str, data: bytes) -> tuple[Extracted, list[Chunk]]:
         """Extract and chunk, or raise DocumentRejected; CPU only, nothing written."""
@@ -93,10 +93,10 @@ class Ingestor:
             generation = document.generation + 1
             ids = [chunk_id(document.document_id, generation, c.index) for c in chunks]
             try:
-                vectors = await self.embedder.aembed([embedding_text(extracted.title, c) for c in chunks])
-                await self.index.add(
-                    ids, vectors, [_vector_metadata(document, extracted, generation, c) for c in chunks]
-                )
+                title = extracted.title
+                vectors = await self.embedder.aembed([embedding_text(title, c.heading, c.text) for c in chunks])
+                metadatas = [vector_metadata(document, title, generation, c.index, c.heading, c.page) for c in chunks]
+                indexed = await self._index(ids, vectors, metadatas)
                 published = await self.store.publish(
                     document,
                     title=extracted.title,
@@ -106,33 +106,85 @@ class Ingestor:
                     pages=extracted.pages,
                     generation=generation,
                     chunks=[NewChunk(i, c.index, c.heading, c.page, c.text) for i, c in zip(ids, chunks, strict=True)],
+                    indexed=indexed,
                 )
             except BaseException as exc:
                 await asyncio.shield(self._abandon(document, ids, exc))
                 raise
             # Older generations are unlisted now; removing their vectors is housekeeping.
-            await self.index.delete(
-                where={"$and": [{"document_id": str(document.document_id)}, {"generation": {"$lt": generation}}]}
-            )
+            await self._forget(where=_older(document.document_id, generation))
         return Ingested(published, "replaced" if existing and existing.generation else "created")
+
+    async def _index(self, ids: list[str], vectors: list[list[float]], metadatas: list[dict]) -> bool:
+        """Add the vectors; False when Chroma cannot take them now (the reconciler will)."""
+        try:
+            await self.index.add(ids, vectors, metadatas)
+        except Exception as exc:  # Chroma down, restarting or failing: PostgreSQL stays the truth
+            log.warning("the vector index is unavailable (%r); the document is published for lexical search", exc)
+            return False
+        return True
+
+    async def _forget(self, **which: Any) -> None:
+        """Remove vectors PostgreSQL no longer lists; when Chroma cannot, the next sweep does."""
+        try:
+            await self.index.delete(**which)
+        except Exception as exc:
+            log.warning("could not remove vectors from the index (%r); the next sweep will", exc)
+            self.unswept = True
 
     async def _abandon(self, document: DocumentRecord, ids: list[str], exc: BaseException) -> None:
         log.error("ingestion of %s failed: %s", document.source, exc)
         try:
             await self.store.mark_failed(document.document_id, f"ingestion failed: {exc}")
-            await self.index.delete(ids=ids)
-        except Exception:  # the sweep at the next start removes what is left
-            log.exception("could not clean up after the failed ingestion of %s", document.source)
+        except Exception:  # the sweep at the next start marks it
+            log.exception("could not mark the failed ingestion of %s", document.source)
+        await self._forget(ids=ids)
 
     async def delete_document(self, document: DocumentRecord) -> None:
         await self.store.delete_document(document.knowledge_base_id, document.document_id)
-        await self.index.delete(where={"document_id": str(document.document_id)})
+        await self._forget(where={"document_id": str(document.document_id)})
 
     async def delete_base(self, tenant: str, kb_id: uuid.UUID) -> bool:
         deleted = await self.store.delete_base(tenant, kb_id)
         if deleted:
-            await self.index.delete(where={"knowledge_base_id": str(kb_id)})
+            await self._forget(where={"knowledge_base_id": str(kb_id)})
         return deleted
+
+    async def keep_reconciling(self, every_s: float) -> None:
+        """Reconcile every ``every_s`` seconds until cancelled; while Chroma is away each try fails quietly."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("the vector index is still unavailable: %r", exc)
+
+    async def reconcile(self) -> int:
+        """Index the vectors of documents published while Chroma was away, and
+        sweep what could not be removed then. Returns how many documents were indexed."""
+        indexed = 0
+        for document in await self.store.unindexed():
+            async with self.store.source_lock(document.knowledge_base_id, document.source, wait=False) as held:
+                if not held:
+                    continue  # being ingested again: that ingestion indexes it
+                chunks = await self.store.document_chunks(document.document_id)
+                vectors = await self.embedder.aembed([embedding_text(c.title, c.heading, c.text) for c in chunks])
+                metadatas = [
+                    vector_metadata(document, document.title, document.generation, c.chunk_index, c.heading, c.page)
+                    for c in chunks
+                ]
+                await self.index.add([c.chunk_id for c in chunks], vectors, metadatas)
+                if await self.store.mark_indexed(document.document_id, document.generation):
+                    indexed += 1
+                await self._forget(where=_older(document.document_id, document.generation))
+        if self.unswept:
+            self.unswept = False
+            await self.sweep()
+        if indexed:
+            log.info("indexed the vectors of %d documents published while the vector index was away", indexed)
+        return indexed
 
     async def sweep(self) -> int:
         """Remove vectors PostgreSQL does not list (left by a crash) and fail interrupted ingestions."""
@@ -151,16 +203,22 @@ class Ingestor:
         return removed
 
 
-def _vector_metadata(document: DocumentRecord, extracted: Extracted, generation: int, chunk: Chunk) -> dict:
+def _older(document_id: uuid.UUID, generation: int) -> dict[str, Any]:
+    return {"$and": [{"document_id": str(document_id)}, {"generation": {"$lt": generation}}]}
+
+
+def vector_metadata(
+    document: DocumentRecord, title: str, generation: int, chunk_index: int, heading: str, page: int | None
+) -> dict:
     metadata = {
         "knowledge_base_id": str(document.knowledge_base_id),
         "document_id": str(document.document_id),
         "source": document.source,
-        "title": extracted.title,
-        "heading": chunk.heading,
-        "chunk_index": chunk.index,
+        "title": title,
+        "heading": heading,
+        "chunk_index": chunk_index,
         "generation": generation,
     }
-    if chunk.page is not None:  # Chroma metadata has no null
-        metadata["page"] = chunk.page
+    if page is not None:  # Chroma metadata has no null
+        metadata["page"] = page
     return metadata

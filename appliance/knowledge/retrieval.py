@@ -6,21 +6,31 @@ and error codes that embeddings blur. RRF needs no score calibration between
 the two: each list contributes 1 / (RRF_K + rank). The floor is on cosine
 similarity to the question, measured for every candidate (also those only the
 lexical search found), so a chunk that merely shares a common word is dropped.
+
+Chroma unreachable (down, restarting, or slower than INDEX_TIMEOUT_S) does not
+stop a search: it goes on from PostgreSQL's lexical index alone, the
+similarities computed here from the chunks' text, and says so in ``degraded``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from appliance.knowledge.embeddings import Embedder, cosine
+from appliance.knowledge.embeddings import Embedder, cosine, embedding_text
 from appliance.knowledge.expansion import expand
 from appliance.store.knowledge import ChunkFilter, ChunkRecord, KnowledgeStore
 from appliance.store.vectors import ChunkIndex
 
+log = logging.getLogger(__name__)
+
 Mode = Literal["hybrid", "dense", "lexical"]
 RRF_K = 60
+INDEX_TIMEOUT_S = 5.0
+VECTORS_UNAVAILABLE = "the vector index (Chroma) is unavailable: results come from the lexical index alone"
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,13 @@ class Passage:
     chunk: ChunkRecord
     score: float
     similarity: float
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    passages: list[Passage]
+    # Why the search was less than asked for (the vector index unavailable), or None.
+    degraded: str | None = None
 
 
 def chroma_where(scope: ChunkFilter) -> dict[str, Any]:
@@ -62,22 +79,30 @@ class Retriever:
         *,
         mode: Mode = "hybrid",
         floor: float | None = None,
-    ) -> list[Passage]:
+    ) -> Retrieved:
         if not scope.knowledge_base_ids or not query.strip():
-            return []
+            return Retrieved([])
         floor = self.floor if floor is None else floor
         depth = max(4 * k, 20)
         [vector] = await self.embedder.aembed([query])
-        nearest = await self.index.query(vector, chroma_where(scope), depth) if mode != "lexical" else []
+        nearest, degraded = [], None
+        if mode != "lexical":
+            try:
+                nearest = await asyncio.wait_for(self.index.query(vector, chroma_where(scope), depth), INDEX_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("dense search failed (%r); searching the lexical index alone", exc)
+                degraded = VECTORS_UNAVAILABLE
         # One snapshot for both lists: a document replaced meanwhile shows one version, never parts of two.
         async with self.store.snapshot() as conn:
             # Only chunks PostgreSQL lists are live: this drops old generations and orphans.
             live = await self.store.chunks_by_id(conn, [i for i, _ in nearest], scope) if nearest else {}
-            lexical = await self.store.lexical_search(conn, query, scope, depth) if mode != "dense" else []
+            wants_lexical = mode != "dense" or degraded
+            lexical = await self.store.lexical_search(conn, query, scope, depth) if wants_lexical else []
         chunks = live | {c.chunk_id: c for c in lexical}
         similarity = {i: s for i, s in nearest if i in live}
-        missing = [c.chunk_id for c in lexical if c.chunk_id not in similarity]
-        similarity |= {i: cosine(vector, e) for i, e in (await self.index.embeddings(missing)).items()}
+        missing = [c for c in lexical if c.chunk_id not in similarity]
+        found, degraded = await self._similarities(vector, missing, degraded)
+        similarity |= found
 
         # In a single mode the other list is empty and adds nothing.
         fused = reciprocal_rank_fusion([[i for i, _ in nearest if i in live], [c.chunk_id for c in lexical]])
@@ -86,7 +111,32 @@ class Retriever:
         passages = [
             Passage(chunks[i], fused[i], similarity.get(i, -1.0)) for i in ranked if similarity.get(i, -1.0) >= floor
         ]
-        return passages[:k]
+        return Retrieved(passages[:k], degraded)
+
+    async def _similarities(
+        self, vector: list[float], chunks: list[ChunkRecord], degraded: str | None
+    ) -> tuple[dict[str, float], str | None]:
+        """Each chunk's similarity to the query: from its vector in Chroma, else embedded here again."""
+        if not chunks:
+            return {}, degraded
+        if degraded is None:
+            try:
+                stored = await asyncio.wait_for(self.index.embeddings([c.chunk_id for c in chunks]), INDEX_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("reading vectors failed (%r); embedding the lexical results here", exc)
+                degraded = VECTORS_UNAVAILABLE
+            else:
+                # A chunk published while Chroma was away has no vector there yet.
+                unindexed = [c for c in chunks if c.chunk_id not in stored]
+                found = {i: cosine(vector, e) for i, e in stored.items()}
+                return found | (await self._embedded(vector, unindexed)), degraded
+        return await self._embedded(vector, chunks), degraded
+
+    async def _embedded(self, vector: list[float], chunks: list[ChunkRecord]) -> dict[str, float]:
+        if not chunks:
+            return {}
+        embeddings = await self.embedder.aembed([embedding_text(c.title, c.heading, c.text) for c in chunks])
+        return {c.chunk_id: cosine(vector, e) for c, e in zip(chunks, embeddings, strict=True)}
 
     async def expanded_query(self, question: str, scope: ChunkFilter) -> str:
         """A second query from the question's keywords and the knowledge bases' vocabulary."""

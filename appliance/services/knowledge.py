@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance.knowledge.ingest import Ingested, Ingestor
-from appliance.knowledge.retrieval import Mode, Passage, Retriever
+from appliance.knowledge.retrieval import Mode, Retrieved, Retriever
 from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.store.knowledge import (
     ChunkFilter,
@@ -81,7 +81,7 @@ class KnowledgeService:
         document_ids: list[uuid.UUID] | None = None,
         sources: list[str] | None = None,
         mode: Mode = "hybrid",
-    ) -> list[Passage]:
+    ) -> Retrieved:
         await self.require(tenant, kb_id)
         if not query.strip():
             raise Invalid("query must not be empty")

@@ -59,6 +59,7 @@ class ChatRequest:
 class ChatAnswer:
     text: str
     citations: list[dict[str, Any]] = field(default_factory=list)
+    degraded: str | None = None  # why the search behind the answer was less than whole
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -182,9 +183,11 @@ class OpenAIChatService:
         text = str(reply.get("content", ""))
         usage = reply.get("usage_metadata") or {}
         count = self.runs.policy.count_tokens
+        metadata = reply.get("response_metadata") or {}
         return ChatAnswer(
             text=text,
-            citations=(reply.get("response_metadata") or {}).get("citations", []),
+            citations=metadata.get("citations", []),
+            degraded=metadata.get("degraded"),
             prompt_tokens=usage.get("input_tokens") or sum(count(m["content"]) for m in turn.sent),
             completion_tokens=usage.get("output_tokens") or count(text),
         )

@@ -85,8 +85,11 @@ def database_in_use(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres 
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
-async def open_pool(url: str, *, min_size: int, max_size: int, wait_s: float = 30) -> AsyncConnectionPool:
-    """A started pool; ``wait_s`` bounds the wait for the server to accept connections."""
+async def open_pool(
+    url: str, *, min_size: int, max_size: int, wait_s: float = 30, timeout_s: float = 5
+) -> AsyncConnectionPool:
+    """A started pool; ``wait_s`` bounds the wait for the server to accept connections at start,
+    ``timeout_s`` a caller's wait for a connection later (then PoolTimeout: a 503, not a hang)."""
     pool = AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -94,7 +97,10 @@ async def open_pool(url: str, *, min_size: int, max_size: int, wait_s: float = 3
         kwargs=CONNECTION_KWARGS,
         open=False,
         name="appliance",
-        timeout=30,
+        timeout=timeout_s,
+        # A connection is checked as it is handed out, so the first requests after
+        # PostgreSQL restarted get a fresh one instead of a dead one.
+        check=AsyncConnectionPool.check_connection,
     )
     await pool.open(wait=True, timeout=wait_s)
     return pool

@@ -24,7 +24,7 @@ DocumentStatus = Literal["processing", "ready", "failed"]
 _KB_COLUMNS = "knowledge_base_id, name, description, metadata, created_at, updated_at"
 _DOC_COLUMNS = (
     "document_id, knowledge_base_id, source, title, media_type, content_hash, size_bytes, pages, "
-    "chunk_count, generation, status, error, created_at, updated_at"
+    "chunk_count, generation, status, error, indexed, created_at, updated_at"
 )
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.document_id, c.knowledge_base_id, c.chunk_index, c.heading, c.page, c.text, d.source, d.title"
@@ -53,6 +53,7 @@ class DocumentRecord(msgspec.Struct, frozen=True):
     generation: int
     status: DocumentStatus
     error: str | None
+    indexed: bool  # False while Chroma lacks this generation's vectors (lexical search has them)
     created_at: datetime
     updated_at: datetime
 
@@ -225,6 +226,7 @@ class KnowledgeStore:
         pages: int | None,
         generation: int,
         chunks: Sequence[NewChunk],
+        indexed: bool = True,
     ) -> DocumentRecord:
         """Swap the document's live chunks for ``chunks`` in one transaction."""
         async with self.pool.connection() as conn, conn.transaction():
@@ -241,9 +243,19 @@ class KnowledgeStore:
                 await conn.execute(
                     f"""UPDATE documents SET title = %s, media_type = %s, content_hash = %s, size_bytes = %s,
                                pages = %s, chunk_count = %s, generation = %s, status = 'ready', error = NULL,
-                               updated_at = now()
+                               indexed = %s, updated_at = now()
                         WHERE document_id = %s RETURNING {_DOC_COLUMNS}""",
-                    (title, media_type, content_hash, size, pages, len(chunks), generation, document.document_id),
+                    (
+                        title,
+                        media_type,
+                        content_hash,
+                        size,
+                        pages,
+                        len(chunks),
+                        generation,
+                        indexed,
+                        document.document_id,
+                    ),  # fmt: skip
                 )
             ).fetchone()
         return DocumentRecord(**row)
@@ -263,6 +275,46 @@ class KnowledgeStore:
                 "DELETE FROM documents WHERE knowledge_base_id = %s AND document_id = %s", (kb_id, document_id)
             )
             return cur.rowcount == 1
+
+    async def unindexed(self, limit: int = 100) -> list[DocumentRecord]:
+        """Published documents whose vectors Chroma does not hold yet, oldest first."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"""SELECT {_DOC_COLUMNS} FROM documents WHERE NOT indexed AND status = 'ready'
+                        ORDER BY updated_at LIMIT %s""",
+                    (limit,),
+                )
+            ).fetchall()
+        return [DocumentRecord(**r) for r in rows]
+
+    async def count_unindexed(self) -> int:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT count(*) AS n FROM documents WHERE NOT indexed AND status = 'ready'")
+            ).fetchone()
+        return row["n"]
+
+    async def mark_indexed(self, document_id: uuid.UUID, generation: int) -> bool:
+        """Chroma holds this generation's vectors now (False: a newer one was published meanwhile)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE documents SET indexed = true WHERE document_id = %s AND generation = %s",
+                (document_id, generation),
+            )
+            return cur.rowcount == 1
+
+    async def document_chunks(self, document_id: uuid.UUID) -> list[ChunkRecord]:
+        """A document's live chunks, in order."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"""SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (document_id)
+                        WHERE c.document_id = %s ORDER BY c.chunk_index""",
+                    (document_id,),
+                )
+            ).fetchall()
+        return [ChunkRecord(**r) for r in rows]
 
     async def fail_interrupted(self) -> int:
         """Documents left 'processing' by a process that died mid-ingestion."""

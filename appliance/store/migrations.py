@@ -161,6 +161,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "documents whose vectors Chroma does not hold yet",
+        """
+        -- false: published while Chroma was unreachable; lexical search finds
+        -- the chunks already, and the reconciler indexes their vectors later.
+        ALTER TABLE documents ADD COLUMN indexed boolean NOT NULL DEFAULT true;
+        CREATE INDEX documents_unindexed_idx ON documents (updated_at) WHERE NOT indexed;
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

@@ -335,6 +335,20 @@ class RunStore:
             await self._thread_after(conn, run, thread_status)
             return True
 
+    async def requeue(self, run: RunRecord, worker_id: uuid.UUID, *, delay_s: float) -> bool:
+        """Hand an attempt back to the queue (the run goes on from its last checkpoint)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """UPDATE runs SET status = 'pending', worker_id = NULL, updated_at = now(),
+                                  available_at = now() + %s * interval '1 second'
+                   WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'""",
+                (delay_s, run.run_id, worker_id, run.attempt),
+            )
+            if cur.rowcount != 1:
+                return False
+            await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+            return True
+
     async def erase(self, run: RunRecord, worker_id: uuid.UUID) -> bool:
         """A rolled-back run: its row and events go (its checkpoints are already gone)."""
         async with self.pool.connection() as conn, conn.transaction():

@@ -92,6 +92,7 @@ def test_the_first_admin_key_is_readable_by_root_only(site):
 def test_readyz_reports_every_dependency_ready(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
+    assert ready.json()["degraded"] is False, ready.text
 
 
 def test_a_question_about_an_ingested_document_is_answered_with_a_citation(site, client):

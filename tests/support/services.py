@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,32 +73,152 @@ class Databases:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class ChromaServer:
+    """``chroma run`` from the chromadb wheel on a loopback port, which a test
+    may kill and start again (same port, same data)."""
+
+    def __init__(self, workdir: Path, data: Path | None = None) -> None:
+        self.workdir = workdir
+        self.data = data or workdir / "chroma"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        chroma = Path(sys.executable).with_name("chroma")
+        with (self.workdir / "chroma.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(chroma), "run", "--path", str(self.data), "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chroma did not start; see {self.workdir / 'chroma.log'}")
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as in a crash, mid-request."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
 @contextmanager
 def chroma_server(workdir: Path) -> Iterator[str]:
-    """``chroma run`` from the chromadb wheel, on a free loopback port."""
-    port = free_port()
-    chroma = Path(sys.executable).with_name("chroma")
-    log = (workdir / "chroma.log").open("wb")
-    process = subprocess.Popen(
-        [str(chroma), "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    url = f"http://127.0.0.1:{port}"
+    """A started :class:`ChromaServer`'s URL for the duration."""
+    server = ChromaServer(workdir)
+    server.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chroma did not start; see {workdir / 'chroma.log'}")
-            time.sleep(0.2)
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+        server.stop()
+
+
+def _postgres_bindir() -> Path:
+    """The server binaries: the machine's own PostgreSQL, else the ones pgserver ships."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "pg_ctl").exists():
+            return candidate
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, under ``root``, which the test may
+    stop and start (the shared server it must not). As root it runs as the
+    ``postgres`` user, as PostgreSQL insists."""
+
+    def __init__(self, root: Path | None = None, *, waldir: Path | None = None) -> None:
+        # Not under pytest's tmp_path: the postgres user cannot enter root's private directories.
+        self.root = root or Path(tempfile.mkdtemp(prefix="appliance-pg-"))
+        self.root.chmod(0o755)
+        root = self.root
+        self.bindir = _postgres_bindir()
+        self.data = root / "pgdata"
+        self.socket_dir = root / "socket"
+        self.port = free_port()
+        self.log = root / "postgres.log"
+        self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        for path in (root, self.socket_dir, *([waldir] if waldir else [])):
+            path.mkdir(parents=True, exist_ok=True)
+            if self._as_user:
+                shutil.chown(path, "postgres", "postgres")
+        wal = ["--waldir", str(waldir / "wal")] if waldir else []
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", *wal)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run([*self._as_user, str(self.bindir / tool), *args], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr or done.stdout}")
+
+    def remove(self) -> None:
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are cut, as on a restart of the service."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+
+@contextmanager
+def small_disk(size_mb: int) -> Iterator[Path]:
+    """A directory on a tmpfs of ``size_mb`` megabytes, which the ``postgres``
+    user may write to: a data disk a test can fill. Needs the right to mount."""
+    root = Path(tempfile.mkdtemp(prefix="appliance-disk-"))
+    root.chmod(0o777)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0777", "tmpfs", str(root)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        root.rmdir()
+        raise PermissionError(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "--lazy", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the disk has no byte left; returns it (delete it to free the space)."""
+    ballast = disk / "ballast"
+    block = b"\0" * (1 << 20)
+    with ballast.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(block)
+        except OSError:
+            pass
+        try:  # the last partial block, to the byte
+            while True:
+                out.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return ballast

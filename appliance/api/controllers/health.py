@@ -25,7 +25,9 @@ async def _postgres(runtime: NamedDependency[Runtime]) -> Check:
 
 async def _chroma(runtime: NamedDependency[Runtime]) -> Check:
     count = await runtime.knowledge.vectors_indexed()
-    return Check(True, f"answered; {count} vectors indexed")
+    pending = await runtime.knowledge.store.count_unindexed()
+    waiting = f"; {pending} documents waiting to be indexed" if pending else ""
+    return Check(True, f"answered; {count} vectors indexed{waiting}")
 
 
 async def _model(runtime: NamedDependency[Runtime]) -> Check:
@@ -58,14 +60,17 @@ class HealthController(Controller):
     @get(
         "/readyz",
         summary="Readiness: PostgreSQL, Chroma and the model, each reported",
+        description="Ready (200) when PostgreSQL and the model answer; with Chroma down too, but `degraded`: "
+        "searches and answers come from the lexical index alone until it is back.",
         responses={503: ResponseSpec(Readiness, description="Not ready: the checks say which part failed")},
     )
     async def readyz(self, runtime: NamedDependency[Runtime]) -> Response[Readiness]:
         names = ("postgres", "chroma", "model")
         results = await asyncio.gather(*(_checked(p, runtime) for p in (_postgres, _chroma, _model)))
         checks = dict(zip(names, results, strict=True))
-        ready = all(c.ok for c in results)
-        return Response(Readiness(ready=ready, checks=checks), status_code=200 if ready else 503)
+        ready = checks["postgres"].ok and checks["model"].ok
+        readiness = Readiness(ready=ready, checks=checks, degraded=not checks["chroma"].ok)
+        return Response(readiness, status_code=200 if ready else 503)
 
 
 class MetricsController(Controller):

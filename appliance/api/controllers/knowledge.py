@@ -116,7 +116,7 @@ class KnowledgeBaseController(Controller):
         kb_id: FromPath[uuid.UUID],
         data: JSONBody[SearchRequest],
     ) -> SearchResponse:
-        passages = await runtime.knowledge.search(
+        found = await runtime.knowledge.search(
             tenant,
             kb_id,
             data.query,
@@ -138,6 +138,7 @@ class KnowledgeBaseController(Controller):
                     chunk_id=p.chunk.chunk_id,
                     similarity=p.similarity,
                 )
-                for p in passages
-            ]
+                for p in found.passages
+            ],
+            degraded=found.degraded,
         )

@@ -60,6 +60,7 @@ def to_completion(turn: ChatTurn, answer: ChatAnswer) -> ChatCompletion:
         usage=usage(answer),
         conversation_id=None if turn.stateless else str(turn.run.thread_id),
         citations=answer.citations,
+        degraded=answer.degraded,
     )
 
 
@@ -97,7 +98,8 @@ async def completion_chunks(service: OpenAIChatService, turn: ChatTurn, include_
         yield b"data: " + _encode(OpenAIErrorBody(error)) + b"\n\n"
         return
     answer = turn.answer or ChatAnswer(text="")
-    yield chunk({}, "stop", citations=answer.citations)
+    extra = {"degraded": answer.degraded} if answer.degraded else {}
+    yield chunk({}, "stop", citations=answer.citations, **extra)
     if include_usage:
         yield chunk(None, usage=usage(answer))  # type: ignore[arg-type]
     yield b"data: [DONE]\n\n"
