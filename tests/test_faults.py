@@ -9,6 +9,7 @@ PostgreSQL it may stop, a Chroma server it may kill), never the shared ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -258,3 +259,74 @@ async def test_chroma_killed_under_load_answers_go_on_degraded_and_vectors_are_r
     assert {status for status, _, _ in seen} == {200}, f"every question answered: {dict(seen)}"
     assert all(grounded for _, grounded, _ in seen), f"every answer cites its source: {dict(seen)}"
     assert seen[(200, True, True)] > 0 and seen[(200, True, False)] > 0, "answers seen degraded and whole"
+
+
+async def test_a_full_data_disk_refuses_uploads_and_turns_cleanly_keeps_reads_and_recovers(tmp_path, capsys):
+    from tests.support.services import ChromaServer, fill, small_disk
+
+    cleanup = contextlib.ExitStack()
+    try:
+        disk = cleanup.enter_context(small_disk(160))
+    except PermissionError as exc:
+        pytest.skip(str(exc))
+    # PostgreSQL's data files, Chroma's and the appliance's own on the small disk;
+    # the WAL beside it (with the WAL on a full disk PostgreSQL stops: the 503 case above).
+    postgres = PrivatePostgres(disk / "postgres", wal_apart=True)
+    chroma = ChromaServer(tmp_path, data=disk / "chroma")
+    try:
+        postgres.start()
+        chroma.start()
+        async with serve_scripted(disk / "app", postgres.url, chroma.url, delay=0, index_reconcile_s="0.5") as served:
+            client = served.client
+            from tests.support.turns import new_kb, upload
+
+            kb_id = await new_kb(client, "sites")
+            assert (await upload(client, kb_id, "rotterdam.md", ROTTERDAM)).status_code == 201
+            thread_id = await new_thread(client, knowledge_bases=[kb_id])
+            first = await client.post(f"/threads/{thread_id}/runs/wait", json=user(ROTTERDAM_Q))
+            assert first.status_code == 200, first.text
+            state_before = (await client.get(f"/threads/{thread_id}/state")).json()
+            documents_before = (await client.get(f"/knowledge-bases/{kb_id}/documents")).json()
+
+            ballast = await asyncio.to_thread(fill, disk)
+            big = b"# Lyon depot\n\n" + b"The Lyon depot runs 14 electric forklifts. " * 600
+            refused_upload = await upload(client, kb_id, "lyon.md", big)
+            refused_turn = await client.post(f"/threads/{thread_id}/runs/wait", json=user("One more question"))
+            # Everything stored before reads back unchanged.
+            reads = {
+                "state": await client.get(f"/threads/{thread_id}/state"),
+                "documents": await client.get(f"/knowledge-bases/{kb_id}/documents"),
+                "search": await client.post(f"/knowledge-bases/{kb_id}/search", json={"query": ROTTERDAM_Q}),
+                "history": await client.get(f"/threads/{thread_id}/history"),
+            }
+            thread_after = (await client.get(f"/threads/{thread_id}")).json()
+
+            ballast.unlink()
+            back = time.monotonic()
+            recovered_upload = await upload(client, kb_id, "lyon.md", big)
+            recovered_turn = await client.post(f"/threads/{thread_id}/runs/wait", json=user(LYON_Q))
+            recovered_s = time.monotonic() - back
+    finally:
+        chroma.stop()
+        postgres.remove()
+        cleanup.close()
+
+    with capsys.disabled():
+        print(
+            f"\nFull disk: upload {refused_upload.status_code}, turn {refused_turn.status_code}; "
+            f"reads {[r.status_code for r in reads.values()]}; "
+            f"after freeing space: upload {recovered_upload.status_code}, turn {recovered_turn.status_code} "
+            f"in {recovered_s:.2f} s"
+        )
+    for refused in (refused_upload, refused_turn):
+        assert refused.status_code == 507, refused.text[:500]
+        assert "disk is full" in refused.json()["detail"]
+    assert all(r.status_code == 200 for r in reads.values()), {k: r.text[:500] for k, r in reads.items()}
+    # Nothing half-written: the turn left no trace, the refused document is not listed as usable.
+    assert reads["state"].json() == state_before
+    assert thread_after["status"] == "idle"
+    usable = [d for d in reads["documents"].json() if d["status"] != "failed"]
+    assert usable == documents_before, reads["documents"].json()
+    assert reads["search"].json()["results"][0]["source"] == "rotterdam.md"
+    assert recovered_upload.status_code == 201, recovered_upload.text[:500]
+    assert recovered_turn.status_code == 200, recovered_turn.text[:500]

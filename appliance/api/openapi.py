@@ -38,6 +38,7 @@ MEANING = {
     502: "The model failed to answer.",
     503: "PostgreSQL, Chroma or the model is unavailable or busy; Retry-After says when to try again.",
     504: "The model did not answer in time.",
+    507: "The appliance's data disk is full: nothing was changed. An admin must free space.",
 }
 MODEL_STATUSES = (502, 503, 504)
 SECURITY_SCHEMES = {
@@ -75,7 +76,7 @@ def error_statuses(path: str, method: str, handler: HTTPRouteHandler, operation:
     if any(p["in"] == "path" for p in parameters) or body:
         statuses.add(404)  # a path id, or an id the body names (assistant, thread, model)
     if authenticated and method in {"post", "patch", "put", "delete"}:
-        statuses.add(409)
+        statuses |= {409, 507}  # 507: a write the full data disk cannot take
     if body:
         statuses.add(413)
     if "multipart/form-data" in body:

@@ -37,8 +37,9 @@ class Embedder(Protocol):
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """The cosine similarity of two of an Embedder's vectors (unit length: their dot product)."""
-    return sum(x * y for x, y in zip(a, b, strict=True))
+    """The cosine similarity of two of an Embedder's vectors (unit length: their dot product).
+    A plain float, whatever the vectors hold (numpy scalars do not go into a checkpoint)."""
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
 
 
 def embedding_model_path(settings: Settings) -> Path:

@@ -144,11 +144,15 @@ class PrivatePostgres:
     stop and start (the shared server it must not). As root it runs as the
     ``postgres`` user, as PostgreSQL insists."""
 
-    def __init__(self, root: Path | None = None, *, waldir: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, wal_apart: bool = False) -> None:
         # Not under pytest's tmp_path: the postgres user cannot enter root's private directories.
         self.root = root or Path(tempfile.mkdtemp(prefix="appliance-pg-"))
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         root = self.root
+        # The WAL on a disk of its own, when the data disk is to be filled.
+        waldir = Path(tempfile.mkdtemp(prefix="appliance-wal-")) if wal_apart else None
+        self.waldir = waldir
         self.bindir = _postgres_bindir()
         self.data = root / "pgdata"
         self.socket_dir = root / "socket"
@@ -157,6 +161,7 @@ class PrivatePostgres:
         self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         for path in (root, self.socket_dir, *([waldir] if waldir else [])):
             path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o755)
             if self._as_user:
                 shutil.chown(path, "postgres", "postgres")
         wal = ["--waldir", str(waldir / "wal")] if waldir else []
@@ -174,7 +179,9 @@ class PrivatePostgres:
     def remove(self) -> None:
         if self.running():
             self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        for path in (self.root, self.waldir):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
