@@ -15,3 +15,26 @@ class ApplianceError(Exception):
         self.message = message
         if param is not None:
             self.param = param
+
+
+# The caller's input, as a service or the engine judges it; the HTTP layer maps each
+# to its status code, the CLI to a message.
+
+
+class ServiceError(ApplianceError):
+    """The caller's request cannot be served as asked."""
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Invalid(ServiceError):
+    status = 422
+    code = "invalid_input"

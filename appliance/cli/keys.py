@@ -8,8 +8,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from appliance.errors import ServiceError
 from appliance.runtime import open_database
-from appliance.services.errors import ServiceError
 from appliance.services.keys import KeyService
 from appliance.settings import Settings
 from appliance.store.keys import KeyStore

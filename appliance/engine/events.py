@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.services.errors import Invalid
+from appliance.errors import Invalid
 from appliance.store.runs import RunStore
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,7 @@ from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
 from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
-from appliance.services.threads import thread_config
-from appliance.store.checkpointer import PooledPostgresSaver
+from appliance.store.checkpointer import PooledPostgresSaver, thread_config
 from appliance.store.faults import storage_fault
 from appliance.store.runs import RunRecord, RunStatus, RunStore
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from appliance.services.errors import Invalid
+from appliance.errors import Invalid
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from appliance import __version__
 from appliance.agent.graph import GRAPH_ID
-from appliance.services.errors import NotFound
+from appliance.errors import NotFound
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 ASSISTANT_ID = str(uuid.uuid5(NAMESPACE_GRAPH, GRAPH_ID))

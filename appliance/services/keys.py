@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
-from appliance.services.errors import Invalid, NotFound
+from appliance.errors import Invalid, NotFound
 from appliance.store.keys import ApiKey, KeyStore
 
 TENANT_MAX = 64

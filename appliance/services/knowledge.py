@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from appliance.errors import Conflict, Invalid, NotFound
 from appliance.knowledge.ingest import Ingested, Ingestor
 from appliance.knowledge.retrieval import Mode, Retrieved, Retriever
-from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.store.knowledge import (
     ChunkFilter,
     DocumentRecord,

@@ -24,10 +24,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from appliance.agent.graph import GRAPH_ID
 from appliance.engine.events import START
-from appliance.services.errors import Conflict, Invalid, NotFound
+from appliance.errors import Conflict, Invalid, NotFound
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.runs import RunService, RunSpec, run_error
-from appliance.services.threads import ThreadService, thread_config
+from appliance.services.threads import ThreadService
+from appliance.store.checkpointer import thread_config
 from appliance.store.runs import RunRecord
 from appliance.store.threads import ThreadRecord
 

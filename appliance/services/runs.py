@@ -23,11 +23,11 @@ from appliance.engine.events import Event, EventLog, Position
 from appliance.engine.jsonable import jsonable, oversized_int
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, Conflict, Invalid, NotFound
 from appliance.services.assistants import resolve_assistant
-from appliance.services.errors import Conflict, Invalid, NotFound
 from appliance.services.knowledge import KnowledgeService
-from appliance.services.threads import ThreadService, checked_values, thread_config
+from appliance.services.threads import ThreadService, checked_values
+from appliance.store.checkpointer import thread_config
 from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing
 
 # Agent Server stream modes this appliance serves, and LangGraph's name for each.

@@ -11,18 +11,10 @@ from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.state import AgentState
 from appliance.engine.jsonable import checkpoint_ref, integral, oversized_int, thread_state
-from appliance.services.errors import Conflict, Invalid, NotFound
-from appliance.store.checkpointer import PooledPostgresSaver
+from appliance.errors import Conflict, Invalid, NotFound
+from appliance.store.checkpointer import PooledPostgresSaver, thread_config
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore
-
-
-def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
-    configurable: dict[str, Any] = {"thread_id": str(thread_id)}
-    if checkpoint_id:
-        configurable |= {"checkpoint_ns": "", "checkpoint_id": checkpoint_id}
-    return {"configurable": configurable}
-
 
 Role = Literal["user", "human", "assistant", "ai"]
 

@@ -9,8 +9,10 @@ measures the difference).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor
@@ -18,6 +20,14 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.migrations import schema_lock
+
+
+def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The config that addresses a thread's checkpoints (its latest, or ``checkpoint_id``)."""
+    configurable: dict[str, Any] = {"thread_id": str(thread_id)}
+    if checkpoint_id:
+        configurable |= {"checkpoint_ns": "", "checkpoint_id": checkpoint_id}
+    return {"configurable": configurable}
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):

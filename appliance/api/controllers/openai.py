@@ -28,9 +28,8 @@ from appliance.api.openai_schemas import (
     Usage,
 )
 from appliance.api.sse import with_heartbeat
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
-from appliance.services.errors import Invalid
 from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
 
 CONVERSATION_HEADER = "X-Conversation-Id"

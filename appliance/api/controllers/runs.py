@@ -16,8 +16,8 @@ from appliance.api.schemas import MAX_OFFSET, Run, RunCreate
 from appliance.api.sse import event_stream, frame, run_location, sse
 from appliance.engine.events import START, parse_event_id
 from appliance.engine.jsonable import run_json
+from appliance.errors import Invalid
 from appliance.runtime import Runtime
-from appliance.services.errors import Invalid
 from appliance.services.runs import RunSpec
 from appliance.store.runs import RunRecord
 
