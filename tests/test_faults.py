@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.app import serve_scripted
@@ -124,13 +125,17 @@ async def test_postgres_restarted_under_load_answers_503_recovers_in_seconds_and
             ended = await load.final_statuses(client)
             kept = {t: await message_kinds(client, t) for t in threads}
             after_recovery = load.statuses[200] - during[200]
+            async with await psycopg.AsyncConnection.connect(postgres.url) as conn:
+                cut = await (await conn.execute("SELECT count(*) FROM runs WHERE attempt > 1")).fetchone()
+            resumed = cut[0]
     finally:
         postgres.remove()
 
     with capsys.disabled():
         print(
             f"\nPostgreSQL restart under load: {len(load.accepted)} runs accepted, ended {dict(ended)}; "
-            f"responses {dict(load.statuses)}; serving again {recovered_s:.2f} s after PostgreSQL was back"
+            f"{resumed} cut off mid-run and resumed; responses {dict(load.statuses)}; "
+            f"serving again {recovered_s:.2f} s after PostgreSQL was back"
         )
     assert before > 0 and after_recovery > 0, "the load ran before and after the restart"
     assert load.statuses[503] > 0, "requests during the outage were told 503"
@@ -139,6 +144,7 @@ async def test_postgres_restarted_under_load_answers_503_recovers_in_seconds_and
     assert load.hangs == 0, f"no request waited over {REQUEST_TIMEOUT_S} s"
     assert recovered_s < 5, f"serving again {recovered_s:.2f} s after PostgreSQL was back"
     assert ended == Counter({"success": len(load.accepted)}), f"every accepted run finished: {dict(ended)}"
+    assert resumed > 0, "runs were running when PostgreSQL stopped, and finished on a later attempt"
     for thread_id, kinds in kept.items():  # each accepted turn kept once: its question, then its answer
         turns = sum(1 for t, _ in load.accepted if t == thread_id)
         assert kinds == ["human", "ai"] * turns, f"thread {thread_id}: {kinds}"
