@@ -76,16 +76,11 @@ class Worker:
 
     async def _connect(self) -> None:
         """The worker's own connections: LISTEN and the liveness lock on one, the heartbeat on the other."""
-        conn = await AsyncConnection.connect(self.database_url, autocommit=True)
-        try:
-            beat = await AsyncConnection.connect(self.database_url, autocommit=True)
-            await self.store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid())
-            for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
-                await conn.execute(f"LISTEN {channel}")
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn, self._beat = conn, beat
+        self._conn = await AsyncConnection.connect(self.database_url, autocommit=True)
+        self._beat = await AsyncConnection.connect(self.database_url, autocommit=True)
+        await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
+        for channel in (QUEUE_CHANNEL, CANCEL_CHANNEL, DONE_CHANNEL):
+            await self._conn.execute(f"LISTEN {channel}")
         self._online.set()
 
     async def _close_connections(self) -> None:
@@ -220,7 +215,8 @@ class Worker:
         self.running[run.run_id] = task
 
         def never_began(done: asyncio.Task[None]) -> None:
-            if done.cancelled() and run.run_id not in self._began and not self._stopping:
+            # Not when the database went away: the claim is void then, and the sweep hands the run back.
+            if done.cancelled() and run.run_id not in self._began and not self._stopping and self._online.is_set():
                 self._start(run)  # it sees the cancellation at once and ends the run as asked
 
         task.add_done_callback(never_began)
