@@ -244,3 +244,17 @@ async def test_a_nul_under_v1_is_refused_in_openais_shape(scripted_app):
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "invalid_text"
     assert "messages[0].content" in error["message"] and error["param"] == "messages[0].content"
+
+
+@pytest.mark.parametrize("path", ["/threads/{tid}/runs/wait", "/runs/wait"], ids=["thread", "stateless"])
+async def test_a_run_without_input_on_a_thread_without_state_is_409(scripted_app, path):
+    """Nothing to go on from: refused before anything is queued (it was a 500 from the graph)."""
+    tid = await new_thread(scripted_app.client)
+    response = await scripted_app.client.post(path.format(tid=tid), json={"assistant_id": "agent", "input": None})
+    assert response.status_code == 409, response.text
+    assert "no state to go on from" in response.json()["detail"]
+    assert (await scripted_app.client.get(f"/threads/{tid}/runs")).json() == []
+    # With state, a run without input goes on from it, as LangGraph's server does.
+    await turn(scripted_app.client, tid, "hello")
+    again = await scripted_app.client.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "agent"})
+    assert again.status_code == 200, again.text

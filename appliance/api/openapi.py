@@ -10,6 +10,7 @@ fields), and each operation gets the error responses its route can give.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -101,6 +102,56 @@ def _operations(app: Litestar, paths: dict[str, Any]):
                     yield route.path_format, method.lower(), handler, operation
 
 
+# Text PostgreSQL cannot store is refused at the edge (api/text_guard.py); the
+# description says so of every string and every key a client may send.
+NO_NUL = "^[^\\u0000]*$"
+JSON_VALUE = {
+    "description": "any JSON value whose strings and keys hold no NUL character",
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "array", "items": {"$ref": REF.format(name="JsonValue")}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": REF.format(name="JsonValue")},
+        },
+    ],
+}
+_SCHEMA_KEYWORDS = ("items", "additionalProperties", "not", "propertyNames", "contains")
+_SCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
+
+
+def _text_rules(schema: Any) -> Any:
+    """``schema`` with the text rule stated: strings and keys without NUL, free-form values as JsonValue."""
+    if not isinstance(schema, dict) or "$ref" in schema:
+        return schema
+    if not schema or set(schema) <= {"description", "title", "default", "examples"}:
+        return {**schema, "$ref": REF.format(name="JsonValue")}  # any value
+    types = schema.get("type")
+    types = set(types) if isinstance(types, list) else {types}
+    if "string" in types and not {"enum", "const", "format"} & schema.keys():
+        if "pattern" in schema:  # one pattern a schema: the second as allOf
+            schema["allOf"] = [*schema.get("allOf", []), {"pattern": NO_NUL}]
+        else:
+            schema["pattern"] = NO_NUL
+    if "object" in types and schema.get("additionalProperties") is not False:
+        schema.setdefault("propertyNames", {"pattern": NO_NUL})
+        if "properties" not in schema:
+            schema.setdefault("additionalProperties", {})
+    for key in _SCHEMA_KEYWORDS:
+        if key in schema and isinstance(schema[key], dict):
+            schema[key] = _text_rules(schema[key])
+    for key in _SCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            schema[key] = [_text_rules(item) for item in schema[key]]
+    for key in _SCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            schema[key] = {name: _text_rules(item) for name, item in schema[key].items()}
+    return schema
+
+
 def complete_description(app: Litestar) -> None:
     """Complete the generated description in place (it is built once and cached)."""
     # The plugin that serves /docs/openapi.json caches this very dict.
@@ -110,8 +161,17 @@ def complete_description(app: Litestar) -> None:
     _, truthful = msgspec.json.schema_components(_structs(), ref_template=REF)
     generated.update(truthful)
     generated["StorableValue"] = schemas.STORABLE_VALUE
+    for name, schema in generated.items():
+        generated[name] = _text_rules(copy.deepcopy(schema))
+    generated["JsonValue"] = JSON_VALUE
     components["securitySchemes"] = SECURITY_SCHEMES
     for path, method, handler, operation in _operations(app, description.get("paths", {})):
+        for parameter in operation.get("parameters", []):
+            if "schema" in parameter:
+                parameter["schema"] = _text_rules(parameter["schema"])
+        for content in operation.get("requestBody", {}).get("content", {}).values():
+            if "schema" in content:
+                content["schema"] = _text_rules(content["schema"])
         responses = operation.setdefault("responses", {})
         responses.pop("400", None)  # Litestar's generic shape, not the body the appliance sends
         for status in sorted(error_statuses(path, method, handler, operation)):

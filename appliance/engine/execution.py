@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from langchain_core.messages import convert_to_messages
+from langgraph.errors import EmptyInputError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
@@ -50,6 +51,8 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     if storage_fault(exc) == "full":
         message = "the appliance's data disk is full; the turn was not kept. An admin must free space"
         return {"error": "insufficient_storage", "message": message, "status": 507}
+    if isinstance(exc, EmptyInputError):  # the thread lost its state after the run was accepted
+        return {"error": "conflict", "message": "the thread has no state to go on from: send input", "status": 409}
     if isinstance(exc, ApplianceError):
         payload: dict[str, Any] = {"error": exc.code, "message": exc.message, "status": exc.status}
         if exc.retry_after:

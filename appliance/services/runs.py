@@ -119,6 +119,13 @@ class RunService:
     async def _queue(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any]) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
+        elif kwargs["input"] is None and kwargs["command"] is None and not await self._has_state(thread_id):
+            # The request is well-formed; the thread's present state refuses it.
+            raise Conflict(
+                f"thread {thread_id} has no state to go on from: send input, "
+                '{"messages": [{"role": "user", "content": "..."}]}',
+                param="input",
+            )
         kwargs["config"]["configurable"]["knowledge_bases"] = await self._knowledge_bases(tenant, thread_id, spec)
         new = NewRun(
             run_id=uuid.uuid4(),
@@ -139,6 +146,10 @@ class RunService:
         except ThreadMissing:
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
         return created.run
+
+    async def _has_state(self, thread_id: uuid.UUID) -> bool:
+        """A run without input goes on from the thread's last checkpoint: is there one?"""
+        return await self.graph.checkpointer.aget_tuple(thread_config(thread_id)) is not None
 
     async def _kwargs(self, spec: RunSpec) -> dict[str, Any]:
         resolve_assistant(spec.assistant_id)
