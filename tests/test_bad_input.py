@@ -254,6 +254,9 @@ async def test_a_run_without_input_on_a_thread_without_state_is_409(scripted_app
     assert response.status_code == 409, response.text
     assert "no state to go on from" in response.json()["detail"]
     assert (await scripted_app.client.get(f"/threads/{tid}/runs")).json() == []
+    command = {"assistant_id": "agent", "command": {"goto": "refuse"}}
+    steered = await scripted_app.client.post(path.format(tid=tid), json=command)
+    assert steered.status_code == 409, steered.text
     # With state, a run without input goes on from it, as LangGraph's server does.
     await turn(scripted_app.client, tid, "hello")
     again = await scripted_app.client.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "agent"})

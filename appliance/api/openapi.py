@@ -138,8 +138,7 @@ def _text_rules(schema: Any) -> Any:
             schema["pattern"] = NO_NUL
     if "object" in types and schema.get("additionalProperties") is not False:
         schema.setdefault("propertyNames", {"pattern": NO_NUL})
-        if "properties" not in schema:
-            schema.setdefault("additionalProperties", {})
+        schema.setdefault("additionalProperties", {})  # keys beyond the named ones hold any JsonValue
     for key in _SCHEMA_KEYWORDS:
         if key in schema and isinstance(schema[key], dict):
             schema[key] = _text_rules(schema[key])

@@ -119,8 +119,9 @@ class RunService:
     async def _queue(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any]) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
-        elif kwargs["input"] is None and kwargs["command"] is None and not await self._has_state(thread_id):
-            # The request is well-formed; the thread's present state refuses it.
+        elif kwargs["input"] is None and not await self._has_state(thread_id):
+            # Well-formed, but the thread's present state refuses it: a run without
+            # input, or a command, goes on from a conversation that has begun.
             raise Conflict(
                 f"thread {thread_id} has no state to go on from: send input, "
                 '{"messages": [{"role": "user", "content": "..."}]}',
