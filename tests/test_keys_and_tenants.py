@@ -95,3 +95,31 @@ async def test_the_web_chat_and_docs_need_no_key_and_load_nothing_from_outside(s
         text = text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name, not an address
         assert "https://" not in text and "http://" not in text
     assert "/static/swagger/swagger-ui-bundle.js" in docs.text
+
+
+async def test_the_last_active_admin_key_cannot_be_revoked(databases, chroma_url, tmp_path):
+    """Revoking it would leave no admin on the API (only host access to the CLI recovers that): 409,
+    decided under a lock, so two admins revoking each other at once leave one."""
+    import asyncio
+
+    from tests.support.app import serve_scripted
+
+    async with serve_scripted(tmp_path, databases.create(), chroma_url) as app:
+        [first] = [k for k in (await app.client.get("/keys")).json() if k["admin"]]
+        refused = await app.client.delete(f"/keys/{first['key_id']}")
+        assert refused.status_code == 409, refused.text
+        assert "last active admin key" in refused.json()["detail"]
+        assert (await app.client.get("/keys")).status_code == 200  # still an admin
+
+        created = await app.client.post("/keys", json={"tenant": "default", "name": "second", "admin": True})
+        second = created.json()
+        async with app.as_key(second["key"]) as other:
+            # Each revokes the other at once: exactly one of them goes.
+            answers = await asyncio.gather(
+                app.client.delete(f"/keys/{second['info']['key_id']}"), other.delete(f"/keys/{first['key_id']}")
+            )
+        # The other is 409 (the last admin now), or 401 when its own key went before it was checked.
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses in ([200, 409], [200, 401]), [a.text for a in answers]
+        active = [k for k in (await app.runtime.keys.list()) if k.is_admin and k.revoked_at is None]
+        assert len(active) == 1

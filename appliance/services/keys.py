@@ -7,8 +7,8 @@ import re
 import uuid
 from pathlib import Path
 
-from appliance.errors import Invalid, NotFound
-from appliance.store.keys import ApiKey, KeyStore
+from appliance.errors import Conflict, Invalid, NotFound
+from appliance.store.keys import ApiKey, KeyStore, LastAdminKey
 
 TENANT_MAX = 64
 # ASCII only: a tenant name is an identifier in logs, metrics and metadata.
@@ -33,7 +33,12 @@ class KeyService:
         return await self.store.list(tenant)
 
     async def revoke(self, key_id: uuid.UUID) -> ApiKey:
-        key = await self.store.revoke(key_id)
+        try:
+            key = await self.store.revoke(key_id)
+        except LastAdminKey:
+            raise Conflict(
+                f"API key {key_id} is the last active admin key; create another admin key first, then revoke this one"
+            ) from None
         if key is None:
             raise NotFound(f"API key {key_id} not found")
         return key

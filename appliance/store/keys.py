@@ -24,6 +24,10 @@ class ApiKey(msgspec.Struct, frozen=True):
     revoked_at: datetime | None = None
 
 
+class LastAdminKey(Exception):
+    """The key is the last active admin key: revoking it would leave no admin on the API."""
+
+
 def hash_key(secret: str) -> bytes:
     # Keys are 256-bit random strings, so a fast hash is enough (no password stretching).
     return hashlib.sha256(secret.encode()).digest()
@@ -65,7 +69,17 @@ class KeyStore:
         return [ApiKey(**r) for r in rows]
 
     async def revoke(self, key_id: uuid.UUID) -> ApiKey | None:
-        async with self.pool.connection() as conn:
+        """Revoke the key (None: no such key); LastAdminKey when it is the last
+        active admin key, decided under a lock on every active admin key so two
+        admins revoking each other at once cannot both succeed."""
+        async with self.pool.connection() as conn, conn.transaction():
+            admins = await (
+                await conn.execute(
+                    "SELECT key_id FROM api_keys WHERE is_admin AND revoked_at IS NULL ORDER BY key_id FOR UPDATE"
+                )
+            ).fetchall()
+            if [r["key_id"] for r in admins] == [key_id]:
+                raise LastAdminKey(key_id)
             row = await (
                 await conn.execute(
                     f"""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
