@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from appliance.api.openai_schemas import OPENAI_PREFIX, OpenAIError, OpenAIErrorBody
 from appliance.api.schemas import ErrorBody
 from appliance.errors import ApplianceError
-from appliance.store.faults import RETRY_AFTER_S, storage_fault
+from appliance.store.faults import RETRY_AFTER_S, causes, storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
     return _error(request, 400, detail, "invalid_request")
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
-    while exc is not None:
-        if isinstance(exc, kind):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 _CODES = {
     401: "unauthorized",
     403: "forbidden",
@@ -87,7 +79,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 413:
         limit = request.app.request_max_body_size
         detail = f"the request body is over the {limit} bytes this appliance accepts (APPLIANCE_MAX_BODY_BYTES)"
-    elif exc.status_code == 400 and _caused_by(exc, msgspec.DecodeError):
+    elif exc.status_code == 400 and any(isinstance(c, msgspec.DecodeError) for c in causes(exc)):
         detail = f"the request body is not valid JSON ({detail}); send a JSON object"
     elif exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.method} {request.url.path} (ids are UUIDs; see /docs)"

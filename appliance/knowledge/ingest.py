@@ -180,8 +180,8 @@ class Ingestor:
                     indexed += 1
                 await self._forget(where=_older(document.document_id, document.generation))
         if self.unswept:
+            await self.sweep()  # raises while Chroma is away: the flag stays for the next try
             self.unswept = False
-            await self.sweep()
         if indexed:
             log.info("indexed the vectors of %d documents published while the vector index was away", indexed)
         return indexed

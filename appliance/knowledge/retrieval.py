@@ -116,27 +116,21 @@ class Retriever:
     async def _similarities(
         self, vector: list[float], chunks: list[ChunkRecord], degraded: str | None
     ) -> tuple[dict[str, float], str | None]:
-        """Each chunk's similarity to the query: from its vector in Chroma, else embedded here again."""
-        if not chunks:
-            return {}, degraded
-        if degraded is None:
+        """Each chunk's similarity to the query: from its vector in Chroma, else embedded here
+        (Chroma away, or a chunk published while it was away and not indexed yet)."""
+        stored: dict[str, list[float]] = {}
+        if chunks and degraded is None:
             try:
                 stored = await asyncio.wait_for(self.index.embeddings([c.chunk_id for c in chunks]), INDEX_TIMEOUT_S)
             except Exception as exc:
                 log.warning("reading vectors failed (%r); embedding the lexical results here", exc)
                 degraded = VECTORS_UNAVAILABLE
-            else:
-                # A chunk published while Chroma was away has no vector there yet.
-                unindexed = [c for c in chunks if c.chunk_id not in stored]
-                found = {i: cosine(vector, e) for i, e in stored.items()}
-                return found | (await self._embedded(vector, unindexed)), degraded
-        return await self._embedded(vector, chunks), degraded
-
-    async def _embedded(self, vector: list[float], chunks: list[ChunkRecord]) -> dict[str, float]:
-        if not chunks:
-            return {}
-        embeddings = await self.embedder.aembed([embedding_text(c.title, c.heading, c.text) for c in chunks])
-        return {c.chunk_id: cosine(vector, e) for c, e in zip(chunks, embeddings, strict=True)}
+        found = {i: cosine(vector, e) for i, e in stored.items()}
+        missing = [c for c in chunks if c.chunk_id not in stored]
+        if missing:
+            embedded = await self.embedder.aembed([embedding_text(c.title, c.heading, c.text) for c in missing])
+            found |= {c.chunk_id: cosine(vector, e) for c, e in zip(missing, embedded, strict=True)}
+        return found, degraded
 
     async def expanded_query(self, question: str, scope: ChunkFilter) -> str:
         """A second query from the question's keywords and the knowledge bases' vocabulary."""

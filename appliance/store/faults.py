@@ -11,6 +11,7 @@ Two kinds need their own answer, everywhere (the API, the run engine, ingestion)
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from typing import Literal
 
 import psycopg
@@ -38,12 +39,15 @@ def _fault_of(exc: BaseException) -> Fault | None:
     return None
 
 
-def storage_fault(exc: BaseException | None) -> Fault | None:
-    """The storage fault behind ``exc`` (or behind what caused it), if any."""
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what caused it, and so on (each once)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if fault := _fault_of(exc):
-            return fault
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return None
+
+
+def storage_fault(exc: BaseException | None) -> Fault | None:
+    """The storage fault behind ``exc`` (or behind what caused it), if any."""
+    return next((fault for cause in causes(exc) if (fault := _fault_of(cause))), None)

@@ -255,7 +255,7 @@ class KnowledgeStore:
                         generation,
                         indexed,
                         document.document_id,
-                    ),  # fmt: skip
+                    ),
                 )
             ).fetchone()
         return DocumentRecord(**row)
