@@ -38,3 +38,13 @@ class Conflict(ServiceError):
 class Invalid(ServiceError):
     status = 422
     code = "invalid_input"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.limit = limit  # the limit reached, by its name in the tenant's limits
+        self.retry_after = retry_after

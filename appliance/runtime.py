@@ -31,14 +31,17 @@ from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
 from appliance.services.keys import KeyService
 from appliance.services.knowledge import KnowledgeService
+from appliance.services.limits import Limits, defaults_from
 from appliance.services.openai_chat import OpenAIChatService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.settings import Settings, ipaddress_networks
+from appliance.store.audit import AuditStore
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import EmbeddedPostgres, database_in_use, open_pool
 from appliance.store.keys import KeyStore
 from appliance.store.knowledge import KnowledgeStore
+from appliance.store.limits import LimitStore
 from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
@@ -63,6 +66,8 @@ class Runtime:
     openai: OpenAIChatService
     worker: Worker
     metrics: Metrics
+    limits: Limits
+    audit: AuditStore
 
 
 @asynccontextmanager
@@ -133,15 +138,18 @@ async def open_runtime(
         )
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
+        limits = Limits(LimitStore(pool), defaults_from(settings))
         reconciling = asyncio.create_task(
             knowledge.ingestor.keep_reconciling(settings.index_reconcile_s), name="index-reconcile"
         )
+        pruning = asyncio.create_task(limits.keep_pruning(), name="rate-limit-prune")
         async with (
             _cancelled_at_exit(reconciling),
+            _cancelled_at_exit(pruning),
             open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks),
         ):
             await thread_store.reset_stale_busy()
-            runs = RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks)
+            runs = RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks, limits)
             yield Runtime(
                 settings=settings,
                 pool=pool,
@@ -157,6 +165,8 @@ async def open_runtime(
                 openai=OpenAIChatService(runs, threads, knowledge),
                 worker=worker,
                 metrics=metrics,
+                limits=limits,
+                audit=AuditStore(pool),
             )
 
 

@@ -117,6 +117,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     webhook_attempts: PositiveInt = 4
     webhook_backoff_s: Seconds = 1.0
 
+    # Rate limits, per API key and per tenant, counted in PostgreSQL across every
+    # process (0: no limit). A tenant's own limits (PUT /tenants/{tenant}/limits) win.
+    limit_key_requests_per_minute: Annotated[int, Meta(ge=0)] = 600
+    limit_tenant_requests_per_minute: Annotated[int, Meta(ge=0)] = 3000
+    limit_key_runs_in_flight: Annotated[int, Meta(ge=0)] = 8
+    limit_tenant_runs_in_flight: Annotated[int, Meta(ge=0)] = 32
+    limit_key_uploads_in_flight: Annotated[int, Meta(ge=0)] = 2
+    limit_tenant_uploads_in_flight: Annotated[int, Meta(ge=0)] = 4
+
     # HTTP.
     max_body_bytes: PositiveInt = 1_048_576
     admin_key_file: str | None = None

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from appliance.store.audit import Actor
 from bench.answer_quality_set import ANSWERABLE, UNCOVERED, Question, documents
 from bench.common import bench_settings, percentile
 from tests.support.app import serve_app
@@ -147,9 +148,9 @@ async def calibrate() -> None:
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             knowledge = app.runtime.knowledge
-            kb = await knowledge.create("default", "calibration")
+            kb = await knowledge.create("default", "calibration", actor=Actor.host())
             for name, data in documents().items():
-                await knowledge.add_document("default", kb.knowledge_base_id, name, data)
+                await knowledge.add_document("default", kb.knowledge_base_id, name, data, actor=Actor.host())
             judge = EvidenceJudge(knowledge.retriever.embedder)
             scope = ChunkFilter(knowledge_base_ids=[kb.knowledge_base_id])
             best = {}

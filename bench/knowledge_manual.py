@@ -23,6 +23,7 @@ from pathlib import Path
 from appliance.cli.ingest import IN_FLIGHT
 from appliance.knowledge.embeddings import Embedder, embedding_text
 from appliance.runtime import open_database, open_knowledge
+from appliance.store.audit import Actor
 from appliance.store.knowledge import ChunkFilter
 from bench.common import bench_settings
 from bench.pg_manual_questions import QUESTIONS
@@ -37,7 +38,7 @@ def peak_rss_mb() -> float:
 
 async def ingest_manual(knowledge, pages: list[Path]) -> tuple[str, float, int]:
     """Every page through the pipeline, as many in flight as ``appliance ingest`` keeps."""
-    kb = await knowledge.create("default", "postgresql-manual")
+    kb = await knowledge.create("default", "postgresql-manual", actor=Actor.host())
     slots = asyncio.Semaphore(IN_FLIGHT)
     started = time.perf_counter()
     done, chunks = 0, 0
@@ -45,7 +46,9 @@ async def ingest_manual(knowledge, pages: list[Path]) -> tuple[str, float, int]:
     async def add(page: Path) -> None:
         nonlocal done, chunks
         async with slots:
-            ingested = await knowledge.add_document("default", kb.knowledge_base_id, page.name, page.read_bytes())
+            ingested = await knowledge.add_document(
+                "default", kb.knowledge_base_id, page.name, page.read_bytes(), actor=Actor.host()
+            )
         done, chunks = done + 1, chunks + ingested.document.chunk_count
         if done % 100 == 0:
             print(f"  {done}/{len(pages)} pages, {chunks} chunks, {time.perf_counter() - started:.0f} s", flush=True)

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from appliance.store.audit import Actor
 from tests.support.corpus import write_corpus
 from tests.support.librarian import RECALL, answer_to
 from tests.support.turns import new_kb, new_thread, turn, upload
@@ -23,7 +24,7 @@ def app(librarian_app):
 
 
 async def client_for(app, tenant: str) -> openai.AsyncOpenAI:
-    _, secret = await app.runtime.keys.create(tenant)
+    _, secret = await app.runtime.keys.create(tenant, actor=Actor.host())
     return openai_client(app, secret)
 
 
@@ -43,7 +44,7 @@ async def chat(app) -> openai.AsyncOpenAI:
 async def library(app, tmp_path_factory):
     """A tenant with the corpus in a knowledge base: (openai client, its REST client)."""
     tenant = f"library-{uuid.uuid4().hex[:6]}"
-    _, secret = await app.runtime.keys.create(tenant)
+    _, secret = await app.runtime.keys.create(tenant, actor=Actor.host())
     rest = app.as_key(secret)
     kb_id = await new_kb(rest, "company")
     for name, path in write_corpus(tmp_path_factory.mktemp("corpus")).items():

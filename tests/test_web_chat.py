@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from appliance.store.audit import Actor
 from tests.support.app import model_delay
 from tests.support.corpus import write_corpus
 from tests.support.librarian import MARKDOWN
@@ -55,7 +56,7 @@ def app(librarian_app):
 
 @pytest.fixture(scope="module")
 async def key(app) -> str:
-    _, secret = await app.runtime.keys.create(f"web-{uuid.uuid4().hex[:6]}")
+    _, secret = await app.runtime.keys.create(f"web-{uuid.uuid4().hex[:6]}", actor=Actor.host())
     return secret
 
 

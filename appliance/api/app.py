@@ -19,12 +19,14 @@ from appliance import __version__
 from appliance.api.auth import ApiKeyMiddleware
 from appliance.api.context import RequestContextMiddleware
 from appliance.api.controllers.assistants import AssistantController
+from appliance.api.controllers.audit import AuditController
 from appliance.api.controllers.health import HealthController, MetricsController
 from appliance.api.controllers.home import HomeController
 from appliance.api.controllers.keys import KeyController
 from appliance.api.controllers.knowledge import KnowledgeBaseController
 from appliance.api.controllers.openai import OpenAIController
 from appliance.api.controllers.runs import RunController, StatelessRunController
+from appliance.api.controllers.tenants import TenantController
 from appliance.api.controllers.threads import ThreadController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -117,6 +119,8 @@ def create_app(
             RunController,
             StatelessRunController,
             KeyController,
+            TenantController,
+            AuditController,
             OpenAIController,
             # Uploads may be larger than other requests.
             Router("/", route_handlers=[KnowledgeBaseController], request_max_body_size=upload_limit(settings)),

@@ -2,6 +2,8 @@
 
 Every route needs a key unless its handler is marked ``exclude_from_auth``
 (health checks and the API docs). A thread belongs to its key's tenant.
+Every authenticated request is counted against its key's and its tenant's
+requests a minute; a failed authentication is written to the audit log.
 """
 
 from __future__ import annotations
@@ -24,20 +26,27 @@ def presented_key(connection: ASGIConnection) -> str | None:
     return None
 
 
+def client_address(connection: ASGIConnection) -> str | None:
+    return connection.client.host if connection.client else None
+
+
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        runtime: Runtime = connection.app.state.runtime
         secret = presented_key(connection)
         if not secret:
+            await runtime.audit.failed_authentication(client_address(connection), "no key")
             raise NotAuthorizedException(
                 "an API key is required: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        runtime: Runtime = connection.app.state.runtime
         key = await runtime.keys.authenticate(secret)
         if key is None:
+            await runtime.audit.failed_authentication(client_address(connection), "unknown or revoked key")
             raise NotAuthorizedException(
                 "the API key is not valid (unknown or revoked)", headers={"WWW-Authenticate": "Bearer"}
             )
+        await runtime.limits.admit_request(key)
         return AuthenticationResult(user=key, auth=secret)
 
 

@@ -1,4 +1,5 @@
-"""What handlers get injected: the runtime and the caller's tenant."""
+"""What handlers get injected: the runtime, the caller's tenant, and the caller
+as the audit log names it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from appliance.api.auth import client_address
 from appliance.runtime import Runtime
+from appliance.store.audit import Actor
 from appliance.store.keys import ApiKey
 
 
@@ -18,7 +21,14 @@ def provide_tenant(request: Request[ApiKey, str, State]) -> str:
     return request.user.tenant
 
 
+def provide_actor(request: Request[ApiKey, str, State]) -> Actor:
+    key = request.user
+    name = f"key:{key.prefix}" + (f" ({key.name})" if key.name else "")
+    return Actor(name=name, key_id=key.key_id, tenant=key.tenant, source=client_address(request))
+
+
 DEPENDENCIES = {
     "runtime": Provide(provide_runtime, sync_to_thread=False),
     "tenant": Provide(provide_tenant, sync_to_thread=False),
+    "actor": Provide(provide_actor, sync_to_thread=False),
 }

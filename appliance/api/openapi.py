@@ -36,6 +36,7 @@ MEANING = {
     413: "The body is larger than this appliance accepts.",
     415: "The document's type is not one the appliance can read.",
     422: "Well-formed, but it cannot be served as asked. The detail says what to change.",
+    429: "A rate limit of the key or its tenant was reached; the detail names it, Retry-After says when to try again.",
     502: "The model failed to answer.",
     503: "PostgreSQL, Chroma or the model is unavailable or busy; Retry-After says when to try again.",
     504: "The model did not answer in time.",
@@ -71,7 +72,7 @@ def error_statuses(path: str, method: str, handler: HTTPRouteHandler, operation:
     # Every request passes the text guard and Litestar's decoding.
     statuses = {400}
     if authenticated:
-        statuses |= {401, 503}  # the key is looked up in PostgreSQL
+        statuses |= {401, 429, 503}  # the key is looked up, and its request counted, in PostgreSQL
     if admin_only in {getattr(guard, "func", guard) for guard in handler.resolve_guards()}:
         statuses.add(403)
     if any(p["in"] == "path" for p in parameters) or body:

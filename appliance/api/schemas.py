@@ -374,6 +374,53 @@ class KeyCreated(msgspec.Struct):
     info: KeyInfo
 
 
+# Tenants' rate limits and the audit log (admins) ----------------------------
+
+LimitValue = Annotated[int, Meta(ge=0, le=1_000_000, description="0: no limit")]
+
+
+class Limits(msgspec.Struct, kw_only=True):
+    """A tenant's limits in force (0: no limit)."""
+
+    key_requests_per_minute: LimitValue
+    tenant_requests_per_minute: LimitValue
+    key_runs_in_flight: LimitValue
+    tenant_runs_in_flight: LimitValue
+    key_uploads_in_flight: LimitValue
+    tenant_uploads_in_flight: LimitValue
+
+
+class LimitsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The tenant's own limits; a limit left out (or null) takes the appliance's setting."""
+
+    key_requests_per_minute: LimitValue | None = None
+    tenant_requests_per_minute: LimitValue | None = None
+    key_runs_in_flight: LimitValue | None = None
+    tenant_runs_in_flight: LimitValue | None = None
+    key_uploads_in_flight: LimitValue | None = None
+    tenant_uploads_in_flight: LimitValue | None = None
+
+
+class TenantLimits(msgspec.Struct):
+    tenant: str
+    limits: Limits
+    # The limits this tenant has of its own; the others are the appliance's settings.
+    own: dict[str, int]
+
+
+class AuditEvent(msgspec.Struct):
+    event_id: int
+    at: datetime
+    action: str
+    tenant: str | None
+    target: str | None
+    actor: str
+    actor_key_id: uuid.UUID | None
+    actor_tenant: str | None
+    source: str | None
+    detail: dict[str, Any]
+
+
 # Health -------------------------------------------------------------------
 
 

@@ -138,7 +138,7 @@ class LocalBackend:
         spec = RunSpec(
             assistant_id="agent", input=message(text)["input"], stream_mode=["messages-tuple"], if_not_exists="create"
         )
-        run = await self.runtime.runs.create("default", uuid.UUID(self.thread_id), spec)
+        run = await self.runtime.runs.create("default", uuid.UUID(self.thread_id), spec, key_id=None)
         async for event in self.runtime.runs.follow(run, START):
             data = json.loads(event.data)
             if event.event == "messages":

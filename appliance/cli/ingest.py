@@ -17,6 +17,7 @@ from typing import Protocol
 
 from appliance.cli.chat import read_key
 from appliance.settings import Settings
+from appliance.store.audit import Actor
 
 # Two files in flight: while one is embedded, the other is parsed and written,
 # so the cores stay busy with the embedding, the one real cost.
@@ -85,7 +86,9 @@ class LocalTarget:
         self.kb_id = None
 
     async def open(self, name: str) -> str:
-        kb = await self.knowledge.by_name(self.tenant, name) or await self.knowledge.create(self.tenant, name)
+        kb = await self.knowledge.by_name(self.tenant, name) or await self.knowledge.create(
+            self.tenant, name, actor=Actor.host()
+        )
         self.kb_id = kb.knowledge_base_id
         return str(self.kb_id)
 
@@ -93,7 +96,9 @@ class LocalTarget:
         from appliance.errors import ApplianceError
 
         try:
-            ingested = await self.knowledge.add_document(self.tenant, self.kb_id, path.name, path.read_bytes())
+            ingested = await self.knowledge.add_document(
+                self.tenant, self.kb_id, path.name, path.read_bytes(), actor=Actor.host()
+            )
         except ApplianceError as exc:
             raise Refused(exc.message) from None
         return ingested.outcome, ingested.document.chunk_count

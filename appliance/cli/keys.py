@@ -12,6 +12,7 @@ from appliance.errors import ServiceError
 from appliance.runtime import open_database
 from appliance.services.keys import KeyService
 from appliance.settings import Settings
+from appliance.store.audit import Actor
 from appliance.store.keys import KeyStore
 
 
@@ -19,7 +20,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings) as (pool, _):
         service = KeyService(KeyStore(pool))
         if args.action == "create":
-            key, secret = await service.create(args.tenant, name=args.name, is_admin=args.admin)
+            key, secret = await service.create(args.tenant, name=args.name, is_admin=args.admin, actor=Actor.host())
             role = "admin key" if key.is_admin else "key"
             print(f"created {role} {key.key_id} for tenant {key.tenant!r}; it is shown only now:")
             print(secret)
@@ -36,7 +37,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                     f"appliance: {args.key_id!r} is not a key id (a UUID, see 'appliance keys list')", file=sys.stderr
                 )
                 return 2
-            key = await service.revoke(key_id)
+            key = await service.revoke(key_id, actor=Actor.host())
             print(f"revoked {key.key_id} ({key.tenant})")
         elif args.action == "bootstrap-admin":
             if await service.bootstrap_admin(Path(args.output)):

@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     first.add_argument("--output", required=True, help="the file to write it to (created readable by this user only)")
 
+    audit = sub.add_parser("audit", help="the audit log: keys, knowledge bases, documents, limits, failed sign-ins")
+    audit.add_argument(
+        "--since", help="from this time: an ISO date or time (2026-12-01, 2026-12-01T09:00) or an age (30m, 2h, 7d)"
+    )
+    audit.add_argument("--tenant", help="only events of this tenant, or by its keys")
+    audit.add_argument("--action", help="only this action, e.g. key.revoked")
+    audit.add_argument("--limit", type=int, default=1000, help="at most this many events (default 1000)")
+    audit.add_argument("--json", action="store_true", help="one JSON object a line")
+
     backup = sub.add_parser("backup", help="write PostgreSQL and the Chroma vectors to one archive")
     backup.add_argument("--output", "-o", required=True, help="the archive to write (.tar.gz, readable by you only)")
     restore = sub.add_parser("restore", help="restore a backup onto an empty database and Chroma collection")
@@ -114,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.keys import keys
 
         raise SystemExit(keys(settings_or_exit(), args))
+    elif args.command == "audit":
+        from appliance.cli.audit import audit
+
+        raise SystemExit(audit(settings_or_exit(), args))
     elif args.command in ("backup", "restore"):
         from appliance.cli.backup import backup_or_restore
 

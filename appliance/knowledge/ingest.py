@@ -28,6 +28,7 @@ from appliance.knowledge.chunking import Chunk, chunk_sections
 from appliance.knowledge.embeddings import Embedder, embedding_text
 from appliance.knowledge.errors import DocumentRejected, DocumentTooLarge
 from appliance.knowledge.extract import Extracted, extract, media_type_of
+from appliance.store.audit import Actor
 from appliance.store.knowledge import DocumentRecord, KnowledgeStore, NewChunk
 from appliance.store.vectors import ChunkIndex
 
@@ -78,7 +79,7 @@ class Ingestor:
         extracted = extract(source, data)
         return extracted, chunk_sections(extracted.sections, size=self.chunk_words, overlap=self.overlap_words)
 
-    async def ingest(self, kb_id: uuid.UUID, filename: str, data: bytes) -> Ingested:
+    async def ingest(self, kb_id: uuid.UUID, filename: str, data: bytes, actor: Actor) -> Ingested:
         source = source_name(filename)
         media_type = media_type_of(source)
         if len(data) > self.max_bytes:
@@ -107,6 +108,7 @@ class Ingestor:
                     generation=generation,
                     chunks=[NewChunk(i, c.index, c.heading, c.page, c.text) for i, c in zip(ids, chunks, strict=True)],
                     indexed=indexed,
+                    actor=actor,
                 )
             except BaseException as exc:
                 await asyncio.shield(self._abandon(document, ids, exc))
@@ -140,12 +142,12 @@ class Ingestor:
             log.exception("could not mark the failed ingestion of %s", document.source)
         await self._forget(ids=ids)
 
-    async def delete_document(self, document: DocumentRecord) -> None:
-        await self.store.delete_document(document.knowledge_base_id, document.document_id)
+    async def delete_document(self, document: DocumentRecord, actor: Actor) -> None:
+        await self.store.delete_document(document, actor)
         await self._forget(where={"document_id": str(document.document_id)})
 
-    async def delete_base(self, tenant: str, kb_id: uuid.UUID) -> bool:
-        deleted = await self.store.delete_base(tenant, kb_id)
+    async def delete_base(self, tenant: str, kb_id: uuid.UUID, actor: Actor) -> bool:
+        deleted = await self.store.delete_base(tenant, kb_id, actor)
         if deleted:
             await self._forget(where={"knowledge_base_id": str(kb_id)})
         return deleted

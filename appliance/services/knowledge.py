@@ -9,6 +9,7 @@ from typing import Any
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.knowledge.ingest import Ingested, Ingestor
 from appliance.knowledge.retrieval import Mode, Retrieved, Retriever
+from appliance.store.audit import Actor
 from appliance.store.knowledge import (
     ChunkFilter,
     DocumentRecord,
@@ -27,13 +28,13 @@ class KnowledgeService:
         self.retriever = retriever
 
     async def create(
-        self, tenant: str, name: str, description: str = "", metadata: dict | None = None
+        self, tenant: str, name: str, description: str = "", metadata: dict | None = None, *, actor: Actor
     ) -> KnowledgeBaseRecord:
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH:
             raise Invalid(f"name must be 1 to {MAX_NAME_LENGTH} characters")
         try:
-            return await self.store.create_base(tenant, name, description, metadata or {})
+            return await self.store.create_base(tenant, name, description, metadata or {}, actor)
         except KnowledgeBaseExists:
             raise Conflict(f"a knowledge base named {name!r} already exists; pick another name") from None
 
@@ -49,13 +50,15 @@ class KnowledgeService:
     async def by_name(self, tenant: str, name: str) -> KnowledgeBaseRecord | None:
         return await self.store.get_base(tenant, name=name)
 
-    async def delete(self, tenant: str, kb_id: uuid.UUID) -> None:
-        if not await self.ingestor.delete_base(tenant, kb_id):
+    async def delete(self, tenant: str, kb_id: uuid.UUID, *, actor: Actor) -> None:
+        if not await self.ingestor.delete_base(tenant, kb_id, actor):
             raise NotFound(f"knowledge base {kb_id} not found")
 
-    async def add_document(self, tenant: str, kb_id: uuid.UUID, filename: str, data: bytes) -> Ingested:
+    async def add_document(
+        self, tenant: str, kb_id: uuid.UUID, filename: str, data: bytes, *, actor: Actor
+    ) -> Ingested:
         await self.require(tenant, kb_id)
-        return await self.ingestor.ingest(kb_id, filename, data)
+        return await self.ingestor.ingest(kb_id, filename, data, actor)
 
     async def documents(self, tenant: str, kb_id: uuid.UUID) -> list[DocumentRecord]:
         await self.require(tenant, kb_id)
@@ -68,8 +71,8 @@ class KnowledgeService:
             raise NotFound(f"document {document_id} not found in knowledge base {kb_id}")
         return document
 
-    async def delete_document(self, tenant: str, kb_id: uuid.UUID, document_id: uuid.UUID) -> None:
-        await self.ingestor.delete_document(await self.document(tenant, kb_id, document_id))
+    async def delete_document(self, tenant: str, kb_id: uuid.UUID, document_id: uuid.UUID, *, actor: Actor) -> None:
+        await self.ingestor.delete_document(await self.document(tenant, kb_id, document_id), actor)
 
     async def search(
         self,

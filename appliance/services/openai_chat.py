@@ -102,13 +102,13 @@ class OpenAIChatService:
 
     # Starting ------------------------------------------------------------------
 
-    async def start(self, tenant: str, request: ChatRequest) -> ChatTurn:
+    async def start(self, tenant: str, request: ChatRequest, *, key_id: uuid.UUID | None) -> ChatTurn:
         """Check the request and queue its run; bad input is refused before anything is written."""
         self.require_model(request.model)
         sent = client_messages(request.messages)
         if request.conversation is None:
             spec = self._spec(sent, await self._knowledge(tenant, request.knowledge_bases, None))
-            run = await self.runs.create_stateless(tenant, spec)
+            run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
             return ChatTurn(tenant, run, request.model, stateless=True, sent=sent)
 
         thread_id, thread = await self.conversation_thread(tenant, request.conversation)
@@ -116,7 +116,7 @@ class OpenAIChatService:
         spec = self._spec(new, await self._knowledge(tenant, request.knowledge_bases, thread), checkpoint_id)
         spec.if_not_exists = "create"
         metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
-        run = await self.runs.create(tenant, thread_id, spec, new_thread_metadata=metadata)
+        run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
         return ChatTurn(tenant, run, request.model, stateless=False, sent=new)
 
     async def conversation_thread(self, tenant: str, conversation: str) -> tuple[uuid.UUID, ThreadRecord | None]:

@@ -26,8 +26,10 @@ from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError, Conflict, Invalid, NotFound
 from appliance.services.assistants import resolve_assistant
 from appliance.services.knowledge import KnowledgeService
+from appliance.services.limits import Limits, rate_limited
 from appliance.services.threads import ThreadService, checked_values
 from appliance.store.checkpointer import thread_config
+from appliance.store.limits import OverLimit
 from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing
 
 # Agent Server stream modes this appliance serves, and LangGraph's name for each.
@@ -79,6 +81,7 @@ class RunService:
         policy: MemoryPolicy,
         knowledge: KnowledgeService,
         webhooks: Webhooks,
+        limits: Limits,
     ) -> None:
         self.graph = graph
         self.store = store
@@ -88,25 +91,33 @@ class RunService:
         self.policy = policy
         self.knowledge = knowledge
         self.webhooks = webhooks
+        self.limits = limits
 
     # Creating ------------------------------------------------------------------
 
     async def create(
-        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, *, new_thread_metadata: dict[str, Any] | None = None
+        self,
+        tenant: str,
+        thread_id: uuid.UUID,
+        spec: RunSpec,
+        *,
+        key_id: uuid.UUID | None,
+        new_thread_metadata: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Check the run and queue it on the thread, by its multitask strategy
-        (with if_not_exists='create', a missing thread is made, with ``new_thread_metadata``)."""
+        (with if_not_exists='create', a missing thread is made, with ``new_thread_metadata``).
+        ``key_id`` is the key that asks (None: the host's CLI), counted in its runs in flight."""
         kwargs = await self._kwargs(spec)
         if spec.if_not_exists == "create":
             await self.thread_service.create(tenant, thread_id, new_thread_metadata or {}, "do_nothing")
-        return await self._queue(tenant, thread_id, spec, kwargs)
+        return await self._queue(tenant, thread_id, spec, kwargs, key_id)
 
-    async def create_stateless(self, tenant: str, spec: RunSpec) -> RunRecord:
+    async def create_stateless(self, tenant: str, spec: RunSpec, *, key_id: uuid.UUID | None) -> RunRecord:
         """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
         kwargs = await self._kwargs(spec)  # bad input is refused before the thread is made
         thread = await self.thread_service.create(tenant, None, {"stateless": True}, "raise")
         try:
-            return await self._queue(tenant, thread.thread_id, spec, kwargs)
+            return await self._queue(tenant, thread.thread_id, spec, kwargs, key_id)
         except BaseException:
             await self.thread_service.store.delete(tenant, thread.thread_id)
             raise
@@ -116,7 +127,9 @@ class RunService:
         with contextlib.suppress(NotFound):
             await self.thread_service.delete(run.tenant, run.thread_id)
 
-    async def _queue(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any]) -> RunRecord:
+    async def _queue(
+        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any], key_id: uuid.UUID | None
+    ) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
         elif kwargs["input"] is None and not await self._has_state(thread_id):
@@ -137,9 +150,12 @@ class RunService:
             metadata=spec.metadata,
             multitask_strategy=spec.multitask_strategy,
             delay_s=spec.after_seconds,
+            key_id=key_id,
         )
         try:
-            created = await self.store.create(new)
+            created = await self.store.create(new, self.limits.defaults)
+        except OverLimit as exc:
+            raise rate_limited(exc, tenant) from None
         except ThreadBusy:
             raise Conflict(
                 f"thread {thread_id} has a run pending or in progress; multitask_strategy 'reject' refused this one"

@@ -10,6 +10,8 @@ from datetime import datetime
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.audit import Actor, record
+
 KEY_PREFIX = "apk_"
 _COLUMNS = "key_id, tenant, name, prefix, is_admin, created_at, revoked_at"
 
@@ -28,6 +30,14 @@ class LastAdminKey(Exception):
     """The key is the last active admin key: revoking it would leave no admin on the API."""
 
 
+class OwnKey(Exception):
+    """The key would revoke itself."""
+
+
+def _described(key: ApiKey) -> dict[str, object]:
+    return {"name": key.name, "prefix": key.prefix, "admin": key.is_admin}
+
+
 def hash_key(secret: str) -> bytes:
     # Keys are 256-bit random strings, so a fast hash is enough (no password stretching).
     return hashlib.sha256(secret.encode()).digest()
@@ -37,10 +47,10 @@ class KeyStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def create(self, tenant: str, *, name: str = "", is_admin: bool = False) -> tuple[ApiKey, str]:
-        """Return the stored key and its secret, which is not kept anywhere."""
+    async def create(self, tenant: str, *, name: str = "", is_admin: bool = False, actor: Actor) -> tuple[ApiKey, str]:
+        """Return the stored key and its secret, which is not kept anywhere (nor audited)."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
                     f"""INSERT INTO api_keys (key_id, tenant, name, prefix, key_hash, is_admin)
@@ -48,7 +58,9 @@ class KeyStore:
                     (uuid.uuid4(), tenant, name, secret[:12], hash_key(secret), is_admin),
                 )
             ).fetchone()
-        return ApiKey(**row), secret
+            key = ApiKey(**row)
+            await record(conn, actor, "key.created", tenant=tenant, target=str(key.key_id), detail=_described(key))
+        return key, secret
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         async with self.pool.connection() as conn:
@@ -68,10 +80,11 @@ class KeyStore:
             rows = await (await conn.execute(query + " ORDER BY created_at", params)).fetchall()
         return [ApiKey(**r) for r in rows]
 
-    async def revoke(self, key_id: uuid.UUID) -> ApiKey | None:
+    async def revoke(self, key_id: uuid.UUID, actor: Actor) -> ApiKey | None:
         """Revoke the key (None: no such key); LastAdminKey when it is the last
         active admin key, decided under a lock on every active admin key so two
-        admins revoking each other at once cannot both succeed."""
+        admins revoking each other at once cannot both succeed; OwnKey when the
+        actor is the key itself."""
         async with self.pool.connection() as conn, conn.transaction():
             admins = await (
                 await conn.execute(
@@ -80,14 +93,22 @@ class KeyStore:
             ).fetchall()
             if [r["key_id"] for r in admins] == [key_id]:
                 raise LastAdminKey(key_id)
+            if actor.key_id == key_id:
+                raise OwnKey(key_id)
             row = await (
                 await conn.execute(
                     f"""UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-                        WHERE key_id = %s RETURNING {_COLUMNS}""",
+                        WHERE key_id = %s RETURNING {_COLUMNS}, revoked_at = now() AS now_revoked""",
                     (key_id,),
                 )
             ).fetchone()
-        return ApiKey(**row) if row else None
+            if row is None:
+                return None
+            now_revoked = row.pop("now_revoked")
+            key = ApiKey(**row)
+            if now_revoked:  # revoking a revoked key again changes nothing, and is not recorded again
+                await record(conn, actor, "key.revoked", tenant=key.tenant, target=str(key_id), detail=_described(key))
+        return key
 
     async def count(self) -> int:
         async with self.pool.connection() as conn:

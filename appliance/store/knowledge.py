@@ -19,6 +19,8 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.audit import Actor, record
+
 DocumentStatus = Literal["processing", "ready", "failed"]
 
 _KB_COLUMNS = "knowledge_base_id, name, description, metadata, created_at, updated_at"
@@ -105,9 +107,11 @@ class KnowledgeStore:
 
     # Knowledge bases ------------------------------------------------------
 
-    async def create_base(self, tenant: str, name: str, description: str, metadata: dict) -> KnowledgeBaseRecord:
+    async def create_base(
+        self, tenant: str, name: str, description: str, metadata: dict, actor: Actor
+    ) -> KnowledgeBaseRecord:
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection() as conn, conn.transaction():
                 row = await (
                     await conn.execute(
                         f"""INSERT INTO knowledge_bases (knowledge_base_id, tenant, name, description, metadata)
@@ -115,6 +119,8 @@ class KnowledgeStore:
                         (uuid.uuid4(), tenant, name, description, Jsonb(metadata)),
                     )
                 ).fetchone()
+                target = str(row["knowledge_base_id"])
+                await record(conn, actor, "knowledge_base.created", tenant=tenant, target=target, detail={"name": name})
         except pg_errors.UniqueViolation:
             raise KnowledgeBaseExists(name) from None
         return KnowledgeBaseRecord(**row)
@@ -150,12 +156,18 @@ class KnowledgeStore:
             ).fetchall()
         return {r["knowledge_base_id"] for r in rows}
 
-    async def delete_base(self, tenant: str, kb_id: uuid.UUID) -> bool:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM knowledge_bases WHERE knowledge_base_id = %s AND tenant = %s", (kb_id, tenant)
-            )
-            return cur.rowcount == 1
+    async def delete_base(self, tenant: str, kb_id: uuid.UUID, actor: Actor) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "DELETE FROM knowledge_bases WHERE knowledge_base_id = %s AND tenant = %s RETURNING name",
+                    (kb_id, tenant),
+                )
+            ).fetchone()
+            if row:
+                detail = {"name": row["name"]}
+                await record(conn, actor, "knowledge_base.deleted", tenant=tenant, target=str(kb_id), detail=detail)
+            return row is not None
 
     # Documents ------------------------------------------------------------
 
@@ -227,8 +239,9 @@ class KnowledgeStore:
         generation: int,
         chunks: Sequence[NewChunk],
         indexed: bool = True,
+        actor: Actor,
     ) -> DocumentRecord:
-        """Swap the document's live chunks for ``chunks`` in one transaction."""
+        """Swap the document's live chunks for ``chunks`` in one transaction, audited."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("DELETE FROM chunks WHERE document_id = %s", (document.document_id,))
             async with conn.cursor() as cur:
@@ -258,7 +271,26 @@ class KnowledgeStore:
                     ),
                 )
             ).fetchone()
-        return DocumentRecord(**row)
+            published = DocumentRecord(**row)
+            await self._audit_document(
+                conn, actor, published, "document.replaced" if document.generation else "document.created"
+            )
+        return published
+
+    async def _audit_document(self, conn: AsyncConnection, actor: Actor, document: DocumentRecord, action: str) -> None:
+        owner = await (
+            await conn.execute(
+                "SELECT tenant FROM knowledge_bases WHERE knowledge_base_id = %s", (document.knowledge_base_id,)
+            )
+        ).fetchone()
+        detail = {
+            "knowledge_base_id": str(document.knowledge_base_id),
+            "source": document.source,
+            "size_bytes": document.size_bytes,
+        }
+        await record(
+            conn, actor, action, tenant=owner and owner["tenant"], target=str(document.document_id), detail=detail
+        )
 
     async def mark_failed(self, document_id: uuid.UUID, reason: str) -> None:
         """A new document that could not be ingested; a published one keeps its live chunks."""
@@ -269,11 +301,14 @@ class KnowledgeStore:
                 (reason, document_id),
             )
 
-    async def delete_document(self, kb_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-        async with self.pool.connection() as conn:
+    async def delete_document(self, document: DocumentRecord, actor: Actor) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "DELETE FROM documents WHERE knowledge_base_id = %s AND document_id = %s", (kb_id, document_id)
+                "DELETE FROM documents WHERE knowledge_base_id = %s AND document_id = %s",
+                (document.knowledge_base_id, document.document_id),
             )
+            if cur.rowcount:
+                await self._audit_document(conn, actor, document, "document.deleted")
             return cur.rowcount == 1
 
     async def unindexed(self, limit: int = 100) -> list[DocumentRecord]:

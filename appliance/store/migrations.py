@@ -170,6 +170,55 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX documents_unindexed_idx ON documents (updated_at) WHERE NOT indexed;
         """,
     ),
+    (
+        "rate limits and the audit log",
+        """
+        -- Which key queued a run, so runs in flight are counted per key too.
+        ALTER TABLE runs ADD COLUMN key_id uuid;
+        CREATE INDEX runs_inflight_tenant_idx ON runs (tenant, key_id) WHERE status IN ('pending', 'running');
+
+        -- A tenant's own limits; a limit it does not name takes the appliance's setting.
+        CREATE TABLE tenant_limits (
+            tenant      text PRIMARY KEY,
+            limits      jsonb NOT NULL,
+            updated_at  timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- Requests per minute, counted in fixed one-minute windows by every
+        -- process alike; scope is 'key:<id>' or 'tenant:<name>'.
+        CREATE TABLE request_counts (
+            scope         text NOT NULL,
+            window_start  timestamptz NOT NULL,
+            n             integer NOT NULL,
+            PRIMARY KEY (scope, window_start)
+        );
+
+        -- Uploads being ingested now; a row outlives a crashed process only until expires_at.
+        CREATE TABLE uploads_in_flight (
+            upload_id   uuid PRIMARY KEY,
+            tenant      text NOT NULL,
+            key_id      uuid,
+            expires_at  timestamptz NOT NULL
+        );
+        CREATE INDEX uploads_in_flight_tenant_idx ON uploads_in_flight (tenant);
+
+        -- Who did what, and when: never a secret, a document's text or a question.
+        CREATE TABLE audit_log (
+            event_id      bigserial PRIMARY KEY,
+            at            timestamptz NOT NULL DEFAULT now(),
+            action        text NOT NULL,
+            tenant        text,
+            target        text,
+            actor         text NOT NULL,
+            actor_key_id  uuid,
+            actor_tenant  text,
+            source        text,
+            detail        jsonb NOT NULL DEFAULT '{}'::jsonb
+        );
+        CREATE INDEX audit_log_at_idx ON audit_log (at);
+        CREATE INDEX audit_log_tenant_at_idx ON audit_log (tenant, at);
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

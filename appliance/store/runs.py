@@ -21,9 +21,13 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.limits import LimitSet, OverLimit, effective, lock_tenant, over, overrides_on
+
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
 INFLIGHT = ("pending", "running")
+# When a key at its runs-in-flight limit is told to try again: about one short turn.
+RUN_RETRY_AFTER_S = 5
 
 # Channels of LISTEN/NOTIFY: a run is waiting, a run must stop, a run ended.
 QUEUE_CHANNEL = "appliance_run_queue"
@@ -67,6 +71,8 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any]
     multitask_strategy: str
     delay_s: float = 0
+    # The key that asked for it (None: the host's CLI), counted in its runs in flight.
+    key_id: uuid.UUID | None = None
 
 
 class ThreadBusy(Exception):
@@ -100,10 +106,13 @@ class RunStore:
 
     # Creating and cancelling ---------------------------------------------------
 
-    async def create(self, new: NewRun) -> Created:
+    async def create(self, new: NewRun, limits: LimitSet | None = None) -> Created:
         """Queue a run on its thread, applying its multitask strategy to the
-        runs already there, in one transaction."""
+        runs already there, in one transaction; OverLimit when the key or the
+        tenant has as many runs in flight as ``limits`` (with the tenant's own) allow."""
         async with self.pool.connection() as conn, conn.transaction():
+            if limits is not None:
+                await self._admit(conn, new, limits)
             owned = await (
                 await conn.execute(
                     "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE",
@@ -131,8 +140,8 @@ class RunStore:
             row = await (
                 await conn.execute(
                     f"""INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
-                                          multitask_strategy, available_at)
-                        VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, now() + %s * interval '1 second')
+                                          multitask_strategy, available_at, key_id)
+                        VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, now() + %s * interval '1 second', %s)
                         RETURNING {_COLUMNS}""",
                     (
                         new.run_id,
@@ -143,11 +152,28 @@ class RunStore:
                         Jsonb(new.metadata),
                         new.multitask_strategy,
                         new.delay_s,
+                        new.key_id,
                     ),
                 )
             ).fetchone()
             await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
             return Created(run=_record(row), stopping=stopping)
+
+    async def _admit(self, conn: AsyncConnection, new: NewRun, defaults: LimitSet) -> None:
+        # Under the tenant's lock, so two processes queueing at once cannot both take the last slot.
+        await lock_tenant(conn, "runs", new.tenant)
+        limits = effective(defaults, await overrides_on(conn, new.tenant))
+        row = await (
+            await conn.execute(
+                """SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %s) AS key_n
+                     FROM runs WHERE tenant = %s AND status IN ('pending', 'running')""",
+                (new.key_id, new.tenant),
+            )
+        ).fetchone()
+        if new.key_id is not None and over(limits.key_runs_in_flight, row["key_n"] + 1):
+            raise OverLimit("key_runs_in_flight", limits.key_runs_in_flight, RUN_RETRY_AFTER_S)
+        if over(limits.tenant_runs_in_flight, row["tenant_n"] + 1):
+            raise OverLimit("tenant_runs_in_flight", limits.tenant_runs_in_flight, RUN_RETRY_AFTER_S)
 
     async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
         """Runs that never started: ``interrupt`` ends them, ``rollback`` erases

@@ -19,6 +19,7 @@ from appliance.knowledge.embeddings import Embedder, load_embedder
 from appliance.llm.provider import LanguageModel
 from appliance.runtime import Runtime
 from appliance.settings import Settings, load_settings
+from appliance.store.audit import Actor
 from tests.support.services import free_port
 
 
@@ -48,7 +49,7 @@ class Served:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60, trust_env=False)
 
     async def tenant_client(self, tenant: str) -> httpx.AsyncClient:
-        _, secret = await self.runtime.keys.create(tenant)
+        _, secret = await self.runtime.keys.create(tenant, actor=Actor.host())
         return self.as_key(secret)
 
 

@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from appliance.api.auth import admin_only
 from appliance.api.schemas import KeyCreate, KeyCreated, KeyInfo
 from appliance.runtime import Runtime
+from appliance.store.audit import Actor
 from appliance.store.keys import ApiKey
 
 
@@ -39,10 +40,14 @@ class KeyController(Controller):
         return [to_info(k) for k in await runtime.keys.list(of_tenant)]
 
     @post("/", status_code=201, summary="Create an API key; the secret is shown only in this answer")
-    async def create(self, runtime: NamedDependency[Runtime], data: JSONBody[KeyCreate]) -> KeyCreated:
-        key, secret = await runtime.keys.create(data.tenant, name=data.name, is_admin=data.admin)
+    async def create(
+        self, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor], data: JSONBody[KeyCreate]
+    ) -> KeyCreated:
+        key, secret = await runtime.keys.create(data.tenant, name=data.name, is_admin=data.admin, actor=actor)
         return KeyCreated(key=secret, info=to_info(key))
 
     @delete("/{key_id:uuid}", status_code=200, summary="Revoke an API key")
-    async def revoke(self, runtime: NamedDependency[Runtime], key_id: FromPath[uuid.UUID]) -> KeyInfo:
-        return to_info(await runtime.keys.revoke(key_id))
+    async def revoke(
+        self, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor], key_id: FromPath[uuid.UUID]
+    ) -> KeyInfo:
+        return to_info(await runtime.keys.revoke(key_id, actor=actor))

@@ -22,6 +22,7 @@ from appliance.api.schemas import (
     SearchResult,
 )
 from appliance.runtime import Runtime
+from appliance.store.audit import Actor
 from appliance.store.knowledge import DocumentRecord, KnowledgeBaseRecord
 
 
@@ -48,9 +49,14 @@ class KnowledgeBaseController(Controller):
 
     @post("/", summary="Create a knowledge base")
     async def create(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[KnowledgeBaseCreate]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        data: JSONBody[KnowledgeBaseCreate],
     ) -> KnowledgeBase:
-        return to_knowledge_base(await runtime.knowledge.create(tenant, data.name, data.description, data.metadata))
+        created = await runtime.knowledge.create(tenant, data.name, data.description, data.metadata, actor=actor)
+        return to_knowledge_base(created)
 
     @get("/", summary="List the tenant's knowledge bases")
     async def list_all(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str]) -> list[KnowledgeBase]:
@@ -64,21 +70,27 @@ class KnowledgeBaseController(Controller):
 
     @delete("/{kb_id:uuid}", summary="Delete a knowledge base with all its documents")
     async def remove(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], kb_id: FromPath[uuid.UUID]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        kb_id: FromPath[uuid.UUID],
     ) -> None:
-        await runtime.knowledge.delete(tenant, kb_id)
+        await runtime.knowledge.delete(tenant, kb_id, actor=actor)
 
     @post("/{kb_id:uuid}/documents", summary="Add or replace a document (multipart, field 'file')")
     async def upload(
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         kb_id: FromPath[uuid.UUID],
         data: Annotated[DocumentUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[Document]:
         upload = data.file
         content = await upload.read()
-        ingested = await runtime.knowledge.add_document(tenant, kb_id, upload.filename or "", content)
+        async with runtime.limits.uploading(actor.key_id, tenant):
+            ingested = await runtime.knowledge.add_document(tenant, kb_id, upload.filename or "", content, actor=actor)
         status = 200 if ingested.outcome == "unchanged" else 201
         return Response(to_document(ingested.document, ingested.outcome), status_code=status)
 
@@ -103,10 +115,11 @@ class KnowledgeBaseController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         kb_id: FromPath[uuid.UUID],
         document_id: FromPath[uuid.UUID],
     ) -> None:
-        await runtime.knowledge.delete_document(tenant, kb_id, document_id)
+        await runtime.knowledge.delete_document(tenant, kb_id, document_id, actor=actor)
 
     @post("/{kb_id:uuid}/search", status_code=200, summary="Hybrid search over a knowledge base")
     async def search(

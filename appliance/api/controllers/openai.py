@@ -31,6 +31,7 @@ from appliance.api.sse import with_heartbeat
 from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
 from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
+from appliance.store.audit import Actor
 
 CONVERSATION_HEADER = "X-Conversation-Id"
 _encode = msgspec.json.Encoder().encode
@@ -127,11 +128,12 @@ class OpenAIController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         data: JSONBody[ChatCompletionCreate],
         conversation: Annotated[str | None, HeaderParameter(name=CONVERSATION_HEADER)] = None,
     ) -> Response:
         service = runtime.openai
-        turn = await service.start(tenant, to_request(data, conversation))
+        turn = await service.start(tenant, to_request(data, conversation), key_id=actor.key_id)
         if not data.stream:
             try:
                 answer = await service.answer(turn)

@@ -19,6 +19,7 @@ from appliance.engine.jsonable import run_json
 from appliance.errors import Invalid
 from appliance.runtime import Runtime
 from appliance.services.runs import RunSpec
+from appliance.store.audit import Actor
 from appliance.store.runs import RunRecord
 
 
@@ -105,10 +106,11 @@ class RunController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
     ) -> Response[Run]:
-        run = await runtime.runs.create(tenant, thread_id, to_spec(data))
+        run = await runtime.runs.create(tenant, thread_id, to_spec(data), key_id=actor.key_id)
         return located(to_run(run), run, then="stream")
 
     @post("/stream", status_code=200, summary="Start a run and stream its events (Server-Sent Events)")
@@ -116,11 +118,12 @@ class RunController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
     ) -> Stream:
         spec = to_spec(data)
-        run = await runtime.runs.create(tenant, thread_id, spec)
+        run = await runtime.runs.create(tenant, thread_id, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec)
 
     @post("/wait", status_code=200, summary="Start a run and wait for the thread's final state")
@@ -128,11 +131,12 @@ class RunController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
-        run = await runtime.runs.create(tenant, thread_id, to_spec(data))
+        run = await runtime.runs.create(tenant, thread_id, to_spec(data), key_id=actor.key_id)
         return located(await runtime.runs.join(tenant, thread_id, run.run_id), run, then="join")
 
     @get("/", summary="The thread's runs, newest first")
@@ -237,18 +241,26 @@ class StatelessRunController(Controller):
 
     @post("/stream", status_code=200, summary="Run once, on a new thread, and stream its events")
     async def stream(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[RunCreate]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        data: JSONBody[RunCreate],
     ) -> Stream:
         spec = to_spec(data)
-        run = await runtime.runs.create_stateless(tenant, spec)
+        run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec, stateless=True)
 
     @post("/wait", status_code=200, summary="Run once, on a new thread, and wait for its final state")
     async def wait(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], data: JSONBody[RunCreate]
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        data: JSONBody[RunCreate],
     ) -> dict[str, Any]:
         spec = to_spec(data)
-        run = await runtime.runs.create_stateless(tenant, spec)
+        run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
             return await runtime.runs.join(tenant, run.thread_id, run.run_id)
         finally:

@@ -1,0 +1,41 @@
+"""A tenant's rate limits, for admins."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from appliance.api.auth import admin_only
+from appliance.api.schemas import Limits, LimitsUpdate, TenantLimits
+from appliance.runtime import Runtime
+from appliance.services.keys import check_tenant
+from appliance.store.audit import Actor
+
+
+class TenantController(Controller):
+    path = "/tenants/{tenant_name:str}"
+    tags = ["tenants"]
+    guards = [admin_only]
+
+    @get("/limits", summary="The tenant's rate limits in force, and which are its own")
+    async def limits(self, runtime: NamedDependency[Runtime], tenant_name: FromPath[str]) -> TenantLimits:
+        return await _view(runtime, check_tenant(tenant_name))
+
+    @put("/limits", summary="Set the tenant's own rate limits (a limit left out takes the appliance's setting)")
+    async def set_limits(
+        self,
+        runtime: NamedDependency[Runtime],
+        actor: NamedDependency[Actor],
+        tenant_name: FromPath[str],
+        data: JSONBody[LimitsUpdate],
+    ) -> TenantLimits:
+        tenant = check_tenant(tenant_name)
+        await runtime.limits.set_tenant(tenant, msgspec.structs.asdict(data), actor)
+        return await _view(runtime, tenant)
+
+
+async def _view(runtime: Runtime, tenant: str) -> TenantLimits:
+    limits, own = await runtime.limits.of_tenant(tenant)
+    return TenantLimits(tenant=tenant, limits=Limits(**msgspec.structs.asdict(limits)), own=own)
