@@ -126,7 +126,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     limit_key_uploads_in_flight: Annotated[int, Meta(ge=0)] = 2
     limit_tenant_uploads_in_flight: Annotated[int, Meta(ge=0)] = 4
 
-    # HTTP.
+    # HTTP. With a certificate and its key (PEM files), the API and web chat are
+    # served over HTTPS only; http_redirect_port then answers plain HTTP with a
+    # redirect to HTTPS and nothing else.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    http_redirect_port: Port | None = None
     max_body_bytes: PositiveInt = 1_048_576
     admin_key_file: str | None = None
 
@@ -149,6 +154,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise SettingsError(
                 f"model_capabilities: {', '.join(sorted(unknown))} unknown; choose from {', '.join(CAPABILITIES)}"
             )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError("tls_cert_file and tls_key_file go together: set both (HTTPS) or neither (HTTP)")
+        if self.http_redirect_port is not None and self.tls_cert_file is None:
+            raise SettingsError("http_redirect_port redirects to HTTPS: it needs tls_cert_file and tls_key_file")
+        if self.http_redirect_port == self.port:
+            raise SettingsError(f"http_redirect_port ({self.http_redirect_port}) must differ from port")
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(
                 f"db_pool_min_size ({self.db_pool_min_size}) must not exceed db_pool_max_size ({self.db_pool_max_size})"

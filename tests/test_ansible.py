@@ -65,11 +65,20 @@ def test_every_module_is_named_by_its_fully_qualified_name():
     own = {p.stem for p in ANSIBLE.glob("roles/*/library/*.py")}  # a role's own modules have no collection
     assert own == {"bundle_checksums", "bundle_pack"}
     for tasks in ANSIBLE.glob("roles/*/*/main.yml"):
-        for task in yaml.safe_load(tasks.read_text()) or []:
-            if not isinstance(task, dict) or "name" not in task:
-                continue
+        for task in _tasks(yaml.safe_load(tasks.read_text()) or []):
             modules = [k for k in task if "." in k or k in own]
             assert modules, f"{tasks}: {task['name']!r} names no fully qualified module"
+
+
+def _tasks(items: list) -> list[dict]:
+    """Named tasks, with those inside blocks (a block itself runs no module)."""
+    found = []
+    for item in items:
+        if isinstance(item, dict) and "block" in item:
+            found += _tasks(item["block"] + item.get("rescue", []) + item.get("always", []))
+        elif isinstance(item, dict) and "name" in item:
+            found.append(item)
+    return found
 
 
 def test_the_settings_template_names_only_real_settings():

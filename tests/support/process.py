@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,10 @@ class ServerProcess:
         return self.log.read_text()
 
 
-def start_server(env: dict[str, str], port: int, log: Path, timeout: float = 120) -> ServerProcess:
+def start_server(
+    env: dict[str, str], port: int, log: Path, timeout: float = 120, *, ca_file: Path | None = None
+) -> ServerProcess:
+    """``appliance serve`` on ``port``, once /healthz answers (over HTTPS, trusting ``ca_file``, when given)."""
     appliance = Path(sys.executable).with_name("appliance")
     handle = log.open("ab")
     process = subprocess.Popen(
@@ -44,13 +48,14 @@ def start_server(env: dict[str, str], port: int, log: Path, timeout: float = 120
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"appliance exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1, trust_env=False).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1, trust_env=False, verify=verify).status_code == 200:
                 return ServerProcess(process, url, log)
         except httpx.HTTPError:
             pass
