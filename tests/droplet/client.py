@@ -1,16 +1,28 @@
-"""A small synchronous client for an appliance on a droplet (the controller's view)."""
+"""A small synchronous client for an appliance on a droplet (the controller's view),
+over HTTPS, trusting the local CA the playbook made beside the inventory."""
 
 from __future__ import annotations
 
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 
+def local_ca(inventory: Path) -> Path:
+    """The certificate users are handed: the playbook's local CA, kept beside the inventory."""
+    return inventory.parent / "credentials" / "tls" / "ca.crt"
+
+
+def trusting(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
 class ApplianceClient(httpx.Client):
-    def __init__(self, url: str, key: str) -> None:
-        super().__init__(base_url=url, headers={"x-api-key": key}, timeout=600, trust_env=False)
+    def __init__(self, url: str, key: str, ca: Path) -> None:
+        super().__init__(base_url=url, headers={"x-api-key": key}, timeout=600, trust_env=False, verify=trusting(ca))
 
     def create_knowledge_base(self, name: str, filename: str, data: bytes) -> str:
         created = self.post("/knowledge-bases", json={"name": name})

@@ -1,16 +1,19 @@
 """The same playbook across three droplets: two app hosts and one host with
 PostgreSQL and Chroma. A conversation started through one app host goes on
-through the other, and the data host lets in only the app hosts."""
+through the other, over HTTPS; the data host's backends answer the app hosts
+only (a LAN machine that is not one, the controller, is refused), and the app
+hosts reach PostgreSQL over TLS only."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
-from tests.droplet.client import ApplianceClient
+from tests.droplet.client import ApplianceClient, local_ca
 from tests.droplet.machines import Lan, droplets
 from tests.droplet.playbook import install, run_playbook
 
@@ -52,9 +55,10 @@ def test_each_host_runs_its_own_services_and_backends_listen_on_the_private_addr
 
 
 def test_a_conversation_started_on_one_app_host_continues_on_the_other(site):
+    ca = local_ca(site["inventory"])
     with (
-        ApplianceClient(f"http://{HOSTS['app1']}:8000", site["key"]) as one,
-        ApplianceClient(f"http://{HOSTS['app2']}:8000", site["key"]) as two,
+        ApplianceClient(f"https://{HOSTS['app1']}", site["key"], ca) as one,
+        ApplianceClient(f"https://{HOSTS['app2']}", site["key"], ca) as two,
     ):
         kb_id = one.create_knowledge_base("shipping", "night.md", DOCUMENT)
         thread_id = one.create_thread(knowledge_bases=[kb_id])
@@ -67,16 +71,72 @@ def test_a_conversation_started_on_one_app_host_continues_on_the_other(site):
         assert one.get(f"/threads/{thread_id}/state").json()["values"]["messages"] == second["messages"]
 
 
-def test_the_database_lets_in_the_app_hosts_only(site):
+def test_the_backends_answer_the_app_hosts_and_refuse_the_rest_of_the_lan(site):
+    machines = site["machines"]
     password = (site["inventory"].parent / "credentials" / "postgresql-appliance").read_text().split()[0]
-    # The controller is on the LAN but is not an app host: pg_hba.conf has no line for it.
-    with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
+    # The controller is on the LAN but is not an app host: refused at the door, with the password.
+    before = _refused_count(machines["data"])
+    with pytest.raises(psycopg.OperationalError, match="refused"):
         psycopg.connect(f"postgresql://appliance:{password}@{HOSTS['data']}:5432/appliance", connect_timeout=5)
-    # An app host gets in with the same password.
-    check = site["machines"]["app1"].ssh(
-        f"PGPASSWORD={password} psql -h {HOSTS['data']} -U appliance -d appliance -XtAc 'SELECT 1'"
+    with pytest.raises(httpx.ConnectError, match="refused"):
+        httpx.get(f"http://{HOSTS['data']}:8001/api/v2/heartbeat", timeout=5, trust_env=False)
+    # Ollama's port too: no Ollama binary can be had here, so nothing listens there,
+    # and the firewall rule's counter shows it was the rule that refused all three.
+    with pytest.raises(httpx.ConnectError, match="refused"):
+        httpx.get(f"http://{HOSTS['data']}:11434/api/tags", timeout=5, trust_env=False)
+    assert _refused_count(machines["data"]) >= before + 3
+
+    # An app host gets in: PostgreSQL with the same password, over TLS only, and Chroma.
+    app1 = machines["app1"]
+    psql = f"PGPASSWORD={password} psql -h {HOSTS['data']} -U appliance -d appliance -XtA"
+    assert app1.ssh(f"PGSSLMODE=require {psql} -c 'SELECT 1'").stdout.strip() == "1"
+    plain = app1.ssh(f"PGSSLMODE=disable {psql} -c 'SELECT 1'", check=False)
+    assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
+    heartbeat = app1.ssh(
+        'python3 -c "import urllib.request as u; '
+        f"print(u.urlopen('http://{HOSTS['data']}:8001/api/v2/heartbeat', timeout=5).status)\""
     )
-    assert check.stdout.strip() == "1"
+    assert heartbeat.stdout.strip() == "200"
+    # And each backend unit exchanges packets with loopback and the app hosts only.
+    for unit in ("chromadb", "postgresql@15-main"):
+        allowed = machines["data"].ssh(f"systemctl show -P IPAddressAllow {unit}").stdout.split()
+        assert set(allowed) == {"127.0.0.0/8", "::1/128", HOSTS["app1"] + "/32", HOSTS["app2"] + "/32"}, allowed
+
+
+def test_the_app_hosts_talk_to_postgresql_over_verified_tls(site):
+    machines = site["machines"]
+    for app in ("app1", "app2"):
+        assert "sslmode=verify-full" in machines[app].ssh("cat /etc/appliance/appliance.toml").stdout
+    # PostgreSQL's own view of the appliance's connections: every one from an app host is TLS.
+    seen = (
+        machines["data"]
+        .ssh(
+            'runuser -u postgres -- psql -XtA -c "SELECT host(a.client_addr), s.ssl, s.version FROM pg_stat_ssl s '
+            "JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'appliance' AND a.client_addr IS NOT NULL\""
+        )
+        .stdout.split()
+    )
+    rows = [row.split("|") for row in seen]
+    assert {host for host, _, _ in rows} == {HOSTS["app1"], HOSTS["app2"]}, rows
+    assert all(ssl == "t" and version.startswith("TLSv1.") for _, ssl, version in rows), rows
+
+
+def test_plain_http_on_an_app_host_only_redirects(site):
+    answer = httpx.post(f"http://{HOSTS['app2']}/threads", json={}, headers={"x-api-key": site["key"]}, trust_env=False)
+    assert answer.status_code == 308 and answer.headers["location"] == f"https://{HOSTS['app2']}/threads"
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"https://{HOSTS['app2']}/healthz", trust_env=False)
+
+
+def _refused_count(machine) -> int:
+    """Packets the backend rule refused so far (nft's counter on that rule)."""
+    rule = [
+        r
+        for r in machine.ssh("nft list chain inet appliance input").stdout.splitlines()
+        if "reject with tcp reset" in r
+    ]
+    assert len(rule) == 1, rule
+    return int(rule[0].split("packets", 1)[1].split()[0])
 
 
 def test_a_second_run_on_three_hosts_changes_nothing(site, bundle):

@@ -11,9 +11,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.droplet.client import ApplianceClient, wait_ready
+from tests.droplet.client import ApplianceClient, local_ca, wait_ready
 from tests.droplet.machines import HOST_ADDRESS, LAN, OUTSIDE_ADDRESS, Droplet, Lan, droplets
 from tests.droplet.playbook import PlaybookRun, install, run_playbook
 
@@ -69,7 +70,7 @@ def site(bundle: Path, image: Path, lan: Lan, ssh_key: Path, tmp_path_factory) -
 
 @pytest.fixture(scope="module")
 def client(site) -> Iterator[ApplianceClient]:
-    with ApplianceClient(f"http://{ADDRESS}:8000", site["key"]) as api:
+    with ApplianceClient(f"https://{ADDRESS}", site["key"], local_ca(site["inventory"])) as api:
         yield api
 
 
@@ -78,10 +79,22 @@ def test_every_service_is_active_and_enabled(site):
     units = ["postgresql", "chromadb", "appliance", "nftables", "appliance-pg-dump.timer"]
     assert solo.ssh(f"systemctl is-active {' '.join(units)}").stdout.split() == ["active"] * len(units)
     assert solo.ssh(f"systemctl is-enabled {' '.join(units)}").stdout.split() == ["enabled"] * len(units)
-    # Backends listen on loopback only; the appliance on the LAN.
+    # Backends listen on loopback only; the appliance on the LAN, HTTPS and the redirect.
     listening = solo.ssh("ss -Hltn").stdout
-    assert "127.0.0.1:5432" in listening and "127.0.0.1:8001" in listening and "0.0.0.0:8000" in listening
+    assert "127.0.0.1:5432" in listening and "127.0.0.1:8001" in listening
+    assert "0.0.0.0:443" in listening and "0.0.0.0:80" in listening
     assert f"{ADDRESS}:5432" not in listening and "0.0.0.0:8001" not in listening
+
+
+def test_https_is_verified_against_the_local_ca_and_plain_http_only_redirects(site, client):
+    assert client.get("/healthz").status_code == 200  # the client verifies the certificate
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"https://{ADDRESS}/healthz", trust_env=False)  # a client that does not trust the CA
+    plain = httpx.get(f"http://{ADDRESS}/threads/search?limit=1", headers={"x-api-key": site["key"]}, trust_env=False)
+    assert plain.status_code == 308 and plain.headers["location"] == f"https://{ADDRESS}/threads/search?limit=1"
+    # The unit keeps one capability, to bind ports 80 and 443.
+    caps = site["droplet"].ssh("systemctl show -P CapabilityBoundingSet -P AmbientCapabilities appliance").stdout
+    assert caps.split() == ["cap_net_bind_service", "cap_net_bind_service"], caps
 
 
 def test_the_first_admin_key_is_readable_by_root_only(site):
