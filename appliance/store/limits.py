@@ -90,7 +90,10 @@ class LimitStore:
                               (SELECT n FROM counted WHERE scope = %(tenant)s) AS tenant_n,
                               ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int
                                   AS retry_after_s,
-                              (SELECT limits FROM tenant_limits WHERE tenant = %(name)s) AS limits""",
+                              (SELECT limits FROM tenant_limits WHERE tenant = %(name)s) AS limits,
+                              -- This statement's own commit: a count lost in a crash is harmless,
+                              -- waiting for the WAL to reach the disk on every request is not.
+                              set_config('synchronous_commit', 'off', true) AS unflushed""",
                     {"key": f"key:{key_id}", "tenant": f"tenant:{tenant}", "name": tenant},
                 )
             ).fetchone()
