@@ -97,10 +97,12 @@ def test_the_backends_answer_the_app_hosts_and_refuse_the_rest_of_the_lan(site):
         f"print(u.urlopen('http://{HOSTS['data']}:8001/api/v2/heartbeat', timeout=5).status)\""
     )
     assert heartbeat.stdout.strip() == "200"
-    # And each backend unit exchanges packets with loopback and the app hosts only.
-    for unit in ("chromadb", "postgresql@15-main"):
+    # And each backend unit exchanges packets with loopback and the app hosts only
+    # (Chroma also with its own host, whose address it listens on).
+    apps = {"127.0.0.0/8", "::1/128", HOSTS["app1"] + "/32", HOSTS["app2"] + "/32"}
+    for unit, peers in (("chromadb", apps | {HOSTS["data"] + "/32"}), ("postgresql@15-main", apps)):
         allowed = machines["data"].ssh(f"systemctl show -P IPAddressAllow {unit}").stdout.split()
-        assert set(allowed) == {"127.0.0.0/8", "::1/128", HOSTS["app1"] + "/32", HOSTS["app2"] + "/32"}, allowed
+        assert set(allowed) == peers, (unit, allowed)
 
 
 def test_the_app_hosts_talk_to_postgresql_over_verified_tls(site):
