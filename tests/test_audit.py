@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.support.fake_ollama import MODEL, FakeOllama
-from tests.support.process import start_server
+from tests.support.process import appliance_env, start_server
 from tests.support.services import free_port
 from tests.support.turns import user
 
@@ -31,17 +31,10 @@ QUESTION = "Where do visitors park when they come to building C?"
 def server(databases, chroma_url, tmp_path):
     url = databases.create()
     with FakeOllama() as ollama:
-        env = {
-            "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-            "APPLIANCE_DATABASE_URL": url,
-            "APPLIANCE_CHROMA_URL": chroma_url,
-            "APPLIANCE_CHROMA_COLLECTION": f"chunks-{url.rsplit('/', 1)[-1]}",
-            "APPLIANCE_LLM_PROVIDER": "ollama",
-            "APPLIANCE_OLLAMA_URL": ollama.url,
-            "APPLIANCE_OLLAMA_MODEL": MODEL,
-            "APPLIANCE_LOG_FORMAT": "json",
-            "APPLIANCE_LOG_LEVEL": "debug",
-        }
+        env = appliance_env(
+            tmp_path / "data", url, chroma_url, llm_provider="ollama", ollama_url=ollama.url, ollama_model=MODEL,
+            log_format="json", log_level="debug",
+        )  # fmt: skip
         process = start_server(env, free_port(), tmp_path / "server.log")
         try:
             yield process, env, url
@@ -165,3 +158,8 @@ async def test_the_log_is_paged_oldest_first(scripted_app):
     assert rest and rest[0]["event_id"] > first[-1]["event_id"]
     bad = await client.get("/audit", params={"limit": 0})
     assert bad.status_code == 400
+    # A bare number is not a time (msgspec would read it as seconds since 1970).
+    not_a_time = await client.get("/audit", params={"since": "0.5"})
+    assert not_a_time.status_code == 422 and "ISO 8601" in not_a_time.json()["detail"]
+    with_offset = await client.get("/audit", params={"since": "2000-01-01T00:00:00+02:00"})
+    assert with_offset.status_code == 200 and len(with_offset.json()) >= 3

@@ -17,16 +17,11 @@ BURST = 100
 
 @pytest.fixture(scope="module")
 async def burst_app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import serve_scripted
+    from tests.support.app import NO_RATE_LIMITS, serve_scripted
 
     # One key sends every burst: its rate limits are off here (test_rate_limits has them).
-    unlimited = {
-        f"limit_{scope}_{kind}": "0"
-        for scope in ("key", "tenant")
-        for kind in ("requests_per_minute", "runs_in_flight")
-    }
     async with serve_scripted(
-        tmp_path_factory.mktemp("burst"), databases.create(), chroma_url, delay=0, **unlimited
+        tmp_path_factory.mktemp("burst"), databases.create(), chroma_url, delay=0, **NO_RATE_LIMITS
     ) as served:
         yield served
 

@@ -53,9 +53,13 @@ async def fuzz(url: str, key: str, config: Path) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 async def fuzzed_app(databases, chroma_url, tmp_path_factory):
     """An appliance of its own: an admin fuzzer creates and revokes keys."""
-    from tests.support.app import serve_scripted
+    from tests.support.app import NO_RATE_LIMITS, serve_scripted
 
-    async with serve_scripted(tmp_path_factory.mktemp("fuzzed"), databases.create(), chroma_url) as served:
+    # The fuzzer's one key sends thousands of requests a minute: rate limits off here
+    # (their 429 is in the description; test_rate_limits proves them).
+    async with serve_scripted(
+        tmp_path_factory.mktemp("fuzzed"), databases.create(), chroma_url, **NO_RATE_LIMITS
+    ) as served:
         yield served
 
 

@@ -15,7 +15,7 @@ import pytest
 from appliance.store.audit import Actor
 from tests.support.app import Served, model_delay, serve_scripted
 from tests.support.fake_ollama import MODEL, FakeOllama
-from tests.support.process import start_server
+from tests.support.process import appliance_env, start_server
 from tests.support.services import free_port
 from tests.support.turns import new_kb, new_thread, upload, user
 
@@ -53,17 +53,11 @@ async def two_processes(databases, chroma_url, tmp_path) -> AsyncIterator[tuple[
     }
     async with serve_scripted(tmp_path / "here", url, chroma_url, **limits) as here:
         with FakeOllama() as ollama:
-            env = {
-                "APPLIANCE_DATA_DIR": str(tmp_path / "there"),
-                "APPLIANCE_DATABASE_URL": url,
-                "APPLIANCE_CHROMA_URL": chroma_url,
-                "APPLIANCE_CHROMA_COLLECTION": f"chunks-{url.rsplit('/', 1)[-1]}",
-                "APPLIANCE_LLM_PROVIDER": "ollama",
-                "APPLIANCE_OLLAMA_URL": ollama.url,
-                "APPLIANCE_OLLAMA_MODEL": MODEL,
-                "APPLIANCE_WORKER_SLOTS": "0",  # runs are executed here, by the scripted model
-                **{f"APPLIANCE_{k.upper()}": v for k, v in limits.items()},
-            }
+            env = appliance_env(
+                tmp_path / "there", url, chroma_url, llm_provider="ollama", ollama_url=ollama.url, ollama_model=MODEL,
+                worker_slots=0,  # runs are executed here, by the scripted model
+                **limits,
+            )  # fmt: skip
             there = await asyncio.to_thread(start_server, env, free_port(), tmp_path / "there.log")
             try:
                 yield here, there.url
@@ -204,3 +198,10 @@ async def test_a_tenants_limits_are_checked_and_admins_only(scripted_app):
     async with await scripted_app.tenant_client(tenant) as user_client:
         assert (await user_client.get(f"/tenants/{tenant}/limits")).status_code == 403
         assert (await user_client.put(f"/tenants/{tenant}/limits", json={})).status_code == 403
+
+
+def test_the_api_names_every_limit_the_store_keeps():
+    from appliance.api.schemas import LimitsUpdate
+    from appliance.store.limits import LIMIT_NAMES
+
+    assert LimitsUpdate.__struct_fields__ == LIMIT_NAMES

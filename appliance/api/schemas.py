@@ -14,6 +14,7 @@ from appliance.agent.state import AgentState
 from appliance.engine.jsonable import STORABLE_INT_MAX, STORABLE_INT_MIN
 from appliance.services.keys import TENANT_PATTERN
 from appliance.services.runs import CLIENT_ROLES, STREAM_MODES
+from appliance.store.limits import LimitSet
 
 Metadata = dict[str, Any]
 Limit = Annotated[int, Meta(ge=1, le=1000)]
@@ -379,17 +380,6 @@ class KeyCreated(msgspec.Struct):
 LimitValue = Annotated[int, Meta(ge=0, le=1_000_000, description="0: no limit")]
 
 
-class Limits(msgspec.Struct, kw_only=True):
-    """A tenant's limits in force (0: no limit)."""
-
-    key_requests_per_minute: LimitValue
-    tenant_requests_per_minute: LimitValue
-    key_runs_in_flight: LimitValue
-    tenant_runs_in_flight: LimitValue
-    key_uploads_in_flight: LimitValue
-    tenant_uploads_in_flight: LimitValue
-
-
 class LimitsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """The tenant's own limits; a limit left out (or null) takes the appliance's setting."""
 
@@ -403,22 +393,9 @@ class LimitsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
 
 class TenantLimits(msgspec.Struct):
     tenant: str
-    limits: Limits
+    limits: LimitSet  # in force
     # The limits this tenant has of its own; the others are the appliance's settings.
     own: dict[str, int]
-
-
-class AuditEvent(msgspec.Struct):
-    event_id: int
-    at: datetime
-    action: str
-    tenant: str | None
-    target: str | None
-    actor: str
-    actor_key_id: uuid.UUID | None
-    actor_tenant: str | None
-    source: str | None
-    detail: dict[str, Any]
 
 
 # Health -------------------------------------------------------------------

@@ -20,21 +20,19 @@ from appliance.llm.provider import LanguageModel
 from appliance.runtime import Runtime
 from appliance.settings import Settings, load_settings
 from appliance.store.audit import Actor
+from tests.support.process import appliance_env
 from tests.support.services import free_port
+
+# For tests whose one key sends far more than a person would (test_rate_limits proves the limits).
+NO_RATE_LIMITS = {
+    f"limit_{scope}_{kind}": "0"
+    for scope in ("key", "tenant")
+    for kind in ("requests_per_minute", "runs_in_flight", "uploads_in_flight")
+}
 
 
 def make_settings(data_dir: Path, database_url: str, chroma_url: str | None = None, **extra: str) -> Settings:
-    env = {
-        "APPLIANCE_DATA_DIR": str(data_dir),
-        # Apps of one session share the Chroma server; each keeps its own collection.
-        "APPLIANCE_CHROMA_COLLECTION": f"chunks-{database_url.rsplit('/', 1)[-1]}",
-        "APPLIANCE_DATABASE_URL": database_url,
-        "APPLIANCE_LOG_LEVEL": "warning",
-        **{f"APPLIANCE_{k.upper()}": str(v) for k, v in extra.items()},
-    }
-    if chroma_url:
-        env["APPLIANCE_CHROMA_URL"] = chroma_url
-    return load_settings(env=env)
+    return load_settings(env=appliance_env(data_dir, database_url, chroma_url, **{"log_level": "warning", **extra}))
 
 
 @dataclass

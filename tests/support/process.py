@@ -14,6 +14,22 @@ from pathlib import Path
 import httpx
 
 
+def appliance_env(
+    data_dir: Path, database_url: str, chroma_url: str | None = None, **settings: object
+) -> dict[str, str]:
+    """The APPLIANCE_* variables of an appliance on these stores; ``settings`` by their names in settings.py."""
+    env = {
+        "APPLIANCE_DATA_DIR": str(data_dir),
+        # Apps of one session share the Chroma server; each keeps its own collection.
+        "APPLIANCE_CHROMA_COLLECTION": f"chunks-{database_url.rsplit('/', 1)[-1]}",
+        "APPLIANCE_DATABASE_URL": database_url,
+        **{f"APPLIANCE_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    if chroma_url:
+        env["APPLIANCE_CHROMA_URL"] = chroma_url
+    return env
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.auth import admin_only
-from appliance.api.schemas import Limits, LimitsUpdate, TenantLimits
+from appliance.api.schemas import LimitsUpdate, TenantLimits
 from appliance.runtime import Runtime
 from appliance.services.keys import check_tenant
 from appliance.store.audit import Actor
@@ -38,4 +38,4 @@ class TenantController(Controller):
 
 async def _view(runtime: Runtime, tenant: str) -> TenantLimits:
     limits, own = await runtime.limits.of_tenant(tenant)
-    return TenantLimits(tenant=tenant, limits=Limits(**msgspec.structs.asdict(limits)), own=own)
+    return TenantLimits(tenant=tenant, limits=limits, own=own)
