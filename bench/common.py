@@ -15,6 +15,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from appliance.llm.provider import LanguageModel
 from appliance.settings import Settings, load_settings
+from tests.support.process import NO_RATE_LIMITS
 from tests.support.scripted_model import scripted_language_model
 from tests.support.services import Databases, postgres_server
 
@@ -39,6 +40,8 @@ def instant_model() -> LanguageModel:
 
 @contextmanager
 def bench_settings(**extra: str) -> Iterator[Settings]:
+    """Settings on a database of their own. One key sends a whole benchmark's
+    load, so the rate limits are off (bench.rate_limit_cost measures their cost)."""
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as server:
         databases = Databases(server)
         try:
@@ -46,7 +49,7 @@ def bench_settings(**extra: str) -> Iterator[Settings]:
                 "APPLIANCE_DATA_DIR": tmp,
                 "APPLIANCE_DATABASE_URL": databases.create(),
                 "APPLIANCE_LOG_LEVEL": "warning",
-                **{f"APPLIANCE_{k.upper()}": v for k, v in extra.items()},
+                **{f"APPLIANCE_{k.upper()}": v for k, v in (NO_RATE_LIMITS | extra).items()},
             }
             yield load_settings(env=env)
         finally:

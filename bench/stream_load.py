@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import percentile
+from tests.support.process import NO_RATE_LIMITS
 from tests.support.services import Databases, free_port, postgres_server
 
 
@@ -179,6 +180,8 @@ def main() -> None:
             "APPLIANCE_WORKER_SLOTS": str(args.streams),
             "APPLIANCE_DB_POOL_MIN_SIZE": "4",
             "APPLIANCE_DB_POOL_MAX_SIZE": "40",
+            # One key opens every stream: its rate limits are off for a capacity test.
+            **{f"APPLIANCE_{k.upper()}": v for k, v in NO_RATE_LIMITS.items()},
         }
         ports = [port] + [free_port() for _ in range(args.servers - 1)]
         servers = []

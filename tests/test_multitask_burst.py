@@ -17,7 +17,8 @@ BURST = 100
 
 @pytest.fixture(scope="module")
 async def burst_app(databases, chroma_url, tmp_path_factory):
-    from tests.support.app import NO_RATE_LIMITS, serve_scripted
+    from tests.support.app import serve_scripted
+    from tests.support.process import NO_RATE_LIMITS
 
     # One key sends every burst: its rate limits are off here (test_rate_limits has them).
     async with serve_scripted(

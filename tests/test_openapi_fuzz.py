@@ -53,7 +53,8 @@ async def fuzz(url: str, key: str, config: Path) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 async def fuzzed_app(databases, chroma_url, tmp_path_factory):
     """An appliance of its own: an admin fuzzer creates and revokes keys."""
-    from tests.support.app import NO_RATE_LIMITS, serve_scripted
+    from tests.support.app import serve_scripted
+    from tests.support.process import NO_RATE_LIMITS
 
     # The fuzzer's one key sends thousands of requests a minute: rate limits off here
     # (their 429 is in the description; test_rate_limits proves them).

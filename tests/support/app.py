@@ -23,13 +23,6 @@ from appliance.store.audit import Actor
 from tests.support.process import appliance_env
 from tests.support.services import free_port
 
-# For tests whose one key sends far more than a person would (test_rate_limits proves the limits).
-NO_RATE_LIMITS = {
-    f"limit_{scope}_{kind}": "0"
-    for scope in ("key", "tenant")
-    for kind in ("requests_per_minute", "runs_in_flight", "uploads_in_flight")
-}
-
 
 def make_settings(data_dir: Path, database_url: str, chroma_url: str | None = None, **extra: str) -> Settings:
     return load_settings(env=appliance_env(data_dir, database_url, chroma_url, **{"log_level": "warning", **extra}))

@@ -13,6 +13,13 @@ from pathlib import Path
 
 import httpx
 
+# For tests whose one key sends far more than a person would (test_rate_limits proves the limits).
+NO_RATE_LIMITS = {
+    f"limit_{scope}_{kind}": "0"
+    for scope in ("key", "tenant")
+    for kind in ("requests_per_minute", "runs_in_flight", "uploads_in_flight")
+}
+
 
 def appliance_env(
     data_dir: Path, database_url: str, chroma_url: str | None = None, **settings: object
