@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -89,3 +90,16 @@ def test_half_a_tls_setup_is_refused_naming_what_is_missing():
         load_settings(env={"APPLIANCE_TLS_CERT_FILE": "/etc/appliance/tls/server.crt"})
     with pytest.raises(SettingsError, match="http_redirect_port redirects to HTTPS"):
         load_settings(env={"APPLIANCE_HTTP_REDIRECT_PORT": "80"})
+
+
+def test_the_terminal_commands_trust_the_ca_they_are_given(https_server, tmp_path):
+    server, ca, _, _, key = https_server
+    notes = tmp_path / "lift.md"
+    notes.write_text("# Lift\n\nThe lift is serviced every Monday morning.\n")
+    appliance = str(Path(sys.executable).with_name("appliance"))
+    command = [appliance, "ingest", str(notes), "-k", "building", "--url", server.url, "--key", key, "-q"]
+    trusted = subprocess.run([*command, "--ca-file", str(ca)], capture_output=True, text=True, timeout=120)
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    untrusted = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert "--ca-file" in untrusted.stderr and "Traceback" not in untrusted.stderr

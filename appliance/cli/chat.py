@@ -65,12 +65,12 @@ def message(text: str) -> dict:
 
 
 class RemoteBackend:
-    def __init__(self, url: str, key: str, thread_id: str | None, bases: list[str] | None = None) -> None:
-        import httpx
+    def __init__(
+        self, url: str, key: str, thread_id: str | None, bases: list[str] | None = None, ca_file: str | None = None
+    ) -> None:
+        from appliance.cli.remote import api_client
 
-        self.client = httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers={"x-api-key": key}, timeout=httpx.Timeout(300, connect=5), trust_env=False
-        )
+        self.client = api_client(url, key, timeout_s=300, ca_file=ca_file)
         self.thread_id = thread_id or ""
         self.bases = bases
 
@@ -200,7 +200,7 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         if not key:
             print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
             return 2
-        return await converse(RemoteBackend(args.url, key, args.thread, args.knowledge_base))
+        return await converse(RemoteBackend(args.url, key, args.thread, args.knowledge_base, args.ca_file))
 
     from appliance.observability.logs import configure_logging
     from appliance.runtime import open_runtime
@@ -211,4 +211,6 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(_chat(settings, args))
+    from appliance.cli.remote import run_remote
+
+    return run_remote(_chat(settings, args), args.url)

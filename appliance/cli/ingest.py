@@ -47,12 +47,10 @@ def files_under(paths: Iterable[str]) -> Iterator[Path]:
 
 
 class RemoteTarget:
-    def __init__(self, url: str, key: str) -> None:
-        import httpx
+    def __init__(self, url: str, key: str, ca_file: str | None = None) -> None:
+        from appliance.cli.remote import api_client
 
-        self.client = httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers={"x-api-key": key}, timeout=httpx.Timeout(600, connect=5), trust_env=False
-        )
+        self.client = api_client(url, key, timeout_s=600, ca_file=ca_file)
         self.kb_id = ""
 
     async def open(self, name: str) -> str:
@@ -147,7 +145,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         if not key:
             print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
             return 2
-        return await run_batch(RemoteTarget(args.url, key), args.knowledge_base, files, progress=progress)
+        return await run_batch(RemoteTarget(args.url, key, args.ca_file), args.knowledge_base, files, progress=progress)
 
     from appliance.observability.logs import configure_logging
     from appliance.runtime import open_database, open_knowledge
@@ -159,4 +157,6 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def ingest(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(_ingest(settings, args))
+    from appliance.cli.remote import run_remote
+
+    return run_remote(_ingest(settings, args), args.url)

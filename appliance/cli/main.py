@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", help="a running appliance, e.g. http://127.0.0.1:8000 (default: in-process)")
     chat.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
     chat.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
+    chat.add_argument("--ca-file", help="with an https:// URL, the CA certificate to trust (an install's ca.crt)")
     chat.add_argument("--thread", help="continue this thread id instead of starting a new one")
     chat.add_argument(
         "-k",
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--url", help="a running appliance (default: in-process; use --url while one runs embedded)")
     ingest.add_argument("--key", help="API key (or APPLIANCE_API_KEY in the environment)")
     ingest.add_argument("--key-file", help="file holding the API key (default: the admin key file)")
+    ingest.add_argument("--ca-file", help="with an https:// URL, the CA certificate to trust (an install's ca.crt)")
     ingest.add_argument("--tenant", default="default", help="in-process only: the tenant that owns it")
     ingest.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
