@@ -59,10 +59,9 @@ class Limits:
     @asynccontextmanager
     async def uploading(self, key_id: uuid.UUID | None, tenant: str) -> AsyncIterator[None]:
         """Hold an upload slot while a document is ingested."""
-        limits = effective(self.defaults, await self.store.overrides(tenant))
         async with AsyncExitStack() as held:
-            try:
-                await held.enter_async_context(self.store.upload_slot(key_id, tenant, limits))
+            try:  # only the slot's admission: an OverLimit from the body is not this 429
+                await held.enter_async_context(self.store.upload_slot(key_id, tenant, self.defaults))
             except OverLimit as exc:
                 raise rate_limited(exc, tenant) from None
             yield

@@ -65,6 +65,17 @@ async def lock_tenant(conn: AsyncConnection, purpose: str, tenant: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 5151))", (f"{purpose}:{tenant}",))
 
 
+def check_in_flight(
+    limits: LimitSet, kind: str, key_id: uuid.UUID | None, counts: dict[str, int], retry_after_s: int
+) -> None:
+    """OverLimit when one more ``kind`` ("runs" or "uploads") in flight would put the
+    key (``counts["key_n"]``; none for the host's CLI) or the tenant (``counts["tenant_n"]``) over."""
+    for scope in ("key", "tenant"):
+        name = f"{scope}_{kind}_in_flight"
+        if (scope == "tenant" or key_id is not None) and over(getattr(limits, name), counts[f"{scope}_n"] + 1):
+            raise OverLimit(name, getattr(limits, name), retry_after_s)
+
+
 async def overrides_on(conn: AsyncConnection, tenant: str) -> dict[str, int]:
     row = await (await conn.execute("SELECT limits FROM tenant_limits WHERE tenant = %s", (tenant,))).fetchone()
     return row["limits"] if row else {}
@@ -122,11 +133,13 @@ class LimitStore:
         return limits
 
     @asynccontextmanager
-    async def upload_slot(self, key_id: uuid.UUID | None, tenant: str, limits: LimitSet) -> AsyncIterator[None]:
-        """Hold one of the key's and the tenant's upload slots for the body of the block."""
+    async def upload_slot(self, key_id: uuid.UUID | None, tenant: str, defaults: LimitSet) -> AsyncIterator[None]:
+        """Hold one of the key's and the tenant's upload slots for the body of the block
+        (OverLimit when there is none, by ``defaults`` and the tenant's own limits)."""
         upload_id = uuid.uuid4()
         async with self.pool.connection() as conn, conn.transaction():
             await lock_tenant(conn, "uploads", tenant)
+            limits = effective(defaults, await overrides_on(conn, tenant))
             await conn.execute("DELETE FROM uploads_in_flight WHERE tenant = %s AND expires_at < now()", (tenant,))
             row = await (
                 await conn.execute(
@@ -136,10 +149,7 @@ class LimitStore:
                 )
             ).fetchone()
             # Uploads take seconds to minutes; a few seconds is an honest guess at a free slot.
-            if key_id is not None and over(limits.key_uploads_in_flight, row["key_n"] + 1):
-                raise OverLimit("key_uploads_in_flight", limits.key_uploads_in_flight, 5)
-            if over(limits.tenant_uploads_in_flight, row["tenant_n"] + 1):
-                raise OverLimit("tenant_uploads_in_flight", limits.tenant_uploads_in_flight, 5)
+            check_in_flight(limits, "uploads", key_id, row, retry_after_s=5)
             await conn.execute(
                 """INSERT INTO uploads_in_flight (upload_id, tenant, key_id, expires_at)
                    VALUES (%s, %s, %s, now() + %s * interval '1 second')""",

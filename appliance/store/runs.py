@@ -21,7 +21,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from appliance.store.limits import LimitSet, OverLimit, effective, lock_tenant, over, overrides_on
+from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant, overrides_on
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -170,10 +170,7 @@ class RunStore:
                 (new.key_id, new.tenant),
             )
         ).fetchone()
-        if new.key_id is not None and over(limits.key_runs_in_flight, row["key_n"] + 1):
-            raise OverLimit("key_runs_in_flight", limits.key_runs_in_flight, RUN_RETRY_AFTER_S)
-        if over(limits.tenant_runs_in_flight, row["tenant_n"] + 1):
-            raise OverLimit("tenant_runs_in_flight", limits.tenant_runs_in_flight, RUN_RETRY_AFTER_S)
+        check_in_flight(limits, "runs", new.key_id, row, RUN_RETRY_AFTER_S)
 
     async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
         """Runs that never started: ``interrupt`` ends them, ``rollback`` erases
