@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from langgraph.graph.state import CompiledStateGraph
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.agent.context import built_in_context
 from appliance.agent.graph import build_graph, memory_policy
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import EventLog
@@ -25,10 +26,12 @@ from appliance.engine.worker import Worker
 from appliance.knowledge.embeddings import Embedder, load_embedder
 from appliance.knowledge.ingest import Ingestor
 from appliance.knowledge.retrieval import Retriever
+from appliance.llm.catalog import ModelCatalog, catalog_for
 from appliance.llm.errors import ModelError
 from appliance.llm.gate import ModelGate
 from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
+from appliance.services.assistants import AssistantService
 from appliance.services.keys import KeyService
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.limits import Limits, defaults_from
@@ -36,6 +39,7 @@ from appliance.services.openai_chat import OpenAIChatService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.settings import Settings, ipaddress_networks
+from appliance.store.assistants import AssistantStore
 from appliance.store.audit import AuditStore
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import EmbeddedPostgres, database_in_use, open_pool
@@ -68,6 +72,8 @@ class Runtime:
     metrics: Metrics
     limits: Limits
     audit: AuditStore
+    assistants: AssistantService
+    models: ModelCatalog
 
 
 @asynccontextmanager
@@ -128,14 +134,9 @@ async def open_runtime(
             log.error("model not ready: %s", exc.message)
         policy = memory_policy(settings, model)
         knowledge = await open_knowledge(settings, pool, embedder)
-        graph = build_graph(
-            model,
-            policy,
-            checkpointer,
-            retriever=knowledge.retriever,
-            retrieval_k=settings.retrieval_k,
-            max_retrievals=settings.rag_max_retrievals,
-        )
+        models, defaults = catalog_for(settings, model), built_in_context(settings, model.name)
+        graph = build_graph(models, policy, checkpointer, defaults=defaults, retriever=knowledge.retriever)
+        assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
         limits = Limits(LimitStore(pool), defaults_from(settings))
@@ -149,7 +150,9 @@ async def open_runtime(
             open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks),
         ):
             await thread_store.reset_stale_busy()
-            runs = RunService(graph, run_store, worker.events, worker, threads, policy, knowledge, webhooks, limits)
+            runs = RunService(
+                graph, run_store, worker.events, worker, threads, policy, knowledge, assistants, webhooks, limits
+            )
             yield Runtime(
                 settings=settings,
                 pool=pool,
@@ -162,7 +165,9 @@ async def open_runtime(
                 threads=threads,
                 knowledge=knowledge,
                 runs=runs,
-                openai=OpenAIChatService(runs, threads, knowledge),
+                openai=OpenAIChatService(runs, threads, assistants),
+                assistants=assistants,
+                models=models,
                 worker=worker,
                 metrics=metrics,
                 limits=limits,

@@ -15,7 +15,9 @@ import uuid
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+from appliance.agent.context import built_in_context
 from appliance.agent.graph import build_graph, memory_policy
+from appliance.llm.catalog import ModelCatalog
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
 from appliance.store.migrations import migrate
@@ -26,7 +28,9 @@ async def run(saver_class, pool, settings, conversations: int, turns: int) -> tu
     saver = saver_class(pool)
     await saver.setup()
     model = instant_model()
-    graph = build_graph(model, memory_policy(settings, model), saver)
+    graph = build_graph(
+        ModelCatalog(model), memory_policy(settings, model), saver, defaults=built_in_context(settings, model.name)
+    )
     latencies: list[float] = []
 
     async def converse() -> None:

@@ -6,6 +6,11 @@ import asyncio
 import sys
 
 
+def conversation_of(output: str) -> str:
+    """The thread id the chat prints when it starts: "conversation ID with ASSISTANT"."""
+    return output.split("conversation ", 1)[1].split()[0]
+
+
 async def test_chat_streams_answers_and_keeps_one_thread(scripted_app, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(scripted_app.admin_key + "\n")
@@ -26,7 +31,8 @@ async def test_chat_streams_answers_and_keeps_one_thread(scripted_app, tmp_path)
     out, err = await asyncio.wait_for(process.communicate(b"first line\nsecond line\n/quit\n"), 120)
     text = out.decode()
     assert process.returncode == 0, err.decode()
-    thread_id = text.split("conversation ", 1)[1].split(".", 1)[0]
+    thread_id = conversation_of(text)
+    assert f"conversation {thread_id} with agent." in text
     assert text.count("assistant> reply-") == 2
     state = (await scripted_app.client.get(f"/threads/{thread_id}/state")).json()
     assert [m["content"] for m in state["values"]["messages"] if m["type"] == "human"] == ["first line", "second line"]
@@ -46,7 +52,7 @@ def test_chat_in_process_uses_the_embedded_default_and_remembers_the_thread(tmp_
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("assistant> ") == 2
-    thread_id = result.stdout.split("conversation ", 1)[1].split(".", 1)[0]
+    thread_id = conversation_of(result.stdout)
     # The same conversation continues from the CLI after the process ended.
     resumed = subprocess.run(
         [sys.executable, "-m", "appliance.cli.main", "chat", "--thread", thread_id],
@@ -57,7 +63,7 @@ def test_chat_in_process_uses_the_embedded_default_and_remembers_the_thread(tmp_
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"conversation {thread_id} (4 earlier messages)" in resumed.stdout
+    assert f"conversation {thread_id} with agent (4 earlier messages)" in resumed.stdout
     unknown = subprocess.run(
         [sys.executable, "-m", "appliance.cli.main", "chat", "--thread", "00000000-0000-0000-0000-000000000000"],
         input="/quit\n",
@@ -81,24 +87,44 @@ async def chat_process(app, tmp_path, *args: str, typed: bytes = b"/quit\n") -> 
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_a_new_conversation_uses_the_named_knowledge_bases_or_all_of_them(scripted_app, tmp_path):
+async def test_a_new_conversation_uses_the_named_knowledge_bases_or_its_assistants(scripted_app, tmp_path):
     from tests.support.turns import new_kb
 
     manuals, policies = await new_kb(scripted_app.client, "manuals"), await new_kb(scripted_app.client, "policies")
 
-    async def bases_of(output: str) -> list[str]:
-        thread_id = output.split("conversation ", 1)[1].split(".", 1)[0]
-        return (await scripted_app.client.get(f"/threads/{thread_id}")).json()["metadata"]["knowledge_bases"]
+    async def metadata_of(output: str) -> dict:
+        return (await scripted_app.client.get(f"/threads/{conversation_of(output)}")).json()["metadata"]
 
     code, out, err = await chat_process(scripted_app, tmp_path, "--knowledge-base", "manuals")
     assert code == 0, err
-    assert await bases_of(out) == [manuals]
+    assert (await metadata_of(out))["knowledge_bases"] == [manuals]
     code, out, err = await chat_process(scripted_app, tmp_path, "-k", "manuals", "-k", policies)
     assert code == 0, err
-    assert await bases_of(out) == [manuals, policies]
-    # Without -k, every knowledge base, as a new conversation in the web chat.
+    assert (await metadata_of(out))["knowledge_bases"] == [manuals, policies]
+    # Without -k, the conversation has no choice of its own: its assistant's applies, as in the web chat.
     code, out, err = await chat_process(scripted_app, tmp_path)
     assert code == 0, err
-    assert sorted(await bases_of(out)) == sorted([manuals, policies])
+    assert "knowledge_bases" not in await metadata_of(out)
     code, out, err = await chat_process(scripted_app, tmp_path, "-k", "nosuch")
     assert code == 2 and "no knowledge base named 'nosuch'" in err and "manuals" in err
+
+
+async def test_chat_talks_to_the_assistant_named(scripted_app, tmp_path):
+    created = await scripted_app.client.post(
+        "/assistants", json={"graph_id": "agent", "name": "terse", "context": {"instructions": "Be terse."}}
+    )
+    assert created.status_code == 200, created.text
+    code, out, err = await chat_process(scripted_app, tmp_path, "--assistant", "terse", typed=b"hello\n/quit\n")
+    assert code == 0, err
+    assert f"conversation {conversation_of(out)} with terse." in out
+    assert (await metadata_of_thread(scripted_app, conversation_of(out)))["assistant_id"] == created.json()[
+        "assistant_id"
+    ]
+    # The run used the assistant's instructions: the model's prompt began with them.
+    assert scripted_app.chat.answer_prompts()[-1][0].text == "Be terse."
+    code, out, err = await chat_process(scripted_app, tmp_path, "-a", "nobody")
+    assert code == 2 and "no assistant 'nobody'" in err
+
+
+async def metadata_of_thread(app, thread_id: str) -> dict:
+    return (await app.client.get(f"/threads/{thread_id}")).json()["metadata"]

@@ -59,7 +59,8 @@ async def test_sdk_finds_the_agent_and_reads_its_schemas(sdk_app):
     assert (await client.assistants.get(ASSISTANT_ID))["graph_id"] == "agent"
     schemas = await client.assistants.get_schemas("agent")
     assert "messages" in schemas["input_schema"]["properties"]
-    assert "knowledge_bases" in schemas["config_schema"]["properties"]
+    assert "knowledge_bases" in schemas["context_schema"]["properties"]
+    assert "review_queries" in schemas["config_schema"]["properties"]
     drawing = await client.assistants.get_graph("agent")
     assert {"respond", "retrieve", "generate"} <= {n["id"] for n in drawing["nodes"]}
 

@@ -244,6 +244,39 @@ async def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(pag
     assert response.status_code == 404
 
 
+async def test_a_conversation_started_with_a_chosen_assistant_shows_and_uses_it_after_a_reload(page, app):
+    _, secret = await app.runtime.keys.create(f"web-{uuid.uuid4().hex[:6]}", actor=Actor.host())
+    # Strict answers only from documents and has none: its answer is the refusal, never the model's chat.
+    strict = {"documents_only": True, "knowledge_bases": []}
+    created = await app.as_key(secret).post(
+        "/assistants", json={"graph_id": "agent", "name": "Strict", "context": strict}
+    )
+    assert created.status_code == 200, created.text
+    await sign_in(page, app, secret)
+    await page.get_by_label("Assistant").select_option(label="Strict")
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await expect(page.locator("#thread-assistant")).to_have_text("with Strict")
+    await ask(page, "Hello there")
+    answer = await last_answer_done(page)
+    assert (await answer.locator(".text").inner_text()).startswith("The documents available to this conversation")
+    await shot(page, "07-assistant-chosen")
+
+    await page.reload()
+    await page.get_by_role("textbox", name="Message").wait_for()
+    await expect(page.locator("#thread-assistant")).to_have_text("with Strict")
+    assert await page.get_by_label("Assistant").evaluate("s => s.selectedOptions[0].text") == "agent"
+    await ask(page, "Hello again")
+    answer = await last_answer_done(page)
+    assert (await answer.locator(".text").inner_text()).startswith("The documents available to this conversation")
+
+    # A conversation started with the built-in assistant chats as before.
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await expect(page.locator("#thread-assistant")).to_have_text("with agent")
+    await ask(page, "Hello there")
+    answer = await last_answer_done(page)
+    assert (await answer.locator(".text").inner_text()).startswith("Hello! (reply ")
+
+
 async def test_stop_ends_a_running_answer(page, app, key):
     await sign_in(page, app, key)
     await page.get_by_role("button", name="New conversation", exact=True).click()

@@ -5,6 +5,8 @@
 
     plan ─▶ small talk? ─yes─▶ respond ─▶ END
                         └─no──▶ retrieve ─▶ grade
+            (documents_only: every message is searched for, and with no
+             knowledge bases to search the answer is refuse)
 
     grade ─▶ any passage answers? ─yes─────────────────▶ generate ─▶ verify ─▶ END
                                   └─no, tries left─▶ rewrite ─▶ retrieve
@@ -13,8 +15,9 @@
 ``verify`` keeps the model's draft when its sources support it, else answers
 with the sources' own sentences, quoted.
 
-Without a retriever (or with no knowledge bases on the run) ``plan`` always
-routes to ``respond``: a plain conversation with bounded memory.
+Without a retriever (or with no knowledge bases on the run) ``plan`` routes to
+``respond``: a plain conversation with bounded memory. What each node does is
+configured by the run's assistant: the graph's context (``AssistantContext``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
+from appliance.agent.configured import Configurator
+from appliance.agent.context import AssistantContext
 from appliance.agent.evidence import EvidenceJudge
 from appliance.agent.memory import MemoryPolicy
 from appliance.agent.nodes import make_fold_history, make_respond, needs_fold
@@ -40,6 +45,7 @@ from appliance.agent.rag_nodes import (
 )
 from appliance.agent.state import AgentState
 from appliance.knowledge.retrieval import Retriever
+from appliance.llm.catalog import ModelCatalog
 from appliance.llm.errors import ModelBusy, ModelUnavailable
 from appliance.llm.provider import LanguageModel
 
@@ -56,41 +62,44 @@ MODEL_RETRY = RetryPolicy(
 
 
 def build_graph(
-    model: LanguageModel,
+    models: ModelCatalog,
     policy: MemoryPolicy,
     checkpointer: BaseCheckpointSaver | None,
     *,
+    defaults: AssistantContext,
     retriever: Retriever | None = None,
-    retrieval_k: int = 4,
-    max_retrievals: int = 2,
 ) -> CompiledStateGraph:
-    graph = StateGraph(AgentState)
-    graph.add_node("fold_history", make_fold_history(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_node("plan", make_plan(retriever))
-    graph.add_node("respond", make_respond(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_conditional_edges(START, needs_fold(policy), {"fold_history": "fold_history", "plan": "plan"})
+    """The agent. ``defaults`` is the built-in assistant's context, for a run given none."""
+    configure = Configurator(models, policy, defaults)
+    graph = StateGraph(AgentState, context_schema=AssistantContext)
+    graph.add_node("fold_history", make_fold_history(configure), retry_policy=MODEL_RETRY)
+    graph.add_node("plan", make_plan(configure, retriever))
+    graph.add_node("respond", make_respond(configure), retry_policy=MODEL_RETRY)
+    graph.add_node("refuse", refuse)
+    graph.add_conditional_edges(START, needs_fold(configure), {"fold_history": "fold_history", "plan": "plan"})
     graph.add_edge("fold_history", "plan")
     graph.add_edge("respond", END)
+    graph.add_edge("refuse", END)
     if retriever is None:
-        graph.add_edge("plan", "respond")
+        graph.add_conditional_edges("plan", after_plan(configure), {"respond": "respond", "refuse": "refuse"})
         return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
     judge = EvidenceJudge(retriever.embedder)
-    graph.add_node("retrieve", make_retrieve(retriever, retrieval_k))
-    graph.add_node("grade", make_grade(model, judge, retrieval_k), retry_policy=MODEL_RETRY)
-    graph.add_node("rewrite", make_rewrite(model, retriever), retry_policy=MODEL_RETRY)
-    graph.add_node("generate", make_generate(model, policy), retry_policy=MODEL_RETRY)
-    graph.add_node("verify", make_verify(model, judge))
-    graph.add_node("refuse", refuse)
-    graph.add_conditional_edges("plan", after_plan, {"respond": "respond", "retrieve": "retrieve"})
+    graph.add_node("retrieve", make_retrieve(configure, retriever))
+    graph.add_node("grade", make_grade(configure, judge), retry_policy=MODEL_RETRY)
+    graph.add_node("rewrite", make_rewrite(configure, retriever), retry_policy=MODEL_RETRY)
+    graph.add_node("generate", make_generate(configure), retry_policy=MODEL_RETRY)
+    graph.add_node("verify", make_verify(configure, judge))
+    graph.add_conditional_edges(
+        "plan", after_plan(configure), {"respond": "respond", "retrieve": "retrieve", "refuse": "refuse"}
+    )
     graph.add_edge("retrieve", "grade")
     graph.add_conditional_edges(
-        "grade", after_grade(max_retrievals), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}
+        "grade", after_grade(configure), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}
     )
     graph.add_edge("rewrite", "retrieve")
     graph.add_edge("generate", "verify")
     graph.add_edge("verify", END)
-    graph.add_edge("refuse", END)
     return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
 

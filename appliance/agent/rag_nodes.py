@@ -20,9 +20,12 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.constants import TAG_NOSTREAM
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from appliance.agent.citations import cite, passage_dict
+from appliance.agent.configured import Configurator
+from appliance.agent.context import AssistantContext
 from appliance.agent.evidence import (
     Evidence,
     EvidenceJudge,
@@ -31,7 +34,7 @@ from appliance.agent.evidence import (
     extractive_answer,
     relevant_passages,
 )
-from appliance.agent.memory import MemoryPolicy, build_prompt
+from appliance.agent.memory import build_prompt
 from appliance.agent.nodes import Node, call_model, memory_of
 from appliance.agent.rag_prompts import (
     GRADE_CHOICES,
@@ -48,13 +51,10 @@ from appliance.llm.choices import parse_choice
 from appliance.llm.provider import LanguageModel
 from appliance.store.knowledge import ChunkFilter
 
-# Candidates less similar than this to the question are not worth judging.
-CANDIDATE_FLOOR = 0.1
 
-
-def knowledge_bases(config: RunnableConfig) -> list[uuid.UUID]:
-    """The knowledge bases a run may search (the run service has checked them)."""
-    return [uuid.UUID(str(i)) for i in (config.get("configurable") or {}).get("knowledge_bases") or []]
+def knowledge_bases(context: AssistantContext) -> list[uuid.UUID]:
+    """The knowledge bases a run may search (the run service resolved and checked them)."""
+    return [uuid.UUID(i) for i in context.knowledge_bases]
 
 
 def progress(node: str, **detail: Any) -> None:
@@ -74,14 +74,19 @@ def answer_metadata(state: AgentState, citations: list[dict[str, Any]], mode: st
     return metadata
 
 
-def make_plan(retriever: Retriever | None) -> Callable[..., Any]:
-    """A conversation with knowledge bases searches them unless the message is small talk (rules, no model)."""
+def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
+    """A conversation with knowledge bases searches them unless the message is
+    small talk (rules, no model); an assistant that answers only from documents
+    searches for every message, and refuses when it has none to search."""
 
-    async def plan(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    async def plan(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        context = configure(runtime.context).context
         question = next((str(m.text) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
                 "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None}  # fmt: skip
-        if retriever is None or not knowledge_bases(config):
+        if context.documents_only:
+            return turn | {"use_documents": True}
+        if retriever is None or not knowledge_bases(context):
             return turn | {"use_documents": False}
         progress("plan", status="deciding whether the documents are needed")
         return turn | {"use_documents": not is_small_talk(question)}
@@ -101,19 +106,19 @@ def reviewed_query(query: str, question: str) -> str:
     return query
 
 
-def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
-    # More candidates than are answered from, under a lower floor: passages
-    # holding several facts are less similar to a question than the one
-    # sentence that answers it, and the judgement looks at sentences.
-    candidates = max(2 * k, 8)
-
-    async def retrieve(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+def make_retrieve(configure: Configurator, retriever: Retriever) -> Callable[..., Any]:
+    async def retrieve(state: AgentState, config: RunnableConfig, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        context = configure(runtime.context).context
         query = state["query"]
         if (config.get("configurable") or {}).get("review_queries"):
             query = reviewed_query(query, state["question"])
         progress("retrieve", query=query)
-        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(config))
-        found = await retriever.search(query, scope, candidates, floor=CANDIDATE_FLOOR)
+        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(context))
+        # More candidates than are answered from, under a low floor: passages
+        # holding several facts are less similar to a question than the one
+        # sentence that answers it, and the judgement looks at sentences.
+        candidates = max(2 * context.retrieval_k, 8)
+        found = await retriever.search(query, scope, candidates, floor=context.relevance_floor)
         passages = [passage_dict(p) for p in found.passages]
         trace = {"query": query, "found": len(passages), "relevant": 0}
         return {
@@ -127,13 +132,15 @@ def make_retrieve(retriever: Retriever, k: int) -> Callable[..., Any]:
     return retrieve
 
 
-def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
+def make_grade(configure: Configurator, judge: EvidenceJudge) -> Node:
     """Which passages answer the question: the model's yes or no for a model
     trusted to decide, else the retrieval evidence alone. Either way the
     answering sentences are kept, for the answer check and extractive answers."""
-    grader = model.decider(GRADE_CHOICES).with_config(tags=[TAG_NOSTREAM], run_name="grade")
 
-    async def by_model(question: str, passages: list[dict[str, Any]]) -> tuple[list, list[Evidence], float]:
+    async def by_model(
+        model: LanguageModel, question: str, passages: list[dict[str, Any]], k: int
+    ) -> tuple[list, list[Evidence], float]:
+        grader = model.decider(GRADE_CHOICES).with_config(tags=[TAG_NOSTREAM], run_name="grade")
         relevant = []
         for passage in passages[:k]:
             reply = await call_model(model, grader, grade_prompt(question, passage))
@@ -143,16 +150,18 @@ def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
         found = judge.best_of(await judge.score(question, relevant))
         return relevant, found, time.perf_counter() - started
 
-    async def by_evidence(question: str, passages: list[dict[str, Any]]) -> tuple[list, list[Evidence], float]:
+    async def by_evidence(
+        model: LanguageModel, question: str, passages: list[dict[str, Any]], k: int
+    ) -> tuple[list, list[Evidence], float]:
         started = time.perf_counter()
         found = judge.answering(await judge.score(question, passages))
         return relevant_passages(passages, found)[:k], found, time.perf_counter() - started
 
-    decide = by_model if model.can("decide") else by_evidence
-
-    async def grade(state: AgentState) -> dict[str, Any]:
+    async def grade(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        setup = configure(runtime.context)
+        decide = by_model if setup.model.can("decide") else by_evidence
         passages = state.get("passages", [])
-        relevant, answering, seconds = await decide(state["question"], passages)
+        relevant, answering, seconds = await decide(setup.model, state["question"], passages, setup.context.retrieval_k)
         progress("grade", passages=len(passages), relevant=len(relevant), check_ms=round(seconds * 1000, 1))
         retrievals = list(state.get("retrievals", []))
         if retrievals:
@@ -162,53 +171,56 @@ def make_grade(model: LanguageModel, judge: EvidenceJudge, k: int) -> Node:
     return grade
 
 
-def make_rewrite(model: LanguageModel, retriever: Retriever) -> Callable[..., Any]:
+def make_rewrite(configure: Configurator, retriever: Retriever) -> Node:
     """The second query: the model's rewrite for a model trusted to rewrite, else lexical expansion."""
-    rewriter = model.rewriter.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
 
-    async def rewrite(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    async def rewrite(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        setup = configure(runtime.context)
         progress("rewrite", status="nothing relevant found; searching with other words")
-        if model.can("rewrite"):
-            reply = await call_model(model, rewriter, rewrite_prompt(state["question"], _tried(state)))
+        if setup.model.can("rewrite"):
+            rewriter = setup.model.rewriter.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
+            reply = await call_model(setup.model, rewriter, rewrite_prompt(state["question"], _tried(state)))
             return {"query": clean_query(reply.text, fallback=state["question"])}
-        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(config))
+        scope = ChunkFilter(knowledge_base_ids=knowledge_bases(setup.context))
         return {"query": await retriever.expanded_query(state["question"], scope)}
 
     return rewrite
 
 
-def make_generate(model: LanguageModel, policy: MemoryPolicy) -> Node:
+def make_generate(configure: Configurator) -> Node:
     """The model's draft from the relevant passages. It does not stream: the
     client sees the answer once it has been checked (``verify``), so what was
     shown is what is kept. A model not trusted to judge relevance is shown only
     the answering sentences of each passage: a small model loses its way in
     whole passages, and copies or rephrases one sentence well."""
-    writer = model.answer.with_config(tags=[TAG_NOSTREAM], run_name="generate")
 
-    def citer(sources: int) -> Any:
+    def writer(setup: Any, sources: int) -> Any:
         """Where the provider can, the draft must end by citing a source (small models forget to)."""
-        return model.citer(sources).with_config(tags=[TAG_NOSTREAM], run_name="generate")
+        chosen = setup.model.citer(sources) if setup.model.citer else setup.answer
+        return chosen.with_config(tags=[TAG_NOSTREAM], run_name="generate")
 
-    async def generate(state: AgentState) -> dict[str, Any]:
+    async def generate(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        setup = configure(runtime.context)
         relevant = state["relevant"]
         progress("generate", sources=len(relevant))
-        if not model.can("decide"):
+        if not setup.model.can("decide"):
             relevant = excerpts(relevant, [Evidence(**e) for e in state.get("evidence", [])])
-        prompt = build_prompt(policy, *memory_of(state))
+        prompt = build_prompt(setup.policy, *memory_of(state))
         prompt[-1] = HumanMessage(grounded_question(state["question"], relevant))
-        reply = await call_model(model, citer(len(relevant)) if model.citer else writer, prompt)
+        reply = await call_model(setup.model, writer(setup, len(relevant)), prompt)
         return {"draft": reply.text.strip()}
 
     return generate
 
 
-def make_verify(model: LanguageModel, judge: EvidenceJudge) -> Node:
+def make_verify(configure: Configurator, judge: EvidenceJudge) -> Node:
     """The draft is kept when every sentence of it is supported by a passage it
     cites; otherwise the answer is the answering sentences, quoted. Only a model
     trusted to rewrite may paraphrase its sources; a small one must keep to
     their words, which it otherwise bends into plausible inventions."""
 
-    async def verify(state: AgentState) -> dict[str, Any]:
+    async def verify(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
+        model = configure(runtime.context).model
         started = time.perf_counter()
         relevant = state["relevant"]
         answering = [Evidence(**e) for e in state.get("evidence", [])]
@@ -236,15 +248,21 @@ async def refuse(state: AgentState) -> dict[str, Any]:
     return {"messages": [reply], "citations": [], "answer_mode": "refused"}
 
 
-def after_plan(state: AgentState) -> str:
-    return "retrieve" if state.get("use_documents") else "respond"
+def after_plan(configure: Configurator) -> Callable[[AgentState], str]:
+    def route(state: AgentState) -> str:
+        if not state.get("use_documents"):
+            return "respond"
+        # Only documents may answer, and there are none to search.
+        return "retrieve" if knowledge_bases(configure.current().context) else "refuse"
+
+    return route
 
 
-def after_grade(max_retrievals: int) -> Callable[[AgentState], str]:
+def after_grade(configure: Configurator) -> Callable[[AgentState], str]:
     def route(state: AgentState) -> str:
         if state.get("relevant"):
             return "generate"
-        if len(state.get("retrievals", [])) < max_retrievals:
+        if len(state.get("retrievals", [])) < configure.current().context.searches_per_question:
             return "rewrite"
         return "refuse"
 

@@ -9,12 +9,17 @@ from litestar.di import Provide
 
 from appliance.api.auth import client_address
 from appliance.runtime import Runtime
+from appliance.services.assistants import AssistantService
 from appliance.store.audit import Actor
 from appliance.store.keys import ApiKey
 
 
 def provide_runtime(state: State) -> Runtime:
     return state.runtime
+
+
+def provide_assistants(state: State) -> AssistantService:
+    return state.runtime.assistants
 
 
 def provide_tenant(request: Request[ApiKey, str, State]) -> str:
@@ -30,5 +35,6 @@ def provide_actor(request: Request[ApiKey, str, State]) -> Actor:
 DEPENDENCIES = {
     "runtime": Provide(provide_runtime, sync_to_thread=False),
     "tenant": Provide(provide_tenant, sync_to_thread=False),
+    "assistants": Provide(provide_assistants, sync_to_thread=False),
     "actor": Provide(provide_actor, sync_to_thread=False),
 }

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 import msgspec
 from msgspec import Meta
 
+from appliance.agent.context import schema as assistant_context_schema
 from appliance.agent.graph import NODES
 from appliance.agent.state import AgentState
 from appliance.engine.jsonable import STORABLE_INT_MAX, STORABLE_INT_MIN
@@ -204,6 +205,18 @@ class ThreadState(msgspec.Struct):
     interrupts: list[dict[str, Any]]
 
 
+ASSISTANT_CONTEXT = rule(
+    description="What the assistant sets of the agent's context (GET /assistants/{id}/schemas: context_schema); "
+    "the rest is the appliance's default",
+    **(assistant_context_schema() | {"additionalProperties": False}),
+)
+ASSISTANT_CONFIG = rule(
+    description="configurable: assistant settings as in context (context wins); tags; recursion_limit",
+    type="object",
+    additionalProperties=False,
+    properties={"configurable": {"type": "object"}, "tags": {"type": "array"}, "recursion_limit": {"type": "integer"}},
+)
+
 # Runs ---------------------------------------------------------------------
 
 
@@ -214,12 +227,13 @@ class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
-    assistant_id: str
+    # The assistant's id or name; none: the thread's (metadata.assistant_id), else the built-in "agent".
+    assistant_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     input: Annotated[Any, RUN_INPUT] = None
     command: Annotated[dict[str, Any] | None, RUN_COMMAND] = None
     metadata: Metadata = msgspec.field(default_factory=dict)
     config: RunConfig = msgspec.field(default_factory=RunConfig)
-    context: Annotated[dict[str, Any] | None, NOT_USED] = None
+    context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] | None = None
     stream_mode: Annotated[str | list[str], rule(**one_or_many(*STREAM_MODES))] = "values"
     stream_subgraphs: bool = False  # the agent has no subgraphs
     stream_resumable: bool = False  # every run's stream is kept, resumable or not
@@ -274,15 +288,58 @@ class ThreadStateUpdated(msgspec.Struct):
     checkpoint: dict[str, Any]
 
 
+# Assistants ----------------------------------------------------------------
+
+AssistantName = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"\S")]
+Description = Annotated[str, Meta(max_length=2000)]
+AssistantSortBy = Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"]
+
+
+class AssistantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    graph_id: str
+    assistant_id: uuid.UUID | None = None
+    name: AssistantName | None = None
+    description: Description | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+    config: Annotated[dict[str, Any], ASSISTANT_CONFIG] = msgspec.field(default_factory=dict)
+    context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] = msgspec.field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class AssistantPatch(msgspec.Struct, forbid_unknown_fields=True):
+    graph_id: str | None = None
+    name: AssistantName | None = None
+    description: Description | None = None
+    metadata: Metadata | None = None
+    config: Annotated[dict[str, Any], ASSISTANT_CONFIG] | None = None
+    context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] | None = None
+
+
 class AssistantSearch(msgspec.Struct, forbid_unknown_fields=True):
     graph_id: str | None = None
     name: str | None = None
     metadata: Metadata | None = None
     limit: Limit = 10
     offset: Offset = 0
-    sort_by: str | None = None
-    sort_order: Literal["asc", "desc"] | None = None
+    sort_by: AssistantSortBy = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
     select: list[str] | None = None
+
+
+class AssistantCount(msgspec.Struct, forbid_unknown_fields=True):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: Metadata | None = None
+
+
+class AssistantVersionChange(msgspec.Struct, forbid_unknown_fields=True):
+    version: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+
+
+class AssistantVersionsSearch(msgspec.Struct, forbid_unknown_fields=True):
+    metadata: Metadata | None = None
+    limit: Limit = 10
+    offset: Offset = 0
 
 
 # Knowledge bases ----------------------------------------------------------

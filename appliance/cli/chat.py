@@ -25,16 +25,15 @@ class Backend(Protocol):
 
     async def knowledge_bases(self) -> dict[str, str]: ...
 
+    async def assistant_name(self) -> str: ...
+
     async def earlier_messages(self) -> int: ...
 
     def send(self, text: str) -> AsyncIterator[str]: ...
 
 
-def choose_bases(available: dict[str, str], wanted: list[str] | None) -> list[str]:
-    """The knowledge bases of a new conversation, from ``available`` (name to id):
-    those named (by name or id), else all of them, as in the web chat."""
-    if not wanted:
-        return list(available.values())
+def choose_bases(available: dict[str, str], wanted: list[str]) -> list[str]:
+    """The knowledge bases named (by name or id), as ids, from ``available`` (name to id)."""
     ids = set(available.values())
     unknown = [w for w in wanted if w not in available and w not in ids]
     if unknown:
@@ -57,22 +56,49 @@ def answer_pieces(chunk: dict) -> str:
 
 
 def message(text: str) -> dict:
-    return {
-        "assistant_id": "agent",
-        "input": {"messages": [{"role": "user", "content": text}]},
-        "stream_mode": ["messages-tuple"],
-    }
+    # No assistant_id: the thread's, chosen when it was made.
+    return {"input": {"messages": [{"role": "user", "content": text}]}, "stream_mode": ["messages-tuple"]}
+
+
+async def thread_metadata(backend: Backend, bases: list[str] | None, assistant_id: str | None) -> dict:
+    """A new conversation's metadata: its assistant, and knowledge bases only when
+    some were named (else the assistant's, the rule every client follows)."""
+    metadata: dict = {"source": "appliance chat"}
+    if assistant_id:
+        metadata["assistant_id"] = assistant_id
+    if bases:
+        metadata["knowledge_bases"] = choose_bases(await backend.knowledge_bases(), bases)
+    return metadata
 
 
 class RemoteBackend:
     def __init__(
-        self, url: str, key: str, thread_id: str | None, bases: list[str] | None = None, ca_file: str | None = None
+        self,
+        url: str,
+        key: str,
+        thread_id: str | None,
+        bases: list[str] | None = None,
+        ca_file: str | None = None,
+        assistant: str | None = None,
     ) -> None:
         from appliance.cli.remote import api_client
 
         self.client = api_client(url, key, timeout_s=300, ca_file=ca_file)
         self.thread_id = thread_id or ""
         self.bases = bases
+        self.assistant = assistant
+
+    async def _assistant(self, ref: str) -> dict:
+        response = await self.client.get(f"/assistants/{ref}")
+        if response.status_code == 404:
+            raise LookupError(f"no assistant {ref!r}; appliance assistants list shows them")
+        response.raise_for_status()
+        return response.json()
+
+    async def assistant_name(self) -> str:
+        response = await self.client.get(f"/threads/{self.thread_id}")
+        response.raise_for_status()
+        return (await self._assistant(response.json()["metadata"].get("assistant_id") or "agent"))["name"]
 
     async def knowledge_bases(self) -> dict[str, str]:
         response = await self.client.get("/knowledge-bases")
@@ -80,8 +106,8 @@ class RemoteBackend:
         return {kb["name"]: kb["knowledge_base_id"] for kb in response.json()}
 
     async def new_thread(self) -> str:
-        chosen = choose_bases(await self.knowledge_bases(), self.bases)
-        metadata = {"source": "appliance chat", "knowledge_bases": chosen}
+        assistant_id = (await self._assistant(self.assistant))["assistant_id"] if self.assistant else None
+        metadata = await thread_metadata(self, self.bases, assistant_id)
         response = await self.client.post("/threads", json={"metadata": metadata})
         response.raise_for_status()
         self.thread_id = response.json()["thread_id"]
@@ -110,19 +136,30 @@ class RemoteBackend:
 
 
 class LocalBackend:
-    def __init__(self, runtime, thread_id: str | None, bases: list[str] | None = None) -> None:
+    def __init__(self, runtime, thread_id: str | None, bases: list[str] | None = None, assistant: str | None = None):
         self.runtime = runtime
         self.thread_id = thread_id or ""
         self.bases = bases
+        self.assistant = assistant
+
+    async def _assistant(self, ref: str):
+        from appliance.errors import NotFound
+
+        try:
+            return await self.runtime.assistants.get("default", ref)
+        except NotFound:
+            raise LookupError(f"no assistant {ref!r}; appliance assistants list shows them") from None
+
+    async def assistant_name(self) -> str:
+        thread = await self.runtime.threads.require("default", uuid.UUID(self.thread_id))
+        return (await self._assistant(thread.metadata.get("assistant_id") or "agent")).name
 
     async def knowledge_bases(self) -> dict[str, str]:
         return {kb.name: str(kb.knowledge_base_id) for kb in await self.runtime.knowledge.list("default")}
 
     async def new_thread(self) -> str:
-        metadata = {
-            "source": "appliance chat",
-            "knowledge_bases": choose_bases(await self.knowledge_bases(), self.bases),
-        }
+        assistant_id = str((await self._assistant(self.assistant)).assistant_id) if self.assistant else None
+        metadata = await thread_metadata(self, self.bases, assistant_id)
         record = await self.runtime.threads.create("default", None, metadata, "raise")
         self.thread_id = str(record.thread_id)
         return self.thread_id
@@ -135,9 +172,7 @@ class LocalBackend:
         from appliance.engine.events import START
         from appliance.services.runs import RunSpec
 
-        spec = RunSpec(
-            assistant_id="agent", input=message(text)["input"], stream_mode=["messages-tuple"], if_not_exists="create"
-        )
+        spec = RunSpec(input=message(text)["input"], stream_mode=["messages-tuple"], if_not_exists="create")
         run = await self.runtime.runs.create("default", uuid.UUID(self.thread_id), spec, key_id=None)
         async for event in self.runtime.runs.follow(run, START):
             data = json.loads(event.data)
@@ -154,14 +189,15 @@ async def converse(backend: Backend) -> int:
         except Exception as exc:
             print(f"appliance: cannot continue conversation {backend.thread_id}: {exc}", file=sys.stderr)
             return 2
-        print(f"conversation {backend.thread_id} ({earlier} earlier messages). {HELP}")
+        assistant = await backend.assistant_name()
+        print(f"conversation {backend.thread_id} with {assistant} ({earlier} earlier messages). {HELP}")
     else:
         try:
             await backend.new_thread()
         except LookupError as exc:
             print(f"appliance: {exc.args[0]}", file=sys.stderr)
             return 2
-        print(f"conversation {backend.thread_id}. {HELP}")
+        print(f"conversation {backend.thread_id} with {await backend.assistant_name()}. {HELP}")
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -200,14 +236,15 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         if not key:
             print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
             return 2
-        return await converse(RemoteBackend(args.url, key, args.thread, args.knowledge_base, args.ca_file))
+        backend = RemoteBackend(args.url, key, args.thread, args.knowledge_base, args.ca_file, args.assistant)
+        return await converse(backend)
 
     from appliance.observability.logs import configure_logging
     from appliance.runtime import open_runtime
 
     configure_logging(as_json=False, level="warning")
     async with open_runtime(settings) as runtime:
-        return await converse(LocalBackend(runtime, args.thread, args.knowledge_base))
+        return await converse(LocalBackend(runtime, args.thread, args.knowledge_base, args.assistant))
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:

@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--knowledge-base",
         action="append",
         metavar="NAME",
-        help="a knowledge base a new conversation answers from, by name or id (repeatable; default: all of them)",
+        help="a knowledge base a new conversation answers from, by name or id (repeatable; default: its assistant's)",
     )
+    chat.add_argument("--assistant", "-a", metavar="NAME", help="the assistant of a new conversation (default: agent)")
 
     ingest = sub.add_parser("ingest", help="add files and folders to a knowledge base (txt, md, html, pdf)")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to walk")
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         "bootstrap-admin", help="on a new appliance (no keys at all), create an admin key and write it to a file"
     )
     first.add_argument("--output", required=True, help="the file to write it to (created readable by this user only)")
+
+    from appliance.cli.assistants import add_parser as add_assistants
+
+    add_assistants(sub)
 
     audit = sub.add_parser("audit", help="the audit log: keys, knowledge bases, documents, limits, failed sign-ins")
     audit.add_argument(
@@ -125,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.keys import keys
 
         raise SystemExit(keys(settings_or_exit(), args))
+    elif args.command == "assistants":
+        from appliance.cli.assistants import assistants
+
+        raise SystemExit(assistants(settings_or_exit(), args))
     elif args.command == "audit":
         from appliance.cli.audit import audit
 

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from langchain_core.messages import convert_to_messages
 from langgraph.errors import EmptyInputError
 from langgraph.graph.state import CompiledStateGraph
@@ -25,6 +26,7 @@ from langgraph.types import Command
 
 from appliance.engine.events import EventLog, LiveRun
 from appliance.engine.jsonable import jsonable, run_json
+from appliance.engine.request import RunRequest, from_kwargs
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError
@@ -61,15 +63,27 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"error": "internal_error", "message": "the run failed; see the appliance's log", "status": 500}
 
 
-def graph_input(kwargs: dict[str, Any]) -> Any:
+def graph_input(request: RunRequest) -> Any:
     """The run's input as the graph takes it: messages, or a Command."""
-    command = kwargs.get("command")
-    if command:
-        return Command(resume=command.get("resume"), update=command.get("update"), goto=command.get("goto") or ())
-    value = kwargs.get("input")
-    if value is None:
+    if command := request.command:
+        return Command(resume=command.resume, update=command.update, goto=command.goto or ())
+    if request.input is None:
         return None
-    return {"messages": convert_to_messages(value["messages"])}
+    return {"messages": convert_to_messages(request.input["messages"])}
+
+
+class UnreadableRun(ApplianceError):
+    status = 409
+    code = "unreadable_run"
+
+
+def request_of(run: RunRecord) -> RunRequest:
+    try:
+        return from_kwargs(run.kwargs)
+    except msgspec.ValidationError as exc:  # queued by a version of the appliance before this one
+        raise UnreadableRun(
+            f"this run was queued in a form this appliance cannot read ({exc}); send it again"
+        ) from None
 
 
 class RunExecutor:
@@ -104,8 +118,9 @@ class RunExecutor:
             queue_reporter.reset(token)
             self.events.close(live, final=outcome != "requeued")
             self.metrics.observe_run(outcome, time.perf_counter() - started)
-        if outcome != "requeued" and run.kwargs.get("webhook"):
-            self.webhooks.send(run.kwargs["webhook"], await self._final_run(run))
+        webhook = run.kwargs.get("webhook")  # readable even when the rest of the request is not
+        if outcome != "requeued" and isinstance(webhook, str):
+            self.webhooks.send(webhook, await self._final_run(run))
 
     async def _attempt(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
         thread_id, run_id = str(run.thread_id), str(run.run_id)
@@ -114,20 +129,22 @@ class RunExecutor:
                 raise asyncio.CancelledError
             if run.attempt > self.max_attempts:
                 raise RunAbandoned(f"the process running this run stopped {run.attempt - 1} times; giving up")
-            value = graph_input(run.kwargs)
+            request = request_of(run)
+            value = graph_input(request)
             if run.attempt > 1:
                 self.events.publish(live, "metadata", {"run_id": run_id, "attempt": run.attempt})
                 if await self.checkpointer.ahas_run(thread_id, run_id):
                     value = None  # go on from the run's last checkpoint
-            config, wanted = self._config(run), run.kwargs["stream_mode"]
+            config, wanted = self._config(run, request), request.stream_mode
             paused = False
             # Updates are always watched: an "__interrupt__" one says the graph paused for a person.
             async for mode, chunk in self.graph.astream(
                 value,
                 config,
                 stream_mode=list(dict.fromkeys([*wanted, "updates"])),
-                interrupt_before=run.kwargs.get("interrupt_before"),
-                interrupt_after=run.kwargs.get("interrupt_after"),
+                context=request.context,
+                interrupt_before=request.interrupt_before,
+                interrupt_after=request.interrupt_after,
                 durability="sync",
             ):
                 if mode == "updates" and "__interrupt__" in chunk:
@@ -200,21 +217,21 @@ class RunExecutor:
         except Exception as exc:  # the database is still away: the sweep hands the run back
             log.debug("run %s not requeued yet: %r", run.run_id, exc)
 
-    def _config(self, run: RunRecord) -> dict[str, Any]:
-        kwargs = run.kwargs
-        config = thread_config(run.thread_id, kwargs.get("checkpoint_id"))
-        config["configurable"] |= kwargs["config"].get("configurable", {})
+    def _config(self, run: RunRecord, request: RunRequest) -> dict[str, Any]:
+        config = thread_config(run.thread_id, request.checkpoint_id)
+        config["configurable"] |= request.configurable
         config |= {
             "run_id": run.run_id,
             "metadata": {
                 **run.metadata,
                 "run_id": str(run.run_id),
                 "assistant_id": run.assistant_id,
+                "assistant_version": request.assistant_version,
                 "tenant": run.tenant,
             },
         }
-        if kwargs["config"].get("recursion_limit"):
-            config["recursion_limit"] = kwargs["config"]["recursion_limit"]
+        if request.recursion_limit:
+            config["recursion_limit"] = request.recursion_limit
         return config
 
     async def _final_run(self, run: RunRecord) -> dict[str, Any]:

@@ -9,13 +9,21 @@ from appliance.llm.errors import ModelError, ModelNotFound, ModelUnavailable, cl
 from appliance.settings import Settings
 
 
-def chat_ollama(settings: Settings, *, max_tokens: int, schema: dict | None = None) -> ChatOllama:
-    """A chat model; with ``schema``, Ollama constrains the reply to that JSON schema."""
+def chat_ollama(
+    settings: Settings,
+    *,
+    max_tokens: int,
+    schema: dict | None = None,
+    temperature: float | None = None,
+    model: str | None = None,
+) -> ChatOllama:
+    """A chat model (``model``, else the configured one); with ``schema``, Ollama
+    constrains the reply to that JSON schema and decodes greedily."""
     timeout = httpx.Timeout(settings.ollama_timeout_s, connect=settings.ollama_connect_timeout_s)
     return ChatOllama(
         base_url=settings.ollama_url,
-        model=settings.ollama_model,
-        temperature=0 if schema else settings.temperature,
+        model=model or settings.ollama_model,
+        temperature=0 if schema else settings.temperature if temperature is None else temperature,
         num_predict=max_tokens,
         format=schema,
         keep_alive=settings.ollama_keep_alive,

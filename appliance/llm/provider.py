@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ class LanguageModel:
     budget; ``check`` raises a ModelError when the model cannot serve;
     ``gate`` bounds how many calls run at once (the runtime sets it from
     ``model_concurrency``); ``capabilities`` what the model may be trusted
-    with (see ``appliance.manifest.Capability``).
+    with (see ``appliance.manifest.Capability``); ``sample(temperature,
+    max_tokens)``, where the provider can, the answer model with an
+    assistant's own sampling settings.
     """
 
     name: str
@@ -42,9 +45,14 @@ class LanguageModel:
     gate: ModelGate = field(default_factory=lambda: ModelGate(1))
     citer: Callable[[int], BaseChatModel] | None = None
     capabilities: frozenset[str] = frozenset({"generate"})
+    sample: Callable[[float, int], BaseChatModel] | None = None
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    def answering(self, temperature: float, max_tokens: int) -> BaseChatModel:
+        """The answer model with these sampling settings (the default one where the provider has no others)."""
+        return self.sample(temperature, max_tokens) if self.sample else self.answer
 
 
 GENERATE_ONLY = frozenset({"generate"})
@@ -87,6 +95,10 @@ def build_language_model(settings: Settings) -> LanguageModel:
         async def check() -> str:
             return await probe_ollama(settings)
 
+        @functools.lru_cache(maxsize=64)
+        def sample(temperature: float, max_tokens: int) -> BaseChatModel:
+            return chat_ollama(settings, max_tokens=max_tokens, temperature=temperature)
+
         return LanguageModel(
             name=str(settings.ollama_model),
             where=str(settings.ollama_url),
@@ -99,6 +111,7 @@ def build_language_model(settings: Settings) -> LanguageModel:
             count_tokens=approximate_tokens,
             check=check,
             capabilities=capabilities,
+            sample=sample,
         )
 
     from appliance.llm.errors import ModelNotFound
@@ -115,8 +128,8 @@ def build_language_model(settings: Settings) -> LanguageModel:
     async def check_loaded() -> str:
         return f"llama.cpp has {Path(path).name} loaded"
 
-    def chat(max_tokens: int, grammar: str | None = None) -> LlamaCppChatModel:
-        temperature = 0 if grammar else settings.temperature
+    def chat(max_tokens: int, grammar: str | None = None, temperature: float | None = None) -> LlamaCppChatModel:
+        temperature = 0 if grammar else settings.temperature if temperature is None else temperature
         return LlamaCppChatModel(loaded=loaded, max_tokens=max_tokens, temperature=temperature, grammar=grammar)
 
     return LanguageModel(
@@ -131,4 +144,5 @@ def build_language_model(settings: Settings) -> LanguageModel:
         count_tokens=loaded.count_tokens,
         check=check_loaded,
         capabilities=capabilities,
+        sample=functools.lru_cache(maxsize=64)(lambda temperature, max_tokens: chat(max_tokens, None, temperature)),
     )

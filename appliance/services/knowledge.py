@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from appliance.agent.context import ALL_KNOWLEDGE_BASES
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.knowledge.ingest import Ingested, Ingestor
 from appliance.knowledge.retrieval import Mode, Retrieved, Retriever
@@ -95,20 +96,34 @@ class KnowledgeService:
         """Chroma's vector count (it answers only when Chroma is up)."""
         return await self.ingestor.index.count()
 
-    async def resolve(self, tenant: str, value: Any, where: str) -> list[str]:
-        """Knowledge base ids a run may use, checked to be the tenant's own."""
+    async def resolve(self, tenant: str, value: Any, where: str, *, lenient: bool = False) -> list[str]:
+        """Knowledge base ids a run may use, checked to be the tenant's own:
+        ``value`` lists ids or names, or is ``["*"]``, every knowledge base the
+        tenant has now. ``lenient`` drops those that no longer exist (an
+        assistant's choice, made before they were deleted) instead of refusing."""
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise Invalid(f"{where} must be a list of knowledge base ids")
-        try:
-            ids = [uuid.UUID(v) for v in value]
-        except ValueError:
-            raise Invalid(f"{where} holds a value that is not a knowledge base id (a UUID)") from None
-        missing = _missing(ids, await self.store.owned_bases(tenant, ids))
-        if missing:
-            raise Invalid(f"{where} names knowledge bases that do not exist: {', '.join(map(str, missing))}")
-        return [str(i) for i in dict.fromkeys(ids)]
+            raise Invalid(f"{where} must be a list of knowledge base ids or names", param=where)
+        if ALL_KNOWLEDGE_BASES in value:
+            return [str(kb.knowledge_base_id) for kb in await self.list(tenant)]
+        ids: list[uuid.UUID] = []
+        for v in value:
+            try:
+                ids.append(uuid.UUID(v))
+            except ValueError:
+                named = await self.by_name(tenant, v)
+                if named is None and not lenient:
+                    raise Invalid(f"{where} names a knowledge base that does not exist: {v!r}", param=where) from None
+                if named is not None:
+                    ids.append(named.knowledge_base_id)
+        owned = await self.store.owned_bases(tenant, ids)
+        missing = _missing(ids, owned)
+        if missing and not lenient:
+            raise Invalid(
+                f"{where} names knowledge bases that do not exist: {', '.join(map(str, missing))}", param=where
+            )
+        return [str(i) for i in dict.fromkeys(ids) if i in owned]
 
 
 def _missing(ids: Sequence[uuid.UUID], owned: set[uuid.UUID]) -> list[uuid.UUID]:

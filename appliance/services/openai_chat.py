@@ -22,17 +22,16 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from appliance.agent.graph import GRAPH_ID
 from appliance.engine.events import START
 from appliance.errors import Conflict, Invalid, NotFound
-from appliance.services.knowledge import KnowledgeService
+from appliance.services.assistants import AssistantService
 from appliance.services.runs import RunService, RunSpec, run_error
 from appliance.services.threads import ThreadService
+from appliance.store.assistants import AssistantQuery, AssistantRecord
 from appliance.store.checkpointer import thread_config
 from appliance.store.runs import RunRecord
 from appliance.store.threads import ThreadRecord
 
-MODELS = (GRAPH_ID,)
 # The nodes whose tokens are the answer (the others think aloud or not at all).
 ANSWER_NODES = {"respond", "verify"}
 # Conversation names become thread ids under this namespace, per tenant.
@@ -86,34 +85,37 @@ class ChatTurn:
 
 
 class OpenAIChatService:
-    def __init__(self, runs: RunService, threads: ThreadService, knowledge: KnowledgeService) -> None:
+    def __init__(self, runs: RunService, threads: ThreadService, assistants: AssistantService) -> None:
         self.runs = runs
         self.threads = threads
-        self.knowledge = knowledge
+        self.assistants = assistants
 
-    @staticmethod
-    def models() -> tuple[str, ...]:
-        return MODELS
+    async def models(self, tenant: str) -> list[AssistantRecord]:
+        """The "models" a client may name: the tenant's assistants (the built-in one first), by name."""
+        return await self.assistants.search(tenant, AssistantQuery(limit=1000, sort_by="name", descending=False))
 
-    @staticmethod
-    def require_model(model: str) -> None:
-        if model not in MODELS:
-            raise UnknownModel(f"the model {model!r} does not exist here; GET /v1/models lists: {', '.join(MODELS)}")
+    async def require_model(self, tenant: str, model: str) -> AssistantRecord:
+        try:
+            return await self.assistants.get(tenant, model)
+        except NotFound:
+            names = ", ".join(a.name for a in await self.models(tenant))
+            raise UnknownModel(f"the model {model!r} does not exist here; GET /v1/models lists: {names}") from None
 
     # Starting ------------------------------------------------------------------
 
     async def start(self, tenant: str, request: ChatRequest, *, key_id: uuid.UUID | None) -> ChatTurn:
         """Check the request and queue its run; bad input is refused before anything is written."""
-        self.require_model(request.model)
+        assistant = str((await self.require_model(tenant, request.model)).assistant_id)
         sent = client_messages(request.messages)
+        chosen = {} if request.knowledge_bases is None else {"knowledge_bases": request.knowledge_bases}
         if request.conversation is None:
-            spec = self._spec(sent, await self._knowledge(tenant, request.knowledge_bases, None))
+            spec = self._spec(assistant, sent, chosen)
             run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
             return ChatTurn(tenant, run, request.model, stateless=True, sent=sent)
 
         thread_id, thread = await self.conversation_thread(tenant, request.conversation)
         new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
-        spec = self._spec(new, await self._knowledge(tenant, request.knowledge_bases, thread), checkpoint_id)
+        spec = self._spec(assistant, new, chosen, checkpoint_id)
         spec.if_not_exists = "create"
         metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
         run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
@@ -152,23 +154,17 @@ class OpenAIChatService:
         snapshot = await self.threads.graph.aget_state(thread_config(thread_id))
         return turns_of(snapshot.values.get("messages", []))
 
-    async def _knowledge(self, tenant: str, requested: list[str] | None, thread: ThreadRecord | None) -> dict[str, Any]:
-        """The run's knowledge bases: as asked, else the conversation's own choice, else all the tenant's."""
-        if requested is not None:
-            return {"knowledge_bases": requested}
-        if thread is not None and "knowledge_bases" in thread.metadata:
-            return {}
-        return {"knowledge_bases": [str(kb.knowledge_base_id) for kb in await self.knowledge.list(tenant)]}
-
     @staticmethod
     def _spec(
-        messages: list[dict[str, str]], configurable: dict[str, Any], checkpoint_id: str | None = None
+        assistant_id: str, messages: list[dict[str, str]], context: dict[str, Any], checkpoint_id: str | None = None
     ) -> RunSpec:
+        """The turn's run. Its knowledge bases: the request's own choice, else the
+        one rule every client follows (the conversation's, else its assistant's)."""
         return RunSpec(
-            assistant_id=GRAPH_ID,
+            assistant_id=assistant_id,
             input={"messages": messages},
             metadata={"source": "openai"},
-            configurable=configurable,
+            context=context,
             stream_mode=["messages-tuple"],
             checkpoint_id=checkpoint_id,
         )

@@ -9,28 +9,33 @@ another, executes it (appliance/engine).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+import msgspec
 from langchain_core.messages import convert_to_messages
 from langgraph.graph.state import CompiledStateGraph
 
+from appliance.agent.context import AssistantContext
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import Event, EventLog, Position
 from appliance.engine.jsonable import jsonable, oversized_int
+from appliance.engine.request import RunCommand, RunRequest, to_kwargs
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError, Conflict, Invalid, NotFound
-from appliance.services.assistants import resolve_assistant
+from appliance.services.assistants import AssistantService
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.limits import Limits, rate_limited
 from appliance.services.threads import ThreadService, checked_values
 from appliance.store.checkpointer import thread_config
 from appliance.store.limits import OverLimit
 from appliance.store.runs import CancelAction, NewRun, RunRecord, RunStore, ThreadBusy, ThreadMissing
+from appliance.store.threads import ThreadRecord
 
 # Agent Server stream modes this appliance serves, and LangGraph's name for each.
 STREAM_MODES = {
@@ -50,13 +55,15 @@ RESERVED_CONFIG = ("thread_id", "checkpoint_id", "checkpoint_ns")
 
 @dataclass
 class RunSpec:
-    """What a caller asks of a run, already shaped by the API layer."""
+    """What a caller asks of a run, already shaped by the API layer. No
+    ``assistant_id``: the thread's (its ``metadata.assistant_id``), else the built-in one."""
 
-    assistant_id: str
+    assistant_id: str | None = None
     input: Any = None
     command: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     configurable: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
     recursion_limit: int | None = None
     stream_mode: list[str] = field(default_factory=lambda: ["values"])
     multitask_strategy: str = "enqueue"
@@ -70,6 +77,13 @@ class RunSpec:
     on_completion: Literal["delete", "keep"] = "delete"
 
 
+class Prepared(NamedTuple):
+    """A run checked and resolved, ready to queue."""
+
+    assistant_id: str
+    request: RunRequest
+
+
 class RunService:
     def __init__(
         self,
@@ -80,6 +94,7 @@ class RunService:
         thread_service: ThreadService,
         policy: MemoryPolicy,
         knowledge: KnowledgeService,
+        assistants: AssistantService,
         webhooks: Webhooks,
         limits: Limits,
     ) -> None:
@@ -90,6 +105,7 @@ class RunService:
         self.thread_service = thread_service
         self.policy = policy
         self.knowledge = knowledge
+        self.assistants = assistants
         self.webhooks = webhooks
         self.limits = limits
 
@@ -107,17 +123,26 @@ class RunService:
         """Check the run and queue it on the thread, by its multitask strategy
         (with if_not_exists='create', a missing thread is made, with ``new_thread_metadata``).
         ``key_id`` is the key that asks (None: the host's CLI), counted in its runs in flight."""
-        kwargs = await self._kwargs(spec)
-        if spec.if_not_exists == "create":
-            await self.thread_service.create(tenant, thread_id, new_thread_metadata or {}, "do_nothing")
-        return await self._queue(tenant, thread_id, spec, kwargs, key_id)
+        thread = await self.thread_service.store.get(tenant, thread_id)
+        if thread is None and spec.if_not_exists != "create":
+            raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it")
+        prepared = await self._prepare(tenant, thread, spec)
+        if thread is None:
+            metadata = (new_thread_metadata or {}) | {"assistant_id": prepared.assistant_id}
+            await self.thread_service.create(tenant, thread_id, metadata, "do_nothing")
+        run = await self._queue(tenant, thread_id, spec, prepared, key_id)
+        if thread is not None and "assistant_id" not in thread.metadata:
+            # The thread remembers the assistant it began with; runs without one use it.
+            await self.thread_service.store.merge_metadata(tenant, thread_id, {"assistant_id": prepared.assistant_id})
+        return run
 
     async def create_stateless(self, tenant: str, spec: RunSpec, *, key_id: uuid.UUID | None) -> RunRecord:
         """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
-        kwargs = await self._kwargs(spec)  # bad input is refused before the thread is made
-        thread = await self.thread_service.create(tenant, None, {"stateless": True}, "raise")
+        prepared = await self._prepare(tenant, None, spec)  # bad input is refused before the thread is made
+        metadata = {"stateless": True, "assistant_id": prepared.assistant_id}
+        thread = await self.thread_service.create(tenant, None, metadata, "raise")
         try:
-            return await self._queue(tenant, thread.thread_id, spec, kwargs, key_id)
+            return await self._queue(tenant, thread.thread_id, spec, prepared, key_id)
         except BaseException:
             await self.thread_service.store.delete(tenant, thread.thread_id)
             raise
@@ -128,11 +153,11 @@ class RunService:
             await self.thread_service.delete(run.tenant, run.thread_id)
 
     async def _queue(
-        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, kwargs: dict[str, Any], key_id: uuid.UUID | None
+        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, prepared: Prepared, key_id: uuid.UUID | None
     ) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
-        elif kwargs["input"] is None and not await self._has_state(thread_id):
+        elif prepared.request.input is None and not await self._has_state(thread_id):
             # Well-formed, but the thread's present state refuses it: a run without
             # input, or a command, goes on from a conversation that has begun.
             raise Conflict(
@@ -140,13 +165,12 @@ class RunService:
                 '{"messages": [{"role": "user", "content": "..."}]}',
                 param="input",
             )
-        kwargs["config"]["configurable"]["knowledge_bases"] = await self._knowledge_bases(tenant, thread_id, spec)
         new = NewRun(
             run_id=uuid.uuid4(),
             thread_id=thread_id,
             tenant=tenant,
-            assistant_id=GRAPH_ID,
-            kwargs=kwargs,
+            assistant_id=prepared.assistant_id,
+            kwargs=to_kwargs(prepared.request),
             metadata=spec.metadata,
             multitask_strategy=spec.multitask_strategy,
             delay_s=spec.after_seconds,
@@ -168,8 +192,9 @@ class RunService:
         """A run without input goes on from the thread's last checkpoint: is there one?"""
         return await self.graph.checkpointer.aget_tuple(thread_config(thread_id)) is not None
 
-    async def _kwargs(self, spec: RunSpec) -> dict[str, Any]:
-        resolve_assistant(spec.assistant_id)
+    async def _prepare(self, tenant: str, thread: ThreadRecord | None, spec: RunSpec) -> Prepared:
+        """Check everything the run asks, and resolve its assistant (the run's,
+        else the thread's, else the built-in one) into the context it runs with."""
         if spec.input is not None and spec.command is not None:
             raise Invalid("send either input (a new message) or command (to resume a paused run), not both")
         nodes = set(self.graph.nodes) - {"__start__"}
@@ -184,19 +209,27 @@ class RunService:
             self._check_command(spec.command, nodes)
         if spec.webhook:
             await self.webhooks.check(spec.webhook)
-        return {
-            "input": self.validate_input(spec.input) if spec.input is not None else None,
-            "command": spec.command,
-            "config": {
-                "configurable": {k: v for k, v in spec.configurable.items() if k not in RESERVED_CONFIG},
-                "recursion_limit": spec.recursion_limit,
-            },
-            "stream_mode": stream_modes(spec.stream_mode),
-            "interrupt_before": spec.interrupt_before,
-            "interrupt_after": spec.interrupt_after,
-            "checkpoint_id": spec.checkpoint_id,
-            "webhook": spec.webhook,
-        }
+        remembered = thread.metadata.get("assistant_id") if thread else None
+        ref = spec.assistant_id or (remembered if isinstance(remembered, str) else None) or GRAPH_ID
+        chosen = await self.assistants.for_run(tenant, ref)
+        changes = dict(spec.context)
+        context = await self.assistants.run_context(
+            tenant, chosen, changes, await self._knowledge_bases(tenant, thread, spec, changes)
+        )
+        request = RunRequest(
+            assistant_version=chosen.version,
+            context=context,
+            input=self.validate_input(spec.input, context) if spec.input is not None else None,
+            command=msgspec.convert(spec.command, RunCommand) if spec.command is not None else None,
+            configurable={k: v for k, v in spec.configurable.items() if k not in RESERVED_CONFIG},
+            recursion_limit=spec.recursion_limit,
+            stream_mode=stream_modes(spec.stream_mode),
+            interrupt_before=spec.interrupt_before,
+            interrupt_after=spec.interrupt_after,
+            checkpoint_id=spec.checkpoint_id,
+            webhook=spec.webhook,
+        )
+        return Prepared(chosen.assistant_id, request)
 
     def _check_command(self, command: dict[str, Any], nodes: set[str]) -> None:
         unknown = set(command) - {"resume", "update", "goto"}
@@ -214,17 +247,30 @@ class RunService:
         if where := oversized_int(command.get("resume"), "command.resume"):
             raise Invalid(f"{where} is an integer beyond 64 bits, which a checkpoint cannot hold", param="command")
 
-    async def _knowledge_bases(self, tenant: str, thread_id: uuid.UUID, spec: RunSpec) -> list[str]:
-        """The run's own choice (config.configurable.knowledge_bases), else the thread's metadata.knowledge_bases."""
+    async def _knowledge_bases(
+        self, tenant: str, thread: ThreadRecord | None, spec: RunSpec, changes: dict[str, Any]
+    ) -> list[str] | None:
+        """One rule for every client: the run's own choice (context.knowledge_bases,
+        or config.configurable.knowledge_bases), else the thread's
+        (metadata.knowledge_bases), else None: its assistant's."""
+        if "knowledge_bases" in changes:
+            return await self.knowledge.resolve(tenant, changes.pop("knowledge_bases"), "context.knowledge_bases")
         if "knowledge_bases" in spec.configurable:
             return await self.knowledge.resolve(
                 tenant, spec.configurable["knowledge_bases"], "config.configurable.knowledge_bases"
             )
-        thread = await self.thread_service.store.get(tenant, thread_id)
-        chosen = thread.metadata.get("knowledge_bases") if thread else None
-        return await self.knowledge.resolve(tenant, chosen, f"the metadata.knowledge_bases of thread {thread_id}")
+        if thread is not None and "knowledge_bases" in thread.metadata:
+            where = f"the metadata.knowledge_bases of thread {thread.thread_id}"
+            return await self.knowledge.resolve(tenant, thread.metadata["knowledge_bases"], where)
+        return None
 
-    def validate_input(self, value: Any) -> dict[str, Any]:
+    def validate_input(self, value: Any, context: AssistantContext | None = None) -> dict[str, Any]:
+        """The input's messages, checked, as JSON; each fits the memory budget of ``context``."""
+        policy = self.policy
+        if context is not None:
+            policy = dataclasses.replace(
+                policy, system_prompt=context.instructions, token_budget=context.memory_token_budget
+            )
         if not isinstance(value, dict) or "messages" not in value:
             raise Invalid('input must be an object with "messages": [{"role": "user", "content": "..."}]')
         extra = set(value) - {"messages"}
@@ -245,7 +291,7 @@ class RunService:
             content = message.get("content")
             if not isinstance(content, str) or not content.strip():
                 raise Invalid(f"input.messages[{i}].content must be a non-empty string")
-            size, limit = self.policy.count_tokens(content), self.policy.max_message_tokens()
+            size, limit = policy.count_tokens(content), policy.max_message_tokens()
             if size > limit:
                 raise Invalid(
                     f"input.messages[{i}] is {size} tokens long; a message may have at most {limit} "

@@ -219,6 +219,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX audit_log_tenant_at_idx ON audit_log (tenant, at);
         """,
     ),
+    (
+        "assistants and their versions",
+        """
+        -- An assistant, as its current version has it: the one runs use.
+        CREATE TABLE assistants (
+            assistant_id  uuid PRIMARY KEY,
+            tenant        text NOT NULL,
+            graph_id      text NOT NULL,
+            name          text NOT NULL,
+            version       integer NOT NULL,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (tenant, name)
+        );
+        -- Every version ever made, whole; versions are never changed, only added.
+        CREATE TABLE assistant_versions (
+            assistant_id  uuid NOT NULL REFERENCES assistants ON DELETE CASCADE,
+            version       integer NOT NULL,
+            graph_id      text NOT NULL,
+            name          text NOT NULL,
+            description   text,
+            config        jsonb NOT NULL DEFAULT '{}'::jsonb,
+            context       jsonb NOT NULL DEFAULT '{}'::jsonb,
+            metadata      jsonb NOT NULL DEFAULT '{}'::jsonb,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (assistant_id, version)
+        );
+        CREATE INDEX assistant_versions_metadata_idx ON assistant_versions USING gin (metadata jsonb_path_ops);
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

@@ -27,6 +27,7 @@ const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
   threads: [],
   bases: [],
+  assistants: [],  // the tenant's, the built-in "agent" first
   thread: null,   // the open conversation: {thread_id, metadata}
   running: null,  // the answer being written: {threadId, runId}
   opening: 0,     // counts conversations asked to open
@@ -120,7 +121,7 @@ function signOut(reason) {
 async function enter() {
   $("#signin").hidden = true;
   $("#app").hidden = false;
-  await Promise.all([loadThreads(), loadBases()]);
+  await Promise.all([loadThreads(), loadBases(), loadAssistants()]);
   const wanted = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
   const thread = state.threads.find((t) => wanted && t.thread_id === wanted[1]) || state.threads[0];
   if (thread) await openThread(thread.thread_id);
@@ -168,10 +169,11 @@ function button(text, label, onClick) {
 }
 
 async function newThread() {
-  // A new conversation uses every knowledge base; untick what it should not.
-  const knowledge_bases = state.bases.map((b) => b.knowledge_base_id);
+  // The conversation keeps the assistant chosen now, and its knowledge bases
+  // until the user ticks others under Knowledge.
+  const assistant_id = $("#assistant").value;
   const thread = await api("/threads", {
-    method: "POST", body: { metadata: { title: "New conversation", knowledge_bases } },
+    method: "POST", body: { metadata: { title: "New conversation", assistant_id } },
   });
   state.threads.unshift(thread);
   state.opening += 1;  // a conversation still loading must not replace this one
@@ -194,6 +196,8 @@ async function openThread(threadId) {
 function showThread(thread, messages = []) {
   state.thread = thread;
   $("#title").textContent = titleOf(thread);
+  const assistant = assistantOf(thread);
+  $("#thread-assistant").textContent = thread ? `with ${assistant?.name || "an assistant since deleted"}` : "";
   $("#messages").replaceChildren();
   for (const message of messages) {
     if (message.type === "human") addMessage("user", message.content);
@@ -388,7 +392,6 @@ async function send(event) {
     const response = await request(`/threads/${thread.thread_id}/runs/stream`, {
       method: "POST",
       body: {
-        assistant_id: "agent",
         input: { messages: [{ role: "user", content: text }] },
         stream_mode: ["messages-tuple", "custom", "updates"],
         multitask_strategy: "reject",
@@ -457,6 +460,24 @@ async function stop() {
   }
 }
 
+// Assistants ---------------------------------------------------------------
+
+async function loadAssistants() {
+  state.assistants = await api("/assistants/search", {
+    method: "POST", body: { limit: 1000, sort_by: "name", sort_order: "asc" },
+  });
+  const select = $("#assistant");
+  const previous = select.value;
+  select.replaceChildren(...state.assistants.map((a) => new Option(a.name, a.assistant_id)));
+  if (state.assistants.some((a) => a.assistant_id === previous)) select.value = previous;
+}
+
+// The conversation's assistant: the one it was started with (older ones: the built-in).
+function assistantOf(thread) {
+  const id = thread?.metadata?.assistant_id;
+  return id ? state.assistants.find((a) => a.assistant_id === id) : state.assistants[0];
+}
+
 // Knowledge bases and uploads ---------------------------------------------
 
 async function loadBases() {
@@ -464,8 +485,12 @@ async function loadBases() {
   renderBases();
 }
 
+// The conversation's own choice, else its assistant's ("*": every one).
 function chosenBases() {
-  return state.thread?.metadata?.knowledge_bases || [];
+  const own = state.thread?.metadata?.knowledge_bases;
+  if (own) return own;
+  const ofAssistant = assistantOf(state.thread)?.context?.knowledge_bases || ["*"];
+  return ofAssistant.includes("*") ? state.bases.map((b) => b.knowledge_base_id) : ofAssistant;
 }
 
 function renderBases() {

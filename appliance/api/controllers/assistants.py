@@ -1,26 +1,43 @@
-"""The assistant: one agent graph, listed the way LangGraph's Agent Server
-lists assistants so the SDK can find it, read its schemas and draw it."""
+"""Assistants, the Agent Server's way: create, read, change (a new version
+each time), pin a version, delete, search and count; each one's schemas and
+graph. An assistant is named by its id or its name."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
+from appliance.agent.context import schema as context_schema
 from appliance.agent.graph import GRAPH_ID
-from appliance.api.schemas import AssistantSearch
+from appliance.api.schemas import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersionChange,
+    AssistantVersionsSearch,
+)
+from appliance.errors import Invalid
 from appliance.runtime import Runtime
-from appliance.services.assistants import assistant, drawing, resolve_assistant, schemas
+from appliance.services.assistants import AssistantService
+from appliance.store.assistants import AssistantQuery, AssistantRecord
+from appliance.store.audit import Actor
 
 
-def matches(query: AssistantSearch) -> bool:
-    one = assistant()
-    return (
-        query.graph_id in (None, GRAPH_ID)
-        and query.name in (None, GRAPH_ID)
-        and all(one["metadata"].get(k) == v for k, v in (query.metadata or {}).items())
+def query_of(data: AssistantSearch | AssistantCount) -> AssistantQuery:
+    if isinstance(data, AssistantCount):
+        return AssistantQuery(graph_id=data.graph_id, name=data.name, metadata=data.metadata)
+    return AssistantQuery(
+        graph_id=data.graph_id,
+        name=data.name,
+        metadata=data.metadata,
+        limit=data.limit,
+        offset=data.offset,
+        sort_by=data.sort_by,
+        descending=data.sort_order == "desc",
     )
 
 
@@ -28,25 +45,144 @@ class AssistantController(Controller):
     path = "/assistants"
     tags = ["assistants"]
 
-    @post("/search", status_code=200, summary="Search assistants")
-    async def search(self, data: JSONBody[AssistantSearch]) -> list[dict[str, Any]]:
-        return [assistant()] if matches(data) and data.offset == 0 else []
+    @post("/", status_code=200, summary="Create an assistant")
+    async def create(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        data: JSONBody[AssistantCreate],
+    ) -> AssistantRecord:
+        return await assistants.create(
+            tenant,
+            graph_id=data.graph_id,
+            assistant_id=data.assistant_id,
+            name=data.name,
+            description=data.description,
+            config=data.config,
+            context=data.context,
+            metadata=data.metadata,
+            if_exists=data.if_exists,
+            actor=actor,
+        )
+
+    @post("/search", status_code=200, summary="Search assistants (the built-in one first)")
+    async def search(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        data: JSONBody[AssistantSearch],
+    ) -> list[AssistantRecord]:
+        return await assistants.search(tenant, query_of(data))
 
     @post("/count", status_code=200, summary="Count assistants")
-    async def count(self, data: JSONBody[AssistantSearch]) -> int:
-        return 1 if matches(data) else 0
+    async def count(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        data: JSONBody[AssistantCount],
+    ) -> int:
+        return await assistants.count(tenant, query_of(data))
 
-    @get("/{assistant_id:str}", summary="An assistant")
-    async def read(self, assistant_id: FromPath[str]) -> dict[str, Any]:
-        resolve_assistant(assistant_id)
-        return assistant()
+    @get("/{assistant_id:str}", summary="An assistant, at its current version")
+    async def read(
+        self, assistants: NamedDependency[AssistantService], tenant: NamedDependency[str], assistant_id: FromPath[str]
+    ) -> AssistantRecord:
+        return await assistants.get(tenant, assistant_id)
 
-    @get("/{assistant_id:str}/schemas", summary="The assistant's input, output, state and config schemas")
-    async def read_schemas(self, runtime: NamedDependency[Runtime], assistant_id: FromPath[str]) -> dict[str, Any]:
-        resolve_assistant(assistant_id)
-        return schemas(runtime.graph)
+    @patch("/{assistant_id:str}", summary="Change an assistant: a new version, made the current one")
+    async def update(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        assistant_id: FromPath[str],
+        data: JSONBody[AssistantPatch],
+    ) -> AssistantRecord:
+        return await assistants.update(
+            tenant,
+            assistant_id,
+            graph_id=data.graph_id,
+            name=data.name,
+            description=data.description,
+            config=data.config,
+            context=data.context,
+            metadata=data.metadata,
+            actor=actor,
+        )
+
+    @delete("/{assistant_id:str}", status_code=204, summary="Delete an assistant and all its versions")
+    async def remove(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        assistant_id: FromPath[str],
+    ) -> None:
+        await assistants.delete(tenant, assistant_id, actor)
+
+    @post("/{assistant_id:str}/versions", status_code=200, summary="An assistant's versions, newest first")
+    async def versions(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        assistant_id: FromPath[str],
+        data: JSONBody[AssistantVersionsSearch],
+    ) -> list[AssistantRecord]:
+        return await assistants.versions(tenant, assistant_id, data.metadata, data.limit, data.offset)
+
+    @post("/{assistant_id:str}/latest", status_code=200, summary="Make a version of the assistant the current one")
+    async def pin(
+        self,
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        actor: NamedDependency[Actor],
+        assistant_id: FromPath[str],
+        data: JSONBody[AssistantVersionChange | None] = None,
+        version: Annotated[int | None, QueryParameter(ge=1, le=2**31 - 1, description="the version")] = None,
+    ) -> AssistantRecord:
+        # The SDK sends the version in the body, the Agent Server's description in the query.
+        chosen = data.version if data is not None else version
+        if chosen is None:
+            raise Invalid('name the version: {"version": 2} (or ?version=2)', param="version")
+        return await assistants.pin(tenant, assistant_id, chosen, actor)
+
+    @get("/{assistant_id:str}/schemas", summary="The assistant's input, output, state and context schemas")
+    async def read_schemas(
+        self,
+        runtime: NamedDependency[Runtime],
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        assistant_id: FromPath[str],
+    ) -> dict[str, Any]:
+        await assistants.get(tenant, assistant_id)
+        graph = runtime.graph
+        return {
+            "graph_id": GRAPH_ID,
+            "input_schema": graph.get_input_jsonschema(),
+            "output_schema": graph.get_output_jsonschema(),
+            "state_schema": graph.get_output_jsonschema(),
+            "config_schema": {
+                "title": "Configurable",
+                "type": "object",
+                "properties": {
+                    "review_queries": {
+                        "type": "boolean",
+                        "description": "Pause before each search so a person can approve or edit the query",
+                    },
+                },
+            },
+            # Generated from the graph's own context_schema (AssistantContext).
+            "context_schema": context_schema(graph.context_schema),
+        }
 
     @get("/{assistant_id:str}/graph", summary="The assistant's graph: nodes and edges")
-    async def read_graph(self, runtime: NamedDependency[Runtime], assistant_id: FromPath[str]) -> dict[str, Any]:
-        resolve_assistant(assistant_id)
-        return drawing(runtime.graph)
+    async def read_graph(
+        self,
+        runtime: NamedDependency[Runtime],
+        assistants: NamedDependency[AssistantService],
+        tenant: NamedDependency[str],
+        assistant_id: FromPath[str],
+    ) -> dict[str, Any]:
+        await assistants.get(tenant, assistant_id)
+        return runtime.graph.get_graph().to_json()

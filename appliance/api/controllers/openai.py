@@ -5,7 +5,6 @@ streamed or not, for the tools people already use. Keys are sent as
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -31,11 +30,11 @@ from appliance.api.sse import with_heartbeat
 from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
 from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
+from appliance.store.assistants import AssistantRecord
 from appliance.store.audit import Actor
 
 CONVERSATION_HEADER = "X-Conversation-Id"
 _encode = msgspec.json.Encoder().encode
-STARTED = int(time.time())
 
 
 def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequest:
@@ -105,18 +104,23 @@ async def completion_chunks(service: OpenAIChatService, turn: ChatTurn, include_
     yield b"data: [DONE]\n\n"
 
 
+def as_model(assistant: AssistantRecord) -> Model:
+    return Model(id=assistant.name, created=int(assistant.created_at.timestamp()))
+
+
 class OpenAIController(Controller):
     path = "/v1"
     tags = ["openai-compatible"]
 
-    @get("/models", summary="The models this appliance answers as (OpenAI's shape)")
-    async def models(self, runtime: NamedDependency[Runtime]) -> ModelList:
-        return ModelList(data=[Model(id=name, created=STARTED) for name in runtime.openai.models()])
+    @get("/models", summary="The tenant's assistants, by name, as OpenAI lists models")
+    async def models(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str]) -> ModelList:
+        return ModelList(data=[as_model(a) for a in await runtime.openai.models(tenant)])
 
-    @get("/models/{model:str}", summary="A model (OpenAI's shape)")
-    async def model(self, runtime: NamedDependency[Runtime], model: FromPath[str]) -> Model:
-        runtime.openai.require_model(model)
-        return Model(id=model, created=STARTED)
+    @get("/models/{model:str}", summary="An assistant, as OpenAI shows a model")
+    async def model(
+        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], model: FromPath[str]
+    ) -> Model:
+        return as_model(await runtime.openai.require_model(tenant, model))
 
     @post(
         "/chat/completions",

@@ -28,8 +28,6 @@ def as_list(value: str | list[str] | None) -> list[str] | None:
 
 
 def to_spec(data: RunCreate) -> RunSpec:
-    if data.context:
-        raise Invalid("context is not used by this appliance's agent; pass settings in config.configurable")
     if data.feedback_keys:
         raise Invalid("feedback_keys needs LangSmith, which an offline appliance does not use; leave it out")
     if data.langsmith_tracer:
@@ -40,6 +38,7 @@ def to_spec(data: RunCreate) -> RunSpec:
         command=data.command,
         metadata=data.metadata,
         configurable=data.config.configurable,
+        context=data.context or {},
         recursion_limit=data.config.recursion_limit,
         stream_mode=as_list(data.stream_mode) or ["values"],
         multitask_strategy=data.multitask_strategy,

@@ -1,0 +1,49 @@
+"""One run's assistant, as its nodes use it: the context, its model and its memory policy."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langgraph.runtime import get_runtime
+
+from appliance.agent.context import AssistantContext
+from appliance.agent.memory import MemoryPolicy
+from appliance.llm.catalog import ModelCatalog
+from appliance.llm.provider import LanguageModel
+
+
+@dataclass(frozen=True)
+class Configured:
+    context: AssistantContext
+    model: LanguageModel
+    policy: MemoryPolicy
+
+    @property
+    def answer(self) -> BaseChatModel:
+        return self.model.answering(self.context.temperature, self.context.max_tokens)
+
+
+class Configurator:
+    """Builds a run's ``Configured`` from its context (none given: the built-in assistant's)."""
+
+    def __init__(self, models: ModelCatalog, policy: MemoryPolicy, defaults: AssistantContext) -> None:
+        self.models = models
+        self.policy = policy
+        self.defaults = defaults
+
+    def __call__(self, context: AssistantContext | None) -> Configured:
+        context = context or self.defaults
+        model = self.models.get(context.model)
+        policy = dataclasses.replace(
+            self.policy,
+            system_prompt=context.instructions,
+            token_budget=context.memory_token_budget,
+            count_tokens=model.count_tokens,
+        )
+        return Configured(context, model, policy)
+
+    def current(self) -> Configured:
+        """Inside a node or an edge of a running graph: the run's own."""
+        return self(get_runtime(AssistantContext).context)

@@ -1,0 +1,105 @@
+"""What an assistant configures: the graph's typed context (``context_schema``).
+
+Every run carries one whole ``AssistantContext``: the appliance's defaults,
+overlaid with its assistant's settings, resolved by the run service when the
+run is queued. So a run does what its assistant said when it was asked, in
+whichever process executes it, and a later change to the assistant changes
+only the runs after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+# Every knowledge base of the tenant, whatever exists when the run starts.
+ALL_KNOWLEDGE_BASES = "*"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssistantContext:
+    instructions: Annotated[
+        str,
+        Meta(min_length=1, max_length=8000, description="The system prompt: who the assistant is and how it answers"),
+    ]
+    knowledge_bases: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=200)]],
+        Meta(
+            max_length=100,
+            description='Knowledge bases searched (ids or names); ["*"] is every knowledge base of the tenant, '
+            "[] none. A thread's metadata.knowledge_bases or a run's own choice overrides it",
+        ),
+    ] = field(default_factory=lambda: [ALL_KNOWLEDGE_BASES])
+    documents_only: Annotated[
+        bool,
+        Meta(
+            description="Answer every message from the documents or refuse: no small talk, and no conversation "
+            "without knowledge bases. Either way a question the documents do not cover is refused, never guessed"
+        ),
+    ] = False
+    retrieval_k: Annotated[int, Meta(ge=1, le=20, description="Passages an answer is written from")] = 4
+    relevance_floor: Annotated[
+        float, Meta(ge=-1, le=1, description="Passages less similar than this to the question are not considered")
+    ] = 0.1
+    searches_per_question: Annotated[
+        int, Meta(ge=1, le=5, description="Searches per question: the first, then rewrites while nothing answers")
+    ] = 2
+    memory_token_budget: Annotated[
+        int,
+        Meta(ge=64, le=131_072, description="Tokens of conversation the prompt holds before older turns are folded"),
+    ] = 1024
+    model: Annotated[str, Meta(min_length=1, max_length=200, description="The chat model (GET /v1/models lists)")] = ""
+    temperature: Annotated[float, Meta(ge=0, le=2, description="Sampling temperature of answers")] = 0.2
+    max_tokens: Annotated[int, Meta(ge=1, le=8192, description="Longest answer, in tokens")] = 256
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(AssistantContext))
+
+
+class ContextError(ValueError):
+    """A context field is unknown or out of range; ``field`` names it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def overlay(base: AssistantContext, changes: dict[str, Any], where: str = "context") -> AssistantContext:
+    """``base`` with ``changes`` applied, checked field by field (``where`` names them in errors)."""
+    if not isinstance(changes, dict):
+        raise ContextError(f"{where} must be an object of assistant settings", where)
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        named = ", ".join(f"{where}.{key}" for key in unknown)
+        raise ContextError(f"{named}: not an assistant setting; they are {', '.join(FIELDS)}", f"{where}.{unknown[0]}")
+    try:
+        return msgspec.convert(dataclasses.asdict(base) | changes, AssistantContext)
+    except msgspec.ValidationError as exc:
+        problem, _, path = str(exc).partition(" - at `$.")
+        field = f"{where}.{path.rstrip('`').split('[')[0]}" if path else where
+        raise ContextError(f"{field}: {problem}", field) from None
+
+
+def schema(of: type = AssistantContext) -> dict[str, Any]:
+    """The JSON Schema of a graph's context type, as ``/assistants/{id}/schemas`` shows it."""
+    (root,), components = msgspec.json.schema_components([of])
+    body = dict(components[root["$ref"].rsplit("/", 1)[-1]])
+    body.pop("required", None)  # an assistant sets what it changes; the rest is the appliance's default
+    return body
+
+
+def built_in_context(settings: Any, model: str) -> AssistantContext:
+    """The built-in assistant: the appliance's settings, and its configured model."""
+    return AssistantContext(
+        instructions=settings.system_prompt,
+        retrieval_k=min(settings.retrieval_k, 20),
+        searches_per_question=settings.rag_max_retrievals,
+        memory_token_budget=settings.context_token_budget,
+        model=model,
+        temperature=settings.temperature,
+        max_tokens=settings.max_answer_tokens,
+    )
