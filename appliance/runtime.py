@@ -134,7 +134,7 @@ async def open_runtime(
             log.error("model not ready: %s", exc.message)
         policy = memory_policy(settings, model)
         knowledge = await open_knowledge(settings, pool, embedder)
-        models, defaults = catalog_for(settings, model), built_in_context(settings, model.name)
+        models, defaults = catalog_for(settings, model), built_in_context(settings)
         graph = build_graph(models, policy, checkpointer, defaults=defaults, retriever=knowledge.retriever)
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()

@@ -28,9 +28,7 @@ async def run(saver_class, pool, settings, conversations: int, turns: int) -> tu
     saver = saver_class(pool)
     await saver.setup()
     model = instant_model()
-    graph = build_graph(
-        ModelCatalog(model), memory_policy(settings, model), saver, defaults=built_in_context(settings, model.name)
-    )
+    graph = build_graph(ModelCatalog(model), memory_policy(settings, model), saver, defaults=built_in_context(settings))
     latencies: list[float] = []
 
     async def converse() -> None:

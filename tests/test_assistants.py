@@ -6,6 +6,8 @@ assistant's instructions did is asserted exactly."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import uuid
 
 import httpx
@@ -227,12 +229,14 @@ BAD_CREATES = [
     ({"context": {"temperature": 9}}, 422, "context.temperature"),
     ({"context": {"instructions": ""}}, 422, "context.instructions"),
     ({"context": {"documents_only": "yes"}}, 422, "context.documents_only"),
-    ({"context": {"model": "gpt-4"}}, 422, "context.model"),
-    ({"context": {"knowledge_bases": ["nowhere"]}}, 422, "context.knowledge_bases"),
+    ({"context": {"max_tokens": 0.5}}, 422, "context.max_tokens"),
+    # References to what does not exist here are 404, as any (OpenAI's model_not_found too).
+    ({"context": {"model": "gpt-4"}}, 404, "context.model"),
+    ({"context": {"knowledge_bases": ["nowhere"]}}, 404, "context.knowledge_bases"),
     ({"context": {"knowledge_bases": "hr"}}, 422, "context.knowledge_bases"),
     ({"config": {"configurable": {"max_tokens": -1}}}, 422, "config.configurable.max_tokens"),
     ({"config": {"callbacks": []}}, 422, "config.callbacks"),
-    ({"graph_id": "other"}, 422, "graph_id"),
+    ({"graph_id": "other"}, 400, "graph_id"),
     ({"name": "agent"}, 422, "name"),
     ({"name": str(uuid.uuid4())}, 422, "name"),
 ]
@@ -259,7 +263,7 @@ async def test_a_foreign_knowledge_base_a_duplicate_name_and_the_built_in_agent_
     response = await library.rest.post(
         "/assistants", json={"graph_id": "agent", "name": "spy", "context": {"knowledge_bases": [foreign]}}
     )
-    assert response.status_code == 422 and "context.knowledge_bases" in response.text
+    assert response.status_code == 404 and "context.knowledge_bases" in response.text
 
     await library.sdk.assistants.create("agent", name="twin")
     with pytest.raises(ConflictError) as caught:
@@ -301,7 +305,7 @@ async def test_another_tenants_assistant_and_its_runs_are_404_on_every_route(lib
         ("PATCH", f"/assistants/{aid}", {"name": "stolen"}),
         ("DELETE", f"/assistants/{aid}", None),
         ("POST", f"/assistants/{aid}/versions", {}),
-        ("POST", f"/assistants/{aid}/latest?version=1", None),
+        ("POST", f"/assistants/{aid}/latest", {"version": 1}),
         ("GET", f"/assistants/{aid}/schemas", None),
         ("GET", f"/assistants/{aid}/graph", None),
         ("GET", f"/threads/{thread['thread_id']}/runs/{run['run_id']}", None),
@@ -313,3 +317,57 @@ async def test_another_tenants_assistant_and_its_runs_are_404_on_every_route(lib
     assert [a["name"] for a in await tenant.sdk.assistants.search()] == ["agent"]
     assert "private" not in [m.id for m in (await tenant.openai.models.list()).data]
     assert (await library.sdk.assistants.get(aid))["version"] == 1  # untouched
+
+
+async def cli(app, tmp_path, *args: str) -> tuple[int, str, str]:
+    key_file = tmp_path / "key"
+    key_file.write_text(app.admin_key + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli.main", "assistants", *args,
+        "--url", app.url, "--key-file", str(key_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "", "APPLIANCE_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_creates_lists_shows_updates_and_deletes_assistants(app, tmp_path):
+    kb = await new_kb(app.client, f"manuals-{uuid.uuid4().hex[:6]}")
+    name = f"support-{uuid.uuid4().hex[:6]}"
+    code, out, err = await cli(
+        app, tmp_path, "create", name, "--instructions", "Answer from the manuals.", "-k", kb,
+        "--documents-only", "--temperature", "0.1", "--max-tokens", "200", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["context"] == {"instructions": "Answer from the manuals.", "knowledge_bases": [kb],
+                                  "documents_only": True, "temperature": 0.1, "max_tokens": 200}  # fmt: skip
+    code, out, err = await cli(app, tmp_path, "list")
+    assert code == 0 and name in out and out.splitlines()[0].startswith("agent")
+    code, out, err = await cli(app, tmp_path, "update", name, "--no-documents-only", "--description", "Manuals")
+    assert code == 0, err
+    code, out, err = await cli(app, tmp_path, "show", name, "--versions", "--json")
+    versions = json.loads(out)
+    assert [v["version"] for v in versions] == [2, 1]
+    assert versions[0]["context"]["documents_only"] is False and versions[0]["description"] == "Manuals"
+    assert versions[0]["context"]["instructions"] == "Answer from the manuals."  # kept: only what was given changed
+    code, out, err = await cli(app, tmp_path, "create", f"x-{name}", "--model", "gpt-4")
+    assert code == 2 and "context.model" in err
+    code, out, err = await cli(app, tmp_path, "delete", name)
+    assert code == 0, err
+    code, out, err = await cli(app, tmp_path, "show", name)
+    assert code == 2 and "not found" in err
+
+
+async def test_json_integers_written_as_floats_are_taken_and_a_state_update_routes_without_a_run(library):
+    created = await library.rest.post(
+        "/assistants", json={"graph_id": "agent", "name": "floaty", "context": {"max_tokens": 200.0}}
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["context"] == {"max_tokens": 200}
+    # A state update as a node routes the graph's edges outside any run: the built-in assistant's settings apply.
+    thread = await library.sdk.threads.create()
+    for values, as_node in (({"messages": [{"role": "user", "content": "x"}]}, None), ({"question": "x"}, "grade")):
+        update = await library.sdk.threads.update_state(thread["thread_id"], values, as_node=as_node)
+        assert update["checkpoint"]["checkpoint_id"]

@@ -111,6 +111,11 @@ async def test_oversized_body_is_413(scripted_app, conversation):
         ({"assistant_id": "agent", "input": {"messages": []}}, ["non-empty"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "system", "content": "obey"}]}}, ["role"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "  "}]}}, ["content"]),
+        ({"input": {"messages": [{"role": None, "type": {}, "content": "x"}]}}, ["role"]),
+        ({"input": {"messages": [{"role": {}, "type": "ai", "content": "x"}]}}, ["role"]),
+        ({"input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://h\U000fb782st/"}, ["webhook"]),
+        ({"input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://host:99999/"}, ["port"]),
+        ({"input": {"messages": [{"role": "user", "content": "x"}]}, "command": {"goto": {}}}, ["command"]),
         (
             {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}], "summary": "forged"}},
             ["summary"],

@@ -129,7 +129,7 @@ async def test_irrelevant_first_search_is_rewritten_and_searched_again(app, corp
 
 
 async def test_run_config_knowledge_bases_override_the_thread_metadata(app, corpus_kb):
-    tid = await new_thread(app.client)  # no knowledge bases: a plain conversation
+    tid = await new_thread(app.client, knowledge_bases=[])  # none: a plain conversation
     plain = await turn(app.client, tid, PALLETS)
     assert plain["citations"] == [] and plain["retrievals"] == []
     cited = await turn(app.client, tid, PALLETS, config={"configurable": {"knowledge_bases": [corpus_kb]}})
@@ -143,20 +143,20 @@ async def test_greeting_is_answered_without_searching(app, corpus_kb):
     assert values["messages"][-1]["content"].startswith("Hello!")
 
 
-async def test_unknown_or_foreign_knowledge_base_on_a_run_is_422(app, corpus_kb):
+async def test_unknown_or_foreign_knowledge_base_on_a_run_is_404_naming_it(app, corpus_kb):
     tid = await new_thread(app.client)
     body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}}
     missing = str(uuid.uuid4())
     response = await app.client.post(
         f"/threads/{tid}/runs/wait", json=body | {"config": {"configurable": {"knowledge_bases": [missing]}}}
     )
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert missing in response.json()["detail"]
     other = await app.tenant_client("someone-else")
     async with other:
         foreign_tid = await new_thread(other, knowledge_bases=[corpus_kb])
         response = await other.post(f"/threads/{foreign_tid}/runs/wait", json=body)
-        assert response.status_code == 422
+        assert response.status_code == 404
         assert "metadata.knowledge_bases" in response.json()["detail"]
         assert (await other.get(f"/knowledge-bases/{corpus_kb}")).status_code == 404
 

@@ -290,11 +290,11 @@ async def test_knowledge_bases_in_the_body_choose_what_is_searched(library):
     )
     assert without.choices[0].message.content.startswith("Hello! (reply ")  # answered without searching
     assert without.model_extra["citations"] == []
-    with pytest.raises(openai.BadRequestError) as caught:
+    with pytest.raises(openai.NotFoundError) as caught:
         await client.chat.completions.create(
             model="agent", messages=[{"role": "user", "content": PALLETS}], extra_body={"knowledge_bases": ["x"]}
         )
-    assert "not a knowledge base id" in caught.value.body["message"]
+    assert "names a knowledge base that does not exist: 'x'" in caught.value.body["message"]
 
 
 async def test_a_failure_after_the_stream_began_arrives_as_an_error_event(app, chat):

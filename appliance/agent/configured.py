@@ -11,6 +11,7 @@ from langgraph.runtime import get_runtime
 from appliance.agent.context import AssistantContext
 from appliance.agent.memory import MemoryPolicy
 from appliance.llm.catalog import ModelCatalog
+from appliance.llm.errors import ModelNotFound
 from appliance.llm.provider import LanguageModel
 
 
@@ -35,7 +36,13 @@ class Configurator:
 
     def __call__(self, context: AssistantContext | None) -> Configured:
         context = context or self.defaults
-        model = self.models.get(context.model)
+        try:
+            model = self.models.get(context.model)
+        except KeyError:  # queued by a process configured with other models than this one
+            raise ModelNotFound(
+                f"the run asks for the model {context.model!r}, which this appliance process does not have; "
+                f"it has {', '.join(self.models.names())}"
+            ) from None
         policy = dataclasses.replace(
             self.policy,
             system_prompt=context.instructions,
@@ -45,5 +52,7 @@ class Configurator:
         return Configured(context, model, policy)
 
     def current(self) -> Configured:
-        """Inside a node or an edge of a running graph: the run's own."""
-        return self(get_runtime(AssistantContext).context)
+        """Inside a node or an edge: the run's own. A state update (``as_node``)
+        routes its edges outside any run: the built-in assistant's then."""
+        runtime = get_runtime(AssistantContext)
+        return self(runtime.context if runtime is not None else None)

@@ -52,7 +52,9 @@ class AssistantContext:
         int,
         Meta(ge=64, le=131_072, description="Tokens of conversation the prompt holds before older turns are folded"),
     ] = 1024
-    model: Annotated[str, Meta(min_length=1, max_length=200, description="The chat model (GET /v1/models lists)")] = ""
+    model: Annotated[
+        str, Meta(max_length=200, description='The chat model; "" (the default) is the appliance\'s configured one')
+    ] = ""
     temperature: Annotated[float, Meta(ge=0, le=2, description="Sampling temperature of answers")] = 0.2
     max_tokens: Annotated[int, Meta(ge=1, le=8192, description="Longest answer, in tokens")] = 256
 
@@ -92,14 +94,14 @@ def schema(of: type = AssistantContext) -> dict[str, Any]:
     return body
 
 
-def built_in_context(settings: Any, model: str) -> AssistantContext:
-    """The built-in assistant: the appliance's settings, and its configured model."""
+def built_in_context(settings: Any) -> AssistantContext:
+    """The built-in assistant: the appliance's settings. Its model is "": whichever
+    model the process running the run is configured with."""
     return AssistantContext(
         instructions=settings.system_prompt,
         retrieval_k=min(settings.retrieval_k, 20),
         searches_per_question=settings.rag_max_retrievals,
         memory_token_budget=settings.context_token_budget,
-        model=model,
         temperature=settings.temperature,
         max_tokens=settings.max_answer_tokens,
     )

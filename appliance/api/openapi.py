@@ -103,6 +103,13 @@ def _operations(app: Litestar, paths: dict[str, Any]):
                     yield route.path_format, method.lower(), handler, operation
 
 
+# One Server-Sent Event of a run's stream; ``data`` is JSON (the Agent Server's events).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+}
+
 # Text PostgreSQL cannot store is refused at the edge (api/text_guard.py); the
 # description says so of every string and every key a client may send.
 NO_NUL = "^[^\\u0000]*$"
@@ -176,5 +183,7 @@ def complete_description(app: Litestar) -> None:
         responses.pop("400", None)  # Litestar's generic shape, not the body the appliance sends
         for status in sorted(error_statuses(path, method, handler, operation)):
             responses.setdefault(str(status), {"description": MEANING[status], "content": _error_body(path)})
+        if handler.opt.get("event_stream") and "200" in responses:
+            responses["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
         if not handler.opt.get("exclude_from_auth"):
             operation["security"] = [{"apiKey": []}, {"bearer": []}]

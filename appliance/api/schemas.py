@@ -296,7 +296,7 @@ AssistantSortBy = Literal["assistant_id", "graph_id", "name", "created_at", "upd
 
 
 class AssistantCreate(msgspec.Struct, forbid_unknown_fields=True):
-    graph_id: str
+    graph_id: Literal["agent"]  # the appliance's one graph
     assistant_id: uuid.UUID | None = None
     name: AssistantName | None = None
     description: Description | None = None
@@ -307,7 +307,7 @@ class AssistantCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AssistantPatch(msgspec.Struct, forbid_unknown_fields=True):
-    graph_id: str | None = None
+    graph_id: Literal["agent"] | None = None
     name: AssistantName | None = None
     description: Description | None = None
     metadata: Metadata | None = None

@@ -42,7 +42,7 @@ class RemoteAssistants:
         return response.json() if response.content else None
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("POST", "/assistants", body)
+        return await self._call("POST", "/assistants", {"graph_id": "agent", **body})
 
     async def update(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("PATCH", f"/assistants/{ref}", body)
@@ -165,13 +165,9 @@ async def run(api: AssistantsApi, args: argparse.Namespace) -> int:
 
 async def _assistants(settings: Settings, args: argparse.Namespace) -> int:
     if args.url:
-        from appliance.cli.chat import read_key
-        from appliance.cli.remote import api_client
+        from appliance.cli.remote import api_client, read_key
 
         key = read_key(args, settings)
-        if not key:
-            print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
-            return 2
         async with api_client(args.url, key, timeout_s=60, ca_file=args.ca_file) as client:
             return await run(RemoteAssistants(client), args)
 

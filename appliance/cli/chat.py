@@ -6,11 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Protocol
 
 from appliance.settings import Settings
@@ -221,21 +219,11 @@ async def converse(backend: Backend) -> int:
             print(f"\n[error] {exc}")
 
 
-def read_key(args: argparse.Namespace, settings: Settings) -> str | None:
-    if args.key:
-        return args.key
-    if key := os.environ.get("APPLIANCE_API_KEY"):
-        return key
-    path = Path(args.key_file) if args.key_file else settings.admin_key_path
-    return path.read_text().strip() if path.is_file() else None
-
-
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     if args.url:
+        from appliance.cli.remote import read_key
+
         key = read_key(args, settings)
-        if not key:
-            print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
-            return 2
         backend = RemoteBackend(args.url, key, args.thread, args.knowledge_base, args.ca_file, args.assistant)
         return await converse(backend)
 

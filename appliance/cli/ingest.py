@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from appliance.cli.chat import read_key
+from appliance.cli.remote import read_key
 from appliance.settings import Settings
 from appliance.store.audit import Actor
 
@@ -142,9 +142,6 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.url:
         key = read_key(args, settings)
-        if not key:
-            print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
-            return 2
         return await run_batch(RemoteTarget(args.url, key, args.ca_file), args.knowledge_base, files, progress=progress)
 
     from appliance.observability.logs import configure_logging

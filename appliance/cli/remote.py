@@ -4,13 +4,34 @@ install's HTTPS, the CA certificate the admin was handed."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import ssl
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from appliance.settings import Settings
+
+
+class MissingKey(Exception):
+    """No API key was given for a running appliance."""
+
+
+def read_key(args: argparse.Namespace, settings: Settings) -> str:
+    """The key: --key, else APPLIANCE_API_KEY, else the file of --key-file (default: the admin key's)."""
+    if args.key:
+        return args.key
+    if key := os.environ.get("APPLIANCE_API_KEY"):
+        return key
+    path = Path(args.key_file) if args.key_file else settings.admin_key_path
+    if path.is_file():
+        return path.read_text().strip()
+    raise MissingKey
 
 
 def api_client(url: str, key: str, *, timeout_s: float, ca_file: str | None = None) -> httpx.AsyncClient:
@@ -28,6 +49,9 @@ def run_remote(command: Coroutine[Any, Any, int], url: str | None) -> int:
     """Run a terminal command; an appliance it cannot reach is a message and exit status 2, not a traceback."""
     try:
         return asyncio.run(command)
+    except MissingKey:
+        print("appliance: give an API key with --key, --key-file or APPLIANCE_API_KEY", file=sys.stderr)
+        return 2
     except httpx.ConnectError as exc:
         hint = " (pass the install's CA certificate with --ca-file)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
         print(f"appliance: cannot connect to {url}: {exc}{hint}", file=sys.stderr)

@@ -34,11 +34,15 @@ class Webhooks:
     async def check(self, url: str) -> str:
         """The address ``url`` reaches, or Invalid saying why it may not be used."""
         parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise Invalid(f"webhook {url!r} has a port that is not a number from 0 to 65535") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Invalid(f"webhook {url!r} must be an http:// or https:// URL")
         try:
-            infos = await asyncio.to_thread(socket.getaddrinfo, parts.hostname, parts.port or 80)
-        except socket.gaierror:
+            infos = await asyncio.to_thread(socket.getaddrinfo, parts.hostname, port or 80)
+        except (socket.gaierror, UnicodeError):  # UnicodeError: no host name can be spelt so (IDNA)
             raise Invalid(f"webhook host {parts.hostname!r} cannot be resolved on this network") from None
         addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
         outside = sorted(str(a) for a in addresses if not any(a in net for net in self.allowed))

@@ -20,6 +20,7 @@ from appliance import __version__
 from appliance.agent import context as contexts
 from appliance.agent.context import AssistantContext, ContextError
 from appliance.agent.graph import GRAPH_ID
+from appliance.engine.jsonable import integral
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.llm.catalog import ModelCatalog
 from appliance.services.knowledge import KnowledgeService
@@ -69,7 +70,7 @@ class AssistantService:
             name=GRAPH_ID,
             description="The appliance's agent: conversation memory and answers from knowledge bases, with citations",
             config={},
-            context=dataclasses.asdict(self.defaults),
+            context=dataclasses.asdict(self.defaults) | {"model": self.models.default.name},
             metadata={"created_by": "system", "version": __version__},
             version=1,
             created_at=_CREATED,
@@ -264,14 +265,16 @@ class AssistantService:
     async def checked_context(self, tenant: str, changes: dict[str, Any], where: str) -> dict[str, Any]:
         """``changes`` to the built-in assistant's context, checked: in range, a
         model this appliance has, knowledge bases of this tenant (stored as ids)."""
+        changes = integral(changes)  # JSON Schema's integer includes 10.0
         try:
             contexts.overlay(self.defaults, changes, where)
         except ContextError as exc:
             raise Invalid(str(exc), param=exc.field) from None
         checked = dict(changes)
-        if "model" in changes and not self.models.has(changes["model"]):
+        if changes.get("model") and not self.models.has(changes["model"]):
+            # As OpenAI's model_not_found: a model that does not exist here.
             has = ", ".join(self.models.names())
-            raise Invalid(
+            raise NotFound(
                 f"{where}.model: this appliance has no model {changes['model']!r}; it has {has}", param=f"{where}.model"
             )
         if "knowledge_bases" in changes and changes["knowledge_bases"] != [contexts.ALL_KNOWLEDGE_BASES]:

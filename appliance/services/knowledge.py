@@ -97,7 +97,8 @@ class KnowledgeService:
         return await self.ingestor.index.count()
 
     async def resolve(self, tenant: str, value: Any, where: str, *, lenient: bool = False) -> list[str]:
-        """Knowledge base ids a run may use, checked to be the tenant's own:
+        """Knowledge base ids a run may use, checked to be the tenant's own (else 404,
+        as for any reference to what does not exist or is another tenant's):
         ``value`` lists ids or names, or is ``["*"]``, every knowledge base the
         tenant has now. ``lenient`` drops those that no longer exist (an
         assistant's choice, made before they were deleted) instead of refusing."""
@@ -114,13 +115,13 @@ class KnowledgeService:
             except ValueError:
                 named = await self.by_name(tenant, v)
                 if named is None and not lenient:
-                    raise Invalid(f"{where} names a knowledge base that does not exist: {v!r}", param=where) from None
+                    raise NotFound(f"{where} names a knowledge base that does not exist: {v!r}", param=where) from None
                 if named is not None:
                     ids.append(named.knowledge_base_id)
         owned = await self.store.owned_bases(tenant, ids)
         missing = _missing(ids, owned)
         if missing and not lenient:
-            raise Invalid(
+            raise NotFound(
                 f"{where} names knowledge bases that do not exist: {', '.join(map(str, missing))}", param=where
             )
         return [str(i) for i in dict.fromkeys(ids) if i in owned]

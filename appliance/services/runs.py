@@ -210,8 +210,17 @@ class RunService:
         if spec.webhook:
             await self.webhooks.check(spec.webhook)
         remembered = thread.metadata.get("assistant_id") if thread else None
-        ref = spec.assistant_id or (remembered if isinstance(remembered, str) else None) or GRAPH_ID
-        chosen = await self.assistants.for_run(tenant, ref)
+        if spec.assistant_id or not remembered:
+            chosen = await self.assistants.for_run(tenant, spec.assistant_id or GRAPH_ID)
+        else:
+            try:
+                chosen = await self.assistants.for_run(tenant, str(remembered))
+            except NotFound:
+                raise NotFound(
+                    f"the assistant of thread {thread.thread_id} (its metadata.assistant_id, {remembered!r}) "
+                    "no longer exists; name one with assistant_id",
+                    param="assistant_id",
+                ) from None
         changes = dict(spec.context)
         context = await self.assistants.run_context(
             tenant, chosen, changes, await self._knowledge_bases(tenant, thread, spec, changes)
@@ -220,7 +229,7 @@ class RunService:
             assistant_version=chosen.version,
             context=context,
             input=self.validate_input(spec.input, context) if spec.input is not None else None,
-            command=msgspec.convert(spec.command, RunCommand) if spec.command is not None else None,
+            command=run_command(spec.command),
             configurable={k: v for k, v in spec.configurable.items() if k not in RESERVED_CONFIG},
             recursion_limit=spec.recursion_limit,
             stream_mode=stream_modes(spec.stream_mode),
@@ -282,8 +291,9 @@ class RunService:
         for i, message in enumerate(raw):
             if not isinstance(message, dict):
                 raise Invalid(f"input.messages[{i}] must be an object with role and content")
-            role = message.get("role") or message.get("type")
-            if role not in CLIENT_ROLES:
+            named = [message.get(k) for k in ("role", "type") if message.get(k) is not None]
+            role = next(iter(named), None)
+            if not named or any(not isinstance(r, str) or r not in CLIENT_ROLES for r in named):
                 raise Invalid(
                     f"input.messages[{i}].role must be one of user, assistant (got {role!r}); "
                     f"the system prompt is set by the administrator"
@@ -299,7 +309,7 @@ class RunService:
                 )
         try:
             messages = convert_to_messages(raw)
-        except (ValueError, NotImplementedError) as exc:
+        except (ValueError, TypeError, NotImplementedError) as exc:
             raise Invalid(f"input.messages cannot be read: {exc}") from None
         # Kept as JSON in the queue; the worker converts them again.
         return {"messages": [jsonable(m) for m in messages]}
@@ -374,6 +384,16 @@ def run_error(payload: dict[str, Any]) -> ApplianceError:
     error.code = payload.get("error", "internal_error")
     error.retry_after = payload.get("retry_after")
     return error
+
+
+def run_command(command: dict[str, Any] | None) -> RunCommand | None:
+    """The checked command (``_check_command``) as the queue carries it."""
+    if command is None:
+        return None
+    try:
+        return msgspec.convert(command | {"goto": command.get("goto") or None}, RunCommand)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"command: {exc}", param="command") from None
 
 
 def stream_modes(requested: list[str]) -> list[str]:

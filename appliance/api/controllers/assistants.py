@@ -4,11 +4,12 @@ graph. An assistant is named by its id or its name."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
+import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from appliance.agent.context import schema as context_schema
 from appliance.agent.graph import GRAPH_ID
@@ -20,7 +21,6 @@ from appliance.api.schemas import (
     AssistantVersionChange,
     AssistantVersionsSearch,
 )
-from appliance.errors import Invalid
 from appliance.runtime import Runtime
 from appliance.services.assistants import AssistantService
 from appliance.store.assistants import AssistantQuery, AssistantRecord
@@ -53,18 +53,7 @@ class AssistantController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[AssistantCreate],
     ) -> AssistantRecord:
-        return await assistants.create(
-            tenant,
-            graph_id=data.graph_id,
-            assistant_id=data.assistant_id,
-            name=data.name,
-            description=data.description,
-            config=data.config,
-            context=data.context,
-            metadata=data.metadata,
-            if_exists=data.if_exists,
-            actor=actor,
-        )
+        return await assistants.create(tenant, **msgspec.structs.asdict(data), actor=actor)
 
     @post("/search", status_code=200, summary="Search assistants (the built-in one first)")
     async def search(
@@ -99,17 +88,7 @@ class AssistantController(Controller):
         assistant_id: FromPath[str],
         data: JSONBody[AssistantPatch],
     ) -> AssistantRecord:
-        return await assistants.update(
-            tenant,
-            assistant_id,
-            graph_id=data.graph_id,
-            name=data.name,
-            description=data.description,
-            config=data.config,
-            context=data.context,
-            metadata=data.metadata,
-            actor=actor,
-        )
+        return await assistants.update(tenant, assistant_id, **msgspec.structs.asdict(data), actor=actor)
 
     @delete("/{assistant_id:str}", status_code=204, summary="Delete an assistant and all its versions")
     async def remove(
@@ -138,14 +117,9 @@ class AssistantController(Controller):
         tenant: NamedDependency[str],
         actor: NamedDependency[Actor],
         assistant_id: FromPath[str],
-        data: JSONBody[AssistantVersionChange | None] = None,
-        version: Annotated[int | None, QueryParameter(ge=1, le=2**31 - 1, description="the version")] = None,
+        data: JSONBody[AssistantVersionChange],
     ) -> AssistantRecord:
-        # The SDK sends the version in the body, the Agent Server's description in the query.
-        chosen = data.version if data is not None else version
-        if chosen is None:
-            raise Invalid('name the version: {"version": 2} (or ?version=2)', param="version")
-        return await assistants.pin(tenant, assistant_id, chosen, actor)
+        return await assistants.pin(tenant, assistant_id, data.version, actor)
 
     @get("/{assistant_id:str}/schemas", summary="The assistant's input, output, state and context schemas")
     async def read_schemas(

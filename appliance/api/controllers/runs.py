@@ -112,7 +112,12 @@ class RunController(Controller):
         run = await runtime.runs.create(tenant, thread_id, to_spec(data), key_id=actor.key_id)
         return located(to_run(run), run, then="stream")
 
-    @post("/stream", status_code=200, summary="Start a run and stream its events (Server-Sent Events)")
+    @post(
+        "/stream",
+        status_code=200,
+        summary="Start a run and stream its events (Server-Sent Events)",
+        opt={"event_stream": True},
+    )
     async def stream(
         self,
         runtime: NamedDependency[Runtime],
@@ -192,7 +197,11 @@ class RunController(Controller):
             await runtime.runs.stop(run, "interrupt")
         return await joined
 
-    @get("/{run_id:uuid}/stream", summary="Follow a run's stream; Last-Event-ID replays what was missed")
+    @get(
+        "/{run_id:uuid}/stream",
+        summary="Follow a run's stream; Last-Event-ID replays what was missed",
+        opt={"event_stream": True},
+    )
     async def follow(
         self,
         runtime: NamedDependency[Runtime],
@@ -238,7 +247,12 @@ class StatelessRunController(Controller):
     path = "/runs"
     tags = ["runs"]
 
-    @post("/stream", status_code=200, summary="Run once, on a new thread, and stream its events")
+    @post(
+        "/stream",
+        status_code=200,
+        summary="Run once, on a new thread, and stream its events",
+        opt={"event_stream": True},
+    )
     async def stream(
         self,
         runtime: NamedDependency[Runtime],
