@@ -235,7 +235,7 @@ BAD_CREATES = [
     ({"context": {"knowledge_bases": ["nowhere"]}}, 404, "context.knowledge_bases"),
     ({"context": {"knowledge_bases": "hr"}}, 422, "context.knowledge_bases"),
     ({"config": {"configurable": {"max_tokens": -1}}}, 422, "config.configurable.max_tokens"),
-    ({"config": {"callbacks": []}}, 422, "config.callbacks"),
+    ({"config": {"callbacks": []}}, 400, "callbacks"),
     ({"graph_id": "other"}, 400, "graph_id"),
     ({"name": "agent"}, 422, "name"),
     ({"name": str(uuid.uuid4())}, 422, "name"),

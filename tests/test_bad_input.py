@@ -169,6 +169,15 @@ async def test_bad_run_input_is_422_naming_the_problem(scripted_app, conversatio
     assert await stored(scripted_app, conversation) == before
 
 
+async def test_following_a_run_with_an_unknown_stream_mode_is_422_before_the_stream(scripted_app, conversation):
+    run = (await scripted_app.client.post(f"/threads/{conversation}/runs", json=user("x"))).json()
+    for modes in (["bogus"], ["\t"], ["values", ""]):
+        response = await scripted_app.client.get(
+            f"/threads/{conversation}/runs/{run['run_id']}/stream", params={"stream_mode": modes}
+        )
+        assert_error(response, 422, "stream_mode")
+
+
 async def test_unknown_assistant_is_404(scripted_app, conversation):
     before = await stored(scripted_app, conversation)
     response = await scripted_app.client.post(

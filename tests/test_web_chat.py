@@ -97,6 +97,15 @@ async def sign_in(page, app, key: str) -> None:
     await page.get_by_role("textbox", name="Message").wait_for()
 
 
+async def new_conversation(page) -> None:
+    """Starts a conversation and waits until it is the one shown."""
+    shown = await page.evaluate("location.hash")
+    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await page.wait_for_function(
+        "shown => location.hash !== shown && !!document.querySelector('#thread-assistant').textContent", arg=shown
+    )
+
+
 async def ask(page, text: str) -> None:
     await page.get_by_role("textbox", name="Message").fill(text)
     await page.get_by_role("textbox", name="Message").press("Enter")
@@ -127,7 +136,7 @@ async def test_a_wrong_key_is_refused_and_the_right_one_signs_in(page, app, key)
 
 async def test_an_answer_streams_in_token_by_token(page, app, key):
     await sign_in(page, app, key)
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     with model_delay(app, 0.4):
         await ask(page, "Hello there")
         # Part of the answer is on the page while it is still being written.
@@ -147,7 +156,7 @@ async def test_an_answer_streams_in_token_by_token(page, app, key):
 
 async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, app, key, tmp_path):
     await sign_in(page, app, key)
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     await page.get_by_role("button", name="Knowledge").click()
     await page.get_by_label("Into").select_option(label="A new knowledge base…")
     await page.get_by_label("Name of the new knowledge base").fill("Company")
@@ -198,11 +207,12 @@ async def test_upload_then_ask_shows_progress_cites_and_opens_the_passage(page, 
 
 async def test_answers_render_as_markdown_and_their_html_stays_inert(page, app, key):
     await sign_in(page, app, key)
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     # A plain conversation, no knowledge: the model's own answer, not checked against sources.
     await page.get_by_role("button", name=re.compile(r"^Knowledge")).click()
-    for box in await page.locator("#bases input[type=checkbox]:checked").all():
-        await box.uncheck()
+    ticked = page.locator("#bases input[type=checkbox]:checked")
+    while await ticked.count():
+        await ticked.first.uncheck()
     await expect(page.get_by_role("button", name=re.compile(r"^Knowledge"))).to_have_text("Knowledge (0)")
     await ask(page, MARKDOWN)
     answer = await last_answer_done(page)
@@ -222,7 +232,7 @@ async def test_answers_render_as_markdown_and_their_html_stays_inert(page, app, 
 
 async def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(page, app, key):
     await sign_in(page, app, key)
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     await ask(page, "Hello, keep this")
     await last_answer_done(page)
     await page.get_by_role("button", name="Rename “Hello, keep this”").click()
@@ -254,7 +264,7 @@ async def test_a_conversation_started_with_a_chosen_assistant_shows_and_uses_it_
     assert created.status_code == 200, created.text
     await sign_in(page, app, secret)
     await page.get_by_label("Assistant").select_option(label="Strict")
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     await expect(page.locator("#thread-assistant")).to_have_text("with Strict")
     await ask(page, "Hello there")
     answer = await last_answer_done(page)
@@ -270,7 +280,7 @@ async def test_a_conversation_started_with_a_chosen_assistant_shows_and_uses_it_
     assert (await answer.locator(".text").inner_text()).startswith("The documents available to this conversation")
 
     # A conversation started with the built-in assistant chats as before.
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     await expect(page.locator("#thread-assistant")).to_have_text("with agent")
     await ask(page, "Hello there")
     answer = await last_answer_done(page)
@@ -279,7 +289,7 @@ async def test_a_conversation_started_with_a_chosen_assistant_shows_and_uses_it_
 
 async def test_stop_ends_a_running_answer(page, app, key):
     await sign_in(page, app, key)
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     with model_delay(app, 2.0):
         await ask(page, "Hello, take your time")
         await page.wait_for_function("() => document.querySelector('.message.assistant[aria-busy] .text')?.textContent")
@@ -312,7 +322,7 @@ async def test_on_a_phone_the_conversations_open_as_a_drawer(page, app, key):
     await page.unroute("**/threads/*/state", hold)
     assert await page.locator("#sidebar").is_visible()
     await shot(page, "06-phone-drawer")
-    await page.get_by_role("button", name="New conversation", exact=True).click()
+    await new_conversation(page)
     await page.locator("#sidebar").wait_for(state="hidden")  # the drawer closes once a conversation is chosen
     await page.get_by_role("button", name="Conversations").click()
     await page.get_by_role("link", name="Held back").click()

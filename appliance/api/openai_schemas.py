@@ -36,13 +36,46 @@ class ModelList(msgspec.Struct):
     object: Literal["list"] = "list"
 
 
-class ChatMessage(msgspec.Struct, kw_only=True):
-    role: Annotated[
-        str, rule(enum=["system", "developer", "user", "assistant"], description="system prompts are dropped")
-    ]
-    # A string, or content parts ({"type": "text", "text": ...}).
-    content: str | list[dict[str, Any]] | None = None
+# A message's text: a string, or content parts ({"type": "text", "text": ...}).
+Content = str | list[dict[str, Any]]
+
+
+# The messages a client sends, one shape per role as in OpenAI's own
+# description: the role is the tag, so each role's required fields are checked.
+class SystemMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="system"):
+    """Dropped: the assistant's instructions apply."""
+
+    content: Content
     name: str | None = None
+
+
+class DeveloperMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="developer"):
+    """Dropped, as a system message."""
+
+    content: Content
+    name: str | None = None
+
+
+class UserMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="user"):
+    content: Content
+    name: str | None = None
+
+
+class AssistantTurn(msgspec.Struct, kw_only=True, tag_field="role", tag="assistant"):
+    """An earlier answer, as the client shows it."""
+
+    content: Content
+    name: str | None = None
+
+
+class ToolMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="tool"):
+    """Refused: the agent calls no client tools."""
+
+    content: Content
+    tool_call_id: str
+
+
+ChatMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantTurn | ToolMessage
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):

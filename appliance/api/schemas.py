@@ -210,12 +210,14 @@ ASSISTANT_CONTEXT = rule(
     "the rest is the appliance's default",
     **(assistant_context_schema() | {"additionalProperties": False}),
 )
-ASSISTANT_CONFIG = rule(
-    description="configurable: assistant settings as in context (context wins); tags; recursion_limit",
-    type="object",
-    additionalProperties=False,
-    properties={"configurable": {"type": "object"}, "tags": {"type": "array"}, "recursion_limit": {"type": "integer"}},
-)
+
+
+class AssistantConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    # Assistant settings as in context (context wins where both set one).
+    configurable: Annotated[dict[str, Any], ASSISTANT_CONTEXT] = msgspec.field(default_factory=dict)
+    tags: list[Annotated[str, Meta(max_length=200)]] = msgspec.field(default_factory=list)
+    recursion_limit: Annotated[int, Meta(ge=1, le=1000)] | None = None
+
 
 # Runs ---------------------------------------------------------------------
 
@@ -301,7 +303,7 @@ class AssistantCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: AssistantName | None = None
     description: Description | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
-    config: Annotated[dict[str, Any], ASSISTANT_CONFIG] = msgspec.field(default_factory=dict)
+    config: AssistantConfig = msgspec.field(default_factory=AssistantConfig)
     context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] = msgspec.field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
@@ -311,7 +313,7 @@ class AssistantPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: AssistantName | None = None
     description: Description | None = None
     metadata: Metadata | None = None
-    config: Annotated[dict[str, Any], ASSISTANT_CONFIG] | None = None
+    config: AssistantConfig | None = None
     context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] | None = None
 
 

@@ -49,10 +49,6 @@ class Chosen(msgspec.Struct, frozen=True):
     version: int
     context: dict[str, Any]  # as stored: the fields it sets, knowledge bases as ids
 
-    @property
-    def built_in(self) -> bool:
-        return self.assistant_id == ASSISTANT_ID
-
 
 class AssistantService:
     def __init__(

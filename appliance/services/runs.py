@@ -316,12 +316,14 @@ class RunService:
 
     # Following and waiting -----------------------------------------------------
 
-    async def follow(
-        self, run: RunRecord, after: Position | None, modes: list[str] | None = None
-    ) -> AsyncIterator[Event]:
-        """The run's stream events after ``after`` (None: from now), only of ``modes`` when given."""
+    def follow(self, run: RunRecord, after: Position | None, modes: list[str] | None = None) -> AsyncIterator[Event]:
+        """The run's stream events after ``after`` (None: from now), only of ``modes`` when given.
+        Unknown modes raise here, before a response has started."""
         wanted = set(stream_modes(modes)) | ALWAYS_SENT if modes else None
-        async for event in self.events.follow(run.run_id, after):
+        return self._events(run.run_id, after, wanted)
+
+    async def _events(self, run_id: uuid.UUID, after: Position | None, wanted: set[str] | None) -> AsyncIterator[Event]:
+        async for event in self.events.follow(run_id, after):
             if wanted is None or event.event in wanted:
                 yield event
 

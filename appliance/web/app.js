@@ -31,6 +31,7 @@ const state = {
   thread: null,   // the open conversation: {thread_id, metadata}
   running: null,  // the answer being written: {threadId, runId}
   opening: 0,     // counts conversations asked to open
+  saving: Promise.resolve(),  // knowledge-base choices, saved in the order made
 };
 
 // The API ----------------------------------------------------------------
@@ -494,21 +495,20 @@ function chosenBases() {
 }
 
 function renderBases() {
-  const chosen = new Set(chosenBases());
   $("#bases").replaceChildren(...state.bases.map((base) => {
     const item = document.createElement("li");
     const label = document.createElement("label");
     const box = document.createElement("input");
     box.type = "checkbox";
-    box.checked = chosen.has(base.knowledge_base_id);
+    box.value = base.knowledge_base_id;
     box.disabled = !state.thread;
     box.addEventListener("change", () => chooseBase(base.knowledge_base_id, box.checked));
     label.append(box, ` ${base.name}`);
     item.append(label);
     return item;
   }));
+  showChosenBases();
   $("#no-bases").hidden = state.bases.length > 0;
-  $("#toggle-knowledge").textContent = `Knowledge (${chosen.size})`;
   const select = $("#upload-base");
   const previous = select.value;
   select.replaceChildren(
@@ -525,13 +525,31 @@ function showNewBaseName() {
   $("#new-base-label").hidden = !isNew;
 }
 
-async function chooseBase(baseId, on) {
-  if (!state.thread) return;
+// Ticks the boxes in place: the one just clicked stays the element the user holds.
+function showChosenBases() {
+  const chosen = new Set(chosenBases());
+  for (const box of $("#bases").querySelectorAll("input[type=checkbox]")) box.checked = chosen.has(box.value);
+  $("#toggle-knowledge").textContent = `Knowledge (${state.bases.filter((b) => chosen.has(b.knowledge_base_id)).length})`;
+}
+
+// The choice is the conversation's at once, so a second quick click builds on
+// the first instead of on what the server has not answered yet.
+function chooseBase(baseId, on) {
+  if (!state.thread) return state.saving;
   const chosen = new Set(chosenBases());
   if (on) chosen.add(baseId);
   else chosen.delete(baseId);
-  await setMetadata(state.thread.thread_id, { knowledge_bases: [...chosen] });
-  renderBases();
+  const threadId = state.thread.thread_id;
+  const knowledge_bases = [...chosen];
+  state.thread = { ...state.thread, metadata: { ...state.thread.metadata, knowledge_bases } };
+  const listed = state.threads.find((t) => t.thread_id === threadId);
+  if (listed) listed.metadata = { ...listed.metadata, knowledge_bases };
+  showChosenBases();
+  const body = { metadata: { knowledge_bases } };
+  state.saving = state.saving
+    .then(() => api(`/threads/${threadId}`, { method: "PATCH", body }))
+    .catch((error) => notify(error.message));
+  return state.saving;
 }
 
 async function upload(event) {

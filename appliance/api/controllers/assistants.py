@@ -27,6 +27,14 @@ from appliance.store.assistants import AssistantQuery, AssistantRecord
 from appliance.store.audit import Actor
 
 
+def fields_of(data: AssistantCreate | AssistantPatch) -> dict[str, Any]:
+    """The request's fields as the service takes them (config as the plain object it stores)."""
+    fields = msgspec.structs.asdict(data)
+    if data.config is not None:
+        fields["config"] = msgspec.to_builtins(data.config)
+    return fields
+
+
 def query_of(data: AssistantSearch | AssistantCount) -> AssistantQuery:
     if isinstance(data, AssistantCount):
         return AssistantQuery(graph_id=data.graph_id, name=data.name, metadata=data.metadata)
@@ -53,7 +61,7 @@ class AssistantController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[AssistantCreate],
     ) -> AssistantRecord:
-        return await assistants.create(tenant, **msgspec.structs.asdict(data), actor=actor)
+        return await assistants.create(tenant, **fields_of(data), actor=actor)
 
     @post("/search", status_code=200, summary="Search assistants (the built-in one first)")
     async def search(
@@ -88,7 +96,7 @@ class AssistantController(Controller):
         assistant_id: FromPath[str],
         data: JSONBody[AssistantPatch],
     ) -> AssistantRecord:
-        return await assistants.update(tenant, assistant_id, **msgspec.structs.asdict(data), actor=actor)
+        return await assistants.update(tenant, assistant_id, **fields_of(data), actor=actor)
 
     @delete("/{assistant_id:str}", status_code=204, summary="Delete an assistant and all its versions")
     async def remove(

@@ -44,7 +44,7 @@ def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequ
         raise Invalid("tools and functions are not supported: the agent calls no client tools", param="tools")
     return ChatRequest(
         model=data.model,
-        messages=[{"role": m.role, "content": m.content} for m in data.messages],
+        messages=[msgspec.to_builtins(m) for m in data.messages],  # each with its role
         conversation=conversation or data.user,
         knowledge_bases=data.knowledge_bases,
     )
