@@ -102,8 +102,6 @@ class KnowledgeService:
         ``value`` lists ids or names, or is ``["*"]``, every knowledge base the
         tenant has now. ``lenient`` drops those that no longer exist (an
         assistant's choice, made before they were deleted) instead of refusing."""
-        if value is None:
-            return []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise Invalid(f"{where} must be a list of knowledge base ids or names", param=where)
         if ALL_KNOWLEDGE_BASES in value:

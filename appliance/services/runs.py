@@ -261,14 +261,14 @@ class RunService:
     ) -> list[str] | None:
         """One rule for every client: the run's own choice (context.knowledge_bases,
         or config.configurable.knowledge_bases), else the thread's
-        (metadata.knowledge_bases), else None: its assistant's."""
+        (metadata.knowledge_bases; null there is no choice), else None: its assistant's."""
         if "knowledge_bases" in changes:
             return await self.knowledge.resolve(tenant, changes.pop("knowledge_bases"), "context.knowledge_bases")
         if "knowledge_bases" in spec.configurable:
             return await self.knowledge.resolve(
                 tenant, spec.configurable["knowledge_bases"], "config.configurable.knowledge_bases"
             )
-        if thread is not None and "knowledge_bases" in thread.metadata:
+        if thread is not None and thread.metadata.get("knowledge_bases") is not None:
             where = f"the metadata.knowledge_bases of thread {thread.thread_id}"
             return await self.knowledge.resolve(tenant, thread.metadata["knowledge_bases"], where)
         return None
