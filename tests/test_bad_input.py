@@ -172,7 +172,7 @@ async def test_bad_run_input_is_422_naming_the_problem(scripted_app, conversatio
 
 async def test_following_a_run_with_an_unknown_stream_mode_is_422_before_the_stream(scripted_app, conversation):
     run = (await scripted_app.client.post(f"/threads/{conversation}/runs", json=user("x"))).json()
-    for modes in (["bogus"], ["\t"], ["values", ""]):
+    for modes in (["bogus"], ["\t"], ["values", "", "events"]):
         response = await scripted_app.client.get(
             f"/threads/{conversation}/runs/{run['run_id']}/stream", params={"stream_mode": modes}
         )

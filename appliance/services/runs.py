@@ -318,7 +318,9 @@ class RunService:
 
     def follow(self, run: RunRecord, after: Position | None, modes: list[str] | None = None) -> AsyncIterator[Event]:
         """The run's stream events after ``after`` (None: from now), only of ``modes`` when given.
-        Unknown modes raise here, before a response has started."""
+        Unknown modes raise here, before a response has started; an empty one
+        is none (``langgraph_sdk`` sends ``stream_mode=`` when given none)."""
+        modes = [m for m in modes or [] if m]
         wanted = set(stream_modes(modes)) | ALWAYS_SENT if modes else None
         return self._events(run.run_id, after, wanted)
 

@@ -390,6 +390,7 @@ async function send(event) {
   let final = null;
   let stopped = false;
   try {
+    await state.saving;  // knowledge chosen just before is what this message is answered from
     const response = await request(`/threads/${thread.thread_id}/runs/stream`, {
       method: "POST",
       body: {
