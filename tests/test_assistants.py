@@ -371,3 +371,11 @@ async def test_json_integers_written_as_floats_are_taken_and_a_state_update_rout
     for values, as_node in (({"messages": [{"role": "user", "content": "x"}]}, None), ({"question": "x"}, "grade")):
         update = await library.sdk.threads.update_state(thread["thread_id"], values, as_node=as_node)
         assert update["checkpoint"]["checkpoint_id"]
+
+
+async def test_the_graph_invoked_without_a_run_answers_as_the_built_in_assistant_over_no_knowledge(app, library):
+    # As a script or a benchmark calls it: no run resolved "every knowledge base" to a tenant's.
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    values = await app.runtime.graph.ainvoke({"messages": [("user", "How many vacation days do I get?")]}, config)
+    answer = last_answer({"messages": [m.model_dump() for m in values["messages"]]})
+    assert not answer["response_metadata"].get("citations")

@@ -27,12 +27,15 @@ class Configured:
 
 
 class Configurator:
-    """Builds a run's ``Configured`` from its context (none given: the built-in assistant's)."""
+    """Builds a run's ``Configured`` from its context (none given: the built-in
+    assistant's, over no knowledge base)."""
 
     def __init__(self, models: ModelCatalog, policy: MemoryPolicy, defaults: AssistantContext) -> None:
         self.models = models
         self.policy = policy
-        self.defaults = defaults
+        # Without a run's context nothing resolved "every knowledge base" to a
+        # tenant's ids (the run service does): such a call searches none.
+        self.defaults = dataclasses.replace(defaults, knowledge_bases=[])
 
     def __call__(self, context: AssistantContext | None) -> Configured:
         context = context or self.defaults
