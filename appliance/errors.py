@@ -30,6 +30,13 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class UnknownModel(NotFound):
+    """A model a client names that this appliance does not have (OpenAI's model_not_found)."""
+
+    code = "model_not_found"
+    param = "model"
+
+
 class Conflict(ServiceError):
     status = 409
     code = "conflict"

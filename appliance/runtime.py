@@ -32,6 +32,7 @@ from appliance.llm.gate import ModelGate
 from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
 from appliance.services.assistants import AssistantService
+from appliance.services.embeddings import EmbeddingService
 from appliance.services.keys import KeyService
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.limits import Limits, defaults_from
@@ -74,6 +75,7 @@ class Runtime:
     audit: AuditStore
     assistants: AssistantService
     models: ModelCatalog
+    embeddings: EmbeddingService
 
 
 @asynccontextmanager
@@ -168,6 +170,7 @@ async def open_runtime(
                 openai=OpenAIChatService(runs, threads, assistants),
                 assistants=assistants,
                 models=models,
+                embeddings=EmbeddingService(knowledge.retriever.embedder),
                 worker=worker,
                 metrics=metrics,
                 limits=limits,

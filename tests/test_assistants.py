@@ -205,7 +205,7 @@ async def test_the_openai_client_lists_assistants_as_models_and_answers_as_the_o
     await library.sdk.assistants.create("agent", name="hr", context={"instructions": HR_RULES,
                                                                       "knowledge_bases": ["hr"]})  # fmt: skip
     models = [m.id for m in (await library.openai.models.list()).data]
-    assert models == ["agent", "hr"]
+    assert models == ["agent", "hr", "all-minilm-l6-v2"]  # the assistants, then the embedding model
     assert (await library.openai.models.retrieve("hr")).id == "hr"
 
     completion = await library.openai.chat.completions.create(
@@ -238,6 +238,7 @@ BAD_CREATES = [
     ({"config": {"callbacks": []}}, 400, "callbacks"),
     ({"graph_id": "other"}, 400, "graph_id"),
     ({"name": "agent"}, 422, "name"),
+    ({"name": "all-minilm-l6-v2"}, 422, "name"),
     ({"name": str(uuid.uuid4())}, 422, "name"),
 ]
 

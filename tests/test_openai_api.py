@@ -65,7 +65,7 @@ async def tenant_thread_count(app, tenant_client: openai.AsyncOpenAI) -> int:
 
 async def test_models_lists_the_agent(chat):
     models = await chat.models.list()
-    assert [m.id for m in models.data] == ["agent"]
+    assert [m.id for m in models.data] == ["agent", "all-minilm-l6-v2"]
     assert (await chat.models.retrieve("agent")).id == "agent"
 
 

@@ -1,5 +1,5 @@
-"""What handlers get injected: the runtime, the caller's tenant, and the caller
-as the audit log names it."""
+"""What handlers get injected: the runtime or the one service a handler needs,
+the caller's tenant, and the caller as the audit log names it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from litestar.di import Provide
 from appliance.api.auth import client_address
 from appliance.runtime import Runtime
 from appliance.services.assistants import AssistantService
+from appliance.services.embeddings import EmbeddingService
 from appliance.store.audit import Actor
 from appliance.store.keys import ApiKey
 
@@ -20,6 +21,10 @@ def provide_runtime(state: State) -> Runtime:
 
 def provide_assistants(state: State) -> AssistantService:
     return state.runtime.assistants
+
+
+def provide_embeddings(state: State) -> EmbeddingService:
+    return state.runtime.embeddings
 
 
 def provide_tenant(request: Request[ApiKey, str, State]) -> str:
@@ -37,4 +42,5 @@ DEPENDENCIES = {
     "tenant": Provide(provide_tenant, sync_to_thread=False),
     "assistants": Provide(provide_assistants, sync_to_thread=False),
     "actor": Provide(provide_actor, sync_to_thread=False),
+    "embeddings": Provide(provide_embeddings, sync_to_thread=False),
 }

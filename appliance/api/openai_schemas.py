@@ -31,6 +31,10 @@ class Model(msgspec.Struct):
     object: Literal["model"] = "model"
 
 
+class EmbeddingModel(Model):
+    dimensions: int = 0  # the length of its vectors
+
+
 class ModelList(msgspec.Struct):
     data: list[Model]
     object: Literal["list"] = "list"
@@ -133,3 +137,42 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     # Why the search behind the answer was less than whole (the vector index
     # unavailable: lexical search alone), or null.
     degraded: str | None = None
+
+
+# Embeddings -----------------------------------------------------------------
+
+
+class EmbeddingCreate(msgspec.Struct, kw_only=True):
+    model: Annotated[str, rule(description="all-minilm-l6-v2, the model GET /v1/models lists with its dimensions")]
+    # Checked by the service, so that token arrays get a message of their own.
+    input: Annotated[
+        str | list[Any],
+        rule(
+            description="a text, or a list of texts (at most 2048); token arrays are not supported",
+            anyOf=[
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 2048},
+            ],
+        ),
+    ]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int | None, rule(description="the model's own (384), or leave it out")] = None
+    user: str | None = None
+
+
+class Embedding(msgspec.Struct):
+    index: int
+    embedding: Annotated[list[float] | str, rule(description="floats, or base64 of little-endian float32")]
+    object: Literal["embedding"] = "embedding"
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(msgspec.Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    object: Literal["list"] = "list"

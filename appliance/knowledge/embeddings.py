@@ -35,6 +35,10 @@ class Embedder(Protocol):
 
     async def aembed(self, texts: list[str]) -> list[list[float]]: ...
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Word pieces the model reads of each text (after its truncation)."""
+        ...
+
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     """The cosine similarity of two of an Embedder's vectors (unit length: their dot product).
@@ -76,6 +80,15 @@ class _Threaded:
     async def aembed(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed, texts)
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        tokenizer, max_length = self._tokenizer()
+        with self._lock:  # a fast tokenizer used from two threads at once fails ("Already borrowed")
+            encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def _tokenizer(self):
+        raise NotImplementedError
+
 
 class TorchEmbedder(_Threaded):
     def __init__(self, path: Path, batch_size: int = 32) -> None:
@@ -87,6 +100,9 @@ class TorchEmbedder(_Threaded):
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.dimensions = self.model.get_embedding_dimension()
+
+    def _tokenizer(self):
+        return self.model.tokenizer, self.model.max_seq_length
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
@@ -112,6 +128,9 @@ class OnnxEmbedder(_Threaded):
         self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dimensions = self.session.get_outputs()[0].shape[-1]
+
+    def _tokenizer(self):
+        return self.tokenizer, self.max_length
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         import numpy as np

@@ -23,6 +23,7 @@ from appliance.agent.graph import GRAPH_ID
 from appliance.engine.jsonable import integral
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.llm.catalog import ModelCatalog
+from appliance.services.embeddings import MODEL_ID as EMBEDDING_MODEL
 from appliance.services.knowledge import KnowledgeService
 from appliance.store.assistants import (
     AssistantDraft,
@@ -234,6 +235,8 @@ class AssistantService:
         name = name.strip()
         if name == GRAPH_ID or not name:
             raise Invalid(f"name must be set, and not {GRAPH_ID!r} (the built-in assistant's)", param="name")
+        if name == EMBEDDING_MODEL:
+            raise Invalid(f"name {name!r} is the embedding model's, as GET /v1/models lists it", param="name")
         try:
             uuid.UUID(name)
         except ValueError:

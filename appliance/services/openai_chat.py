@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from appliance.engine.events import START
-from appliance.errors import Conflict, Invalid, NotFound
+from appliance.errors import Conflict, Invalid, NotFound, UnknownModel
 from appliance.services.assistants import AssistantService
 from appliance.services.runs import RunService, RunSpec, run_error
 from appliance.services.threads import ThreadService
@@ -40,11 +40,6 @@ CONVERSATIONS = uuid.UUID("6f1c3f4e-9a53-5d0b-8a57-1f0b7d1c2e90")
 FORK_SEARCH_LIMIT = 500
 DROPPED_ROLES = {"system", "developer"}  # the administrator sets the system prompt
 _MARKERS = re.compile(r"\s*\[\d{1,2}\]")
-
-
-class UnknownModel(NotFound):
-    code = "model_not_found"
-    param = "model"
 
 
 @dataclass

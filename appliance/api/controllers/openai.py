@@ -1,10 +1,12 @@
-"""The OpenAI-compatible API: ``GET /v1/models`` and ``POST /v1/chat/completions``,
-streamed or not, for the tools people already use. Keys are sent as
+"""The OpenAI-compatible API: ``GET /v1/models``, ``POST /v1/chat/completions``
+(streamed or not) and ``POST /v1/embeddings``, for the tools people already use. Keys are sent as
 ``Authorization: Bearer KEY``, as OpenAI's clients do."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+from array import array
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -20,6 +22,11 @@ from appliance.api.openai_schemas import (
     ChatCompletion,
     ChatCompletionCreate,
     Choice,
+    Embedding,
+    EmbeddingCreate,
+    EmbeddingList,
+    EmbeddingModel,
+    EmbeddingUsage,
     Model,
     ModelList,
     OpenAIError,
@@ -29,6 +36,8 @@ from appliance.api.openai_schemas import (
 from appliance.api.sse import with_heartbeat
 from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
+from appliance.services.embeddings import MODEL_ID as EMBEDDING_MODEL
+from appliance.services.embeddings import Embedded, EmbeddingService
 from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
 from appliance.store.assistants import AssistantRecord
 from appliance.store.audit import Actor
@@ -38,6 +47,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequest:
+    if data.model == EMBEDDING_MODEL:
+        raise Invalid(f"{EMBEDDING_MODEL} is an embedding model: use POST /v1/embeddings", param="model")
     if data.n != 1:
         raise Invalid("n must be 1: the agent writes one answer", param="n")
     if data.tools or data.functions:
@@ -108,19 +119,55 @@ def as_model(assistant: AssistantRecord) -> Model:
     return Model(id=assistant.name, created=int(assistant.created_at.timestamp()))
 
 
+def embedding_model(embeddings: EmbeddingService) -> EmbeddingModel:
+    return EmbeddingModel(id=EMBEDDING_MODEL, created=0, dimensions=embeddings.dimensions)
+
+
+def to_embedding_list(embedded: Embedded, encoding_format: str) -> EmbeddingList:
+    def encoded(vector: list[float]) -> list[float] | str:
+        if encoding_format == "float":
+            return vector
+        return base64.b64encode(array("f", vector).tobytes()).decode()  # float32, this machine's (little) endian
+
+    return EmbeddingList(
+        data=[Embedding(index=i, embedding=encoded(v)) for i, v in enumerate(embedded.vectors)],
+        model=EMBEDDING_MODEL,
+        usage=EmbeddingUsage(prompt_tokens=embedded.tokens, total_tokens=embedded.tokens),
+    )
+
+
 class OpenAIController(Controller):
     path = "/v1"
     tags = ["openai-compatible"]
 
-    @get("/models", summary="The tenant's assistants, by name, as OpenAI lists models")
-    async def models(self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str]) -> ModelList:
-        return ModelList(data=[as_model(a) for a in await runtime.openai.models(tenant)])
+    @get("/models", summary="The tenant's assistants, by name, as OpenAI lists models; then the embedding model")
+    async def models(
+        self,
+        runtime: NamedDependency[Runtime],
+        embeddings: NamedDependency[EmbeddingService],
+        tenant: NamedDependency[str],
+    ) -> ModelList:
+        assistants = [as_model(a) for a in await runtime.openai.models(tenant)]
+        return ModelList(data=[*assistants, embedding_model(embeddings)])
 
-    @get("/models/{model:str}", summary="An assistant, as OpenAI shows a model")
+    @get("/models/{model:str}", summary="An assistant, or the embedding model, as OpenAI shows a model")
     async def model(
-        self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], model: FromPath[str]
+        self,
+        runtime: NamedDependency[Runtime],
+        embeddings: NamedDependency[EmbeddingService],
+        tenant: NamedDependency[str],
+        model: FromPath[str],
     ) -> Model:
+        if model == EMBEDDING_MODEL:
+            return embedding_model(embeddings)
         return as_model(await runtime.openai.require_model(tenant, model))
+
+    @post("/embeddings", status_code=200, summary="Embeddings with the model the knowledge bases are searched with")
+    async def embed(
+        self, embeddings: NamedDependency[EmbeddingService], data: JSONBody[EmbeddingCreate]
+    ) -> EmbeddingList:
+        embedded = await embeddings.embed(data.model, data.input, data.dimensions)
+        return to_embedding_list(embedded, data.encoding_format)
 
     @post(
         "/chat/completions",
