@@ -160,6 +160,11 @@ async def test_oversized_body_is_413(scripted_app, conversation):
         ),
         ({"assistant_id": "agent", "command": {"goto": "nowhere"}}, ["command.goto"]),
         ({"assistant_id": "agent", "command": {"jump": 1}}, ["resume"]),
+        (
+            {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "after_seconds": 3600},
+            ["after_seconds", "join"],
+        ),  # fmt: skip
+        ({"assistant_id": "agent", "command": {"goto": [], "update": {}, "resume": None}}, ["does nothing"]),
         ({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "word " * 5000}]}}, ["tokens"]),
     ],
 )

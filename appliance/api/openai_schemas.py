@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from appliance.api.schemas import rule
+from appliance.services.embeddings import MODEL_ID as EMBEDDING_MODEL
 
 OPENAI_PREFIX = "/v1/"
 NO_CLIENT_TOOLS = rule(maxItems=0, description="not supported: the agent calls no client tools; leave it out")
@@ -143,7 +144,9 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
 
 
 class EmbeddingCreate(msgspec.Struct, kw_only=True):
-    model: Annotated[str, rule(description="all-minilm-l6-v2, the model GET /v1/models lists with its dimensions")]
+    model: Annotated[
+        str, rule("the embedding model, as GET /v1/models lists it with its dimensions", enum=[EMBEDDING_MODEL])
+    ]
     # Checked by the service, so that token arrays get a message of their own.
     input: Annotated[
         str | list[Any],
@@ -156,7 +159,7 @@ class EmbeddingCreate(msgspec.Struct, kw_only=True):
         ),
     ]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int | None, rule(description="the model's own (384), or leave it out")] = None
+    dimensions: Annotated[int | None, rule("the model's own, or leave it out", enum=[384, None])] = None
     user: str | None = None
 
 

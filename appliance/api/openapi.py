@@ -176,6 +176,8 @@ def complete_description(app: Litestar) -> None:
         for parameter in operation.get("parameters", []):
             if "schema" in parameter:
                 parameter["schema"] = _text_rules(parameter["schema"])
+            if parameter["name"] in handler.opt.get("empty_query", ()):
+                parameter["allowEmptyValue"] = True  # an empty value is none
         for content in operation.get("requestBody", {}).get("content", {}).values():
             if "schema" in content:
                 content["schema"] = _text_rules(content["schema"])

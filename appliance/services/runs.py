@@ -253,6 +253,8 @@ class RunService:
             raise Invalid("command.update must be an object of state keys")
         if update:
             checked_values(update, "command.update")
+        if command.get("resume") is None and not update and not targets:
+            raise Invalid("command does nothing: give it a resume value, an update or a goto", param="command")
         if where := oversized_int(command.get("resume"), "command.resume"):
             raise Invalid(f"{where} is an integer beyond 64 bits, which a checkpoint cannot hold", param="command")
 

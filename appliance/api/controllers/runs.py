@@ -53,6 +53,22 @@ def to_spec(data: RunCreate) -> RunSpec:
     )
 
 
+# A call that waits for its run (wait, stream) holds a connection meanwhile;
+# proxies and clients give up on one silent for about a minute.
+HELD_DELAY_S = 60
+
+
+def held_spec(data: RunCreate) -> RunSpec:
+    """The spec of a run the call waits for: one that starts while the call can wait."""
+    if (data.after_seconds or 0) > HELD_DELAY_S:
+        raise Invalid(
+            f"after_seconds: a call that waits for its run may delay it at most {HELD_DELAY_S} s; "
+            f"start a later run with POST .../runs and join it when it is due",
+            param="after_seconds",
+        )
+    return to_spec(data)
+
+
 async def disconnected(request: Request) -> None:
     """Returns when the client closes the connection."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -126,7 +142,7 @@ class RunController(Controller):
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
     ) -> Stream:
-        spec = to_spec(data)
+        spec = held_spec(data)
         run = await runtime.runs.create(tenant, thread_id, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec)
 
@@ -140,7 +156,7 @@ class RunController(Controller):
         data: JSONBody[RunCreate],
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
-        run = await runtime.runs.create(tenant, thread_id, to_spec(data), key_id=actor.key_id)
+        run = await runtime.runs.create(tenant, thread_id, held_spec(data), key_id=actor.key_id)
         return located(await runtime.runs.join(tenant, thread_id, run.run_id), run, then="join")
 
     @get("/", summary="The thread's runs, newest first")
@@ -200,7 +216,8 @@ class RunController(Controller):
     @get(
         "/{run_id:uuid}/stream",
         summary="Follow a run's stream; Last-Event-ID replays what was missed",
-        opt={"event_stream": True},
+        # langgraph_sdk sends stream_mode= when given none.
+        opt={"event_stream": True, "empty_query": ("stream_mode",)},
     )
     async def follow(
         self,
@@ -260,7 +277,7 @@ class StatelessRunController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[RunCreate],
     ) -> Stream:
-        spec = to_spec(data)
+        spec = held_spec(data)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec, stateless=True)
 
@@ -272,7 +289,7 @@ class StatelessRunController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[RunCreate],
     ) -> dict[str, Any]:
-        spec = to_spec(data)
+        spec = held_spec(data)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
             return await runtime.runs.join(tenant, run.thread_id, run.run_id)
