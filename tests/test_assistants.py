@@ -380,3 +380,14 @@ async def test_the_graph_invoked_without_a_run_answers_as_the_built_in_assistant
     values = await app.runtime.graph.ainvoke({"messages": [("user", "How many vacation days do I get?")]}, config)
     answer = last_answer({"messages": [m.model_dump() for m in values["messages"]]})
     assert not answer["response_metadata"].get("citations")
+
+
+@pytest.mark.parametrize("node", ["plan", "retrieve", "rewrite", "generate"])
+async def test_a_run_goes_on_from_a_state_set_as_any_node_with_only_some_keys(library, node):
+    # update_state as a node leaves the thread before the next node, whatever this turn's keys hold.
+    sdk = library.sdk
+    tid = (await sdk.threads.create())["thread_id"]
+    await sdk.threads.update_state(tid, {"draft": "Forty days."}, as_node=node)
+    run = await sdk.runs.create(tid, "agent", input=None)
+    await sdk.runs.join(tid, run["run_id"])
+    assert (await sdk.runs.get(tid, run["run_id"]))["status"] == "success"

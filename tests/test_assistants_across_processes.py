@@ -36,7 +36,7 @@ def test_a_worker_process_runs_a_run_with_the_assistant_version_it_was_queued_wi
     client = httpx.Client(base_url=api.url, headers={"x-api-key": key}, timeout=120, trust_env=False)
     try:
         models = [m["id"] for m in client.get("/v1/models").json()["data"]]
-        assert models == ["agent"]
+        assert models == ["agent", "all-minilm-l6-v2"]
         created = client.post(
             "/assistants",
             json={"graph_id": "agent", "name": "support", "context": {"instructions": "Version one."}},

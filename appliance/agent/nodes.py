@@ -25,7 +25,7 @@ Node = Callable[[AgentState, Runtime[AssistantContext]], Awaitable[dict[str, Any
 
 
 def memory_of(state: AgentState) -> tuple[list, str, int]:
-    return state["messages"], state.get("summary", ""), state.get("folded", 0)
+    return state.get("messages", []), state.get("summary", ""), state.get("folded", 0)
 
 
 async def call_model(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:

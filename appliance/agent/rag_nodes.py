@@ -81,7 +81,7 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
 
     async def plan(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         context = configure(runtime.context).context
-        question = next((str(m.text) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
+        question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
                 "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None}  # fmt: skip
         if context.documents_only:
@@ -109,9 +109,9 @@ def reviewed_query(query: str, question: str) -> str:
 def make_retrieve(configure: Configurator, retriever: Retriever) -> Callable[..., Any]:
     async def retrieve(state: AgentState, config: RunnableConfig, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         context = configure(runtime.context).context
-        query = state["query"]
+        query = state.get("query") or state.get("question", "")
         if (config.get("configurable") or {}).get("review_queries"):
-            query = reviewed_query(query, state["question"])
+            query = reviewed_query(query, state.get("question", ""))
         progress("retrieve", query=query)
         scope = ChunkFilter(knowledge_base_ids=knowledge_bases(context))
         # More candidates than are answered from, under a low floor: passages
@@ -161,7 +161,9 @@ def make_grade(configure: Configurator, judge: EvidenceJudge) -> Node:
         setup = configure(runtime.context)
         decide = by_model if setup.model.can("decide") else by_evidence
         passages = state.get("passages", [])
-        relevant, answering, seconds = await decide(setup.model, state["question"], passages, setup.context.retrieval_k)
+        relevant, answering, seconds = await decide(
+            setup.model, state.get("question", ""), passages, setup.context.retrieval_k
+        )
         progress("grade", passages=len(passages), relevant=len(relevant), check_ms=round(seconds * 1000, 1))
         retrievals = list(state.get("retrievals", []))
         if retrievals:
@@ -179,10 +181,10 @@ def make_rewrite(configure: Configurator, retriever: Retriever) -> Node:
         progress("rewrite", status="nothing relevant found; searching with other words")
         if setup.model.can("rewrite"):
             rewriter = setup.model.rewriter.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
-            reply = await call_model(setup.model, rewriter, rewrite_prompt(state["question"], _tried(state)))
-            return {"query": clean_query(reply.text, fallback=state["question"])}
+            reply = await call_model(setup.model, rewriter, rewrite_prompt(state.get("question", ""), _tried(state)))
+            return {"query": clean_query(reply.text, fallback=state.get("question", ""))}
         scope = ChunkFilter(knowledge_base_ids=knowledge_bases(setup.context))
-        return {"query": await retriever.expanded_query(state["question"], scope)}
+        return {"query": await retriever.expanded_query(state.get("question", ""), scope)}
 
     return rewrite
 
@@ -201,12 +203,12 @@ def make_generate(configure: Configurator) -> Node:
 
     async def generate(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         setup = configure(runtime.context)
-        relevant = state["relevant"]
+        relevant = state.get("relevant", [])
         progress("generate", sources=len(relevant))
         if not setup.model.can("decide"):
             relevant = excerpts(relevant, [Evidence(**e) for e in state.get("evidence", [])])
         prompt = build_prompt(setup.policy, *memory_of(state))
-        prompt[-1] = HumanMessage(grounded_question(state["question"], relevant))
+        prompt[-1] = HumanMessage(grounded_question(state.get("question", ""), relevant))
         reply = await call_model(setup.model, writer(setup, len(relevant)), prompt)
         return {"draft": reply.text.strip()}
 
@@ -222,13 +224,18 @@ def make_verify(configure: Configurator, judge: EvidenceJudge) -> Node:
     async def verify(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         model = configure(runtime.context).model
         started = time.perf_counter()
-        relevant = state["relevant"]
+        relevant = state.get("relevant", [])
         answering = [Evidence(**e) for e in state.get("evidence", [])]
         check = await check_answer(
-            judge, state["question"], state.get("draft", ""), relevant, answering, paraphrase=model.can("rewrite")
+            judge,
+            state.get("question", ""),
+            state.get("draft", ""),
+            relevant,
+            answering,
+            paraphrase=model.can("rewrite"),
         )
         if check.supported:
-            text, citations = cite(state["draft"], relevant, check.spans)
+            text, citations = cite(state.get("draft", ""), relevant, check.spans)
             mode, reason = "generated", None
         else:
             text, citations = extractive_answer(relevant, answering)

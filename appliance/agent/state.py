@@ -9,6 +9,8 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 
+# Nodes read every key with a default: a state update as a node
+# (threads.update_state) can leave a thread before any node with only some set.
 class AgentState(TypedDict, total=False):
     # Every turn of the conversation, in order; never trimmed, so a thread's
     # history can always be read back whole.
