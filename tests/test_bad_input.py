@@ -160,6 +160,7 @@ async def test_oversized_body_is_413(scripted_app, conversation):
         ),
         ({"assistant_id": "agent", "command": {"goto": "nowhere"}}, ["command.goto"]),
         ({"assistant_id": "agent", "command": {"jump": 1}}, ["resume"]),
+        ({"assistant_id": "agent", "command": {"goto": ["generate", "respond"]}}, ["one node"]),
         (
             {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "x"}]}, "after_seconds": 3600},
             ["after_seconds", "join"],

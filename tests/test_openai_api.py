@@ -313,3 +313,16 @@ async def test_a_failure_after_the_stream_began_arrives_as_an_error_event(app, c
         app.chat.reply = healthy
     assert caught.value.body["type"] == "server_error"
     assert "see the appliance's log" in caught.value.body["message"]
+
+
+async def test_an_assistant_message_without_text_is_passed_over(chat):
+    # Some clients keep an empty assistant turn where an answer failed; it says nothing.
+    completion = await chat.chat.completions.create(
+        model="agent",
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "Hello there"},
+        ],  # fmt: skip
+    )
+    assert completion.choices[0].message.content.startswith("Hello! (reply ")

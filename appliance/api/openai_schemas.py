@@ -47,30 +47,25 @@ Content = str | list[dict[str, Any]]
 
 # The messages a client sends, one shape per role as in OpenAI's own
 # description: the role is the tag, so each role's required fields are checked.
-class SystemMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="system"):
+class _Said(msgspec.Struct, kw_only=True, tag_field="role"):
+    content: Content
+    name: str | None = None
+
+
+class SystemMessage(_Said, tag="system"):
     """Dropped: the assistant's instructions apply."""
 
-    content: Content
-    name: str | None = None
 
-
-class DeveloperMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="developer"):
+class DeveloperMessage(_Said, tag="developer"):
     """Dropped, as a system message."""
 
-    content: Content
-    name: str | None = None
+
+class UserMessage(_Said, tag="user"):
+    pass
 
 
-class UserMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="user"):
-    content: Content
-    name: str | None = None
-
-
-class AssistantTurn(msgspec.Struct, kw_only=True, tag_field="role", tag="assistant"):
+class AssistantTurn(_Said, tag="assistant"):
     """An earlier answer, as the client shows it."""
-
-    content: Content
-    name: str | None = None
 
 
 class ToolMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="tool"):

@@ -127,7 +127,14 @@ RUN_COMMAND = rule(
             "properties": {
                 "resume": STORABLE,
                 "update": {"anyOf": [{"type": "null"}, STATE_VALUES]},
-                "goto": one_or_many(*NODES),
+                # One node: every node writes this turn's keys, so two at once would collide.
+                "goto": {
+                    "anyOf": [
+                        {"enum": list(NODES)},
+                        {"type": "array", "items": {"enum": list(NODES)}, "maxItems": 1},
+                        {"type": "null"},
+                    ]
+                },  # fmt: skip
             },
         },
     ],

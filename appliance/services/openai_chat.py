@@ -230,7 +230,7 @@ def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
             )
         text = content_text(message.get("content"), i)
         if role == "assistant" and not text.strip():
-            raise Invalid(f"messages[{i}] is an assistant message without text", param="messages")
+            continue  # an answer without text says nothing; the agent never gave one
         kept.append({"role": role, "content": text})
     if not kept or kept[-1]["role"] != "user":
         raise Invalid("the last message must be the user's (the question to answer)", param="messages")

@@ -248,6 +248,8 @@ class RunService:
         targets = [goto] if isinstance(goto, str) else list(goto or [])
         if any(not isinstance(t, str) or t not in nodes for t in targets):
             raise Invalid(f"command.goto must name nodes of the agent: {', '.join(sorted(nodes))}")
+        if len(targets) > 1:  # every node writes this turn's keys: two in one step collide
+            raise Invalid("command.goto names one node", param="command.goto")
         update = command.get("update")
         if update is not None and not isinstance(update, dict):
             raise Invalid("command.update must be an object of state keys")
