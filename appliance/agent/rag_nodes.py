@@ -208,7 +208,9 @@ def make_generate(configure: Configurator) -> Node:
         if not setup.model.can("decide"):
             relevant = excerpts(relevant, [Evidence(**e) for e in state.get("evidence", [])])
         prompt = build_prompt(setup.policy, *memory_of(state))
-        prompt[-1] = HumanMessage(grounded_question(state.get("question", ""), relevant))
+        asked = HumanMessage(grounded_question(state.get("question", ""), relevant))
+        # The question replaces the turn's own message; a state set by hand may have none.
+        prompt[-1:] = [asked] if isinstance(prompt[-1], HumanMessage) else [prompt[-1], asked]
         reply = await call_model(setup.model, writer(setup, len(relevant)), prompt)
         return {"draft": reply.text.strip()}
 

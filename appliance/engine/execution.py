@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from langchain_core.messages import convert_to_messages
-from langgraph.errors import EmptyInputError
+from langgraph.errors import EmptyInputError, InvalidUpdateError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
@@ -55,6 +55,12 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
         return {"error": "insufficient_storage", "message": message, "status": 507}
     if isinstance(exc, EmptyInputError):  # the thread lost its state after the run was accepted
         return {"error": "conflict", "message": "the thread has no state to go on from: send input", "status": 409}
+    if isinstance(exc, InvalidUpdateError):  # a state update or a goto scheduled nodes that collide
+        message = (
+            f"the thread's state cannot go on ({str(exc).splitlines()[0]}): run from an earlier "
+            f"checkpoint_id, or set the state with threads.update_state"
+        )
+        return {"error": "conflict", "message": message, "status": 409}
     if isinstance(exc, ApplianceError):
         payload: dict[str, Any] = {"error": exc.code, "message": exc.message, "status": exc.status}
         if exc.retry_after:
