@@ -61,6 +61,10 @@ def progress(node: str, **detail: Any) -> None:
     get_stream_writer()({"node": node, **detail})
 
 
+def question_of(state: AgentState) -> str:
+    return state.get("question", "")  # unset in a state set by hand (update_state as a node)
+
+
 def _tried(state: AgentState) -> list[str]:
     return [r["query"] for r in state.get("retrievals", [])]
 
@@ -109,9 +113,9 @@ def reviewed_query(query: str, question: str) -> str:
 def make_retrieve(configure: Configurator, retriever: Retriever) -> Callable[..., Any]:
     async def retrieve(state: AgentState, config: RunnableConfig, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         context = configure(runtime.context).context
-        query = state.get("query") or state.get("question", "")
+        query = state.get("query") or question_of(state)
         if (config.get("configurable") or {}).get("review_queries"):
-            query = reviewed_query(query, state.get("question", ""))
+            query = reviewed_query(query, question_of(state))
         progress("retrieve", query=query)
         scope = ChunkFilter(knowledge_base_ids=knowledge_bases(context))
         # More candidates than are answered from, under a low floor: passages
@@ -162,7 +166,7 @@ def make_grade(configure: Configurator, judge: EvidenceJudge) -> Node:
         decide = by_model if setup.model.can("decide") else by_evidence
         passages = state.get("passages", [])
         relevant, answering, seconds = await decide(
-            setup.model, state.get("question", ""), passages, setup.context.retrieval_k
+            setup.model, question_of(state), passages, setup.context.retrieval_k
         )
         progress("grade", passages=len(passages), relevant=len(relevant), check_ms=round(seconds * 1000, 1))
         retrievals = list(state.get("retrievals", []))
@@ -181,10 +185,10 @@ def make_rewrite(configure: Configurator, retriever: Retriever) -> Node:
         progress("rewrite", status="nothing relevant found; searching with other words")
         if setup.model.can("rewrite"):
             rewriter = setup.model.rewriter.with_config(tags=[TAG_NOSTREAM], run_name="rewrite")
-            reply = await call_model(setup.model, rewriter, rewrite_prompt(state.get("question", ""), _tried(state)))
-            return {"query": clean_query(reply.text, fallback=state.get("question", ""))}
+            reply = await call_model(setup.model, rewriter, rewrite_prompt(question_of(state), _tried(state)))
+            return {"query": clean_query(reply.text, fallback=question_of(state))}
         scope = ChunkFilter(knowledge_base_ids=knowledge_bases(setup.context))
-        return {"query": await retriever.expanded_query(state.get("question", ""), scope)}
+        return {"query": await retriever.expanded_query(question_of(state), scope)}
 
     return rewrite
 
@@ -208,7 +212,7 @@ def make_generate(configure: Configurator) -> Node:
         if not setup.model.can("decide"):
             relevant = excerpts(relevant, [Evidence(**e) for e in state.get("evidence", [])])
         prompt = build_prompt(setup.policy, *memory_of(state))
-        asked = HumanMessage(grounded_question(state.get("question", ""), relevant))
+        asked = HumanMessage(grounded_question(question_of(state), relevant))
         # The question replaces the turn's own message; a state set by hand may have none.
         prompt[-1:] = [asked] if isinstance(prompt[-1], HumanMessage) else [prompt[-1], asked]
         reply = await call_model(setup.model, writer(setup, len(relevant)), prompt)
@@ -230,7 +234,7 @@ def make_verify(configure: Configurator, judge: EvidenceJudge) -> Node:
         answering = [Evidence(**e) for e in state.get("evidence", [])]
         check = await check_answer(
             judge,
-            state.get("question", ""),
+            question_of(state),
             state.get("draft", ""),
             relevant,
             answering,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 from array import array
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -127,7 +128,10 @@ def to_embedding_list(embedded: Embedded, encoding_format: str) -> EmbeddingList
     def encoded(vector: list[float]) -> list[float] | str:
         if encoding_format == "float":
             return vector
-        return base64.b64encode(array("f", vector).tobytes()).decode()  # float32, this machine's (little) endian
+        floats = array("f", vector)
+        if sys.byteorder == "big":
+            floats.byteswap()  # OpenAI's base64 is little-endian float32
+        return base64.b64encode(floats.tobytes()).decode()
 
     return EmbeddingList(
         data=[Embedding(index=i, embedding=encoded(v)) for i, v in enumerate(embedded.vectors)],
