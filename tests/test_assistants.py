@@ -22,7 +22,7 @@ from tests.support.app import model_delay
 from tests.support.corpus import FAQ_HTML, HANDBOOK_MD
 from tests.support.librarian import Librarian
 from tests.support.scripted_model import prompt_kind
-from tests.support.turns import new_kb, upload
+from tests.support.turns import new_kb, openai_client, upload
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,9 +53,7 @@ class Tenant:
     def __init__(self, app, secret: str) -> None:
         self.rest = app.as_key(secret)
         self.sdk = get_client(url=app.url, api_key=secret)
-        self.openai = openai.AsyncOpenAI(
-            base_url=f"{app.url}/v1", api_key=secret, max_retries=0, http_client=httpx.AsyncClient(trust_env=False)
-        )
+        self.openai = openai_client(app, secret)
 
 
 async def new_tenant(app) -> Tenant:

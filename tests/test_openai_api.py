@@ -12,7 +12,7 @@ import pytest
 from appliance.store.audit import Actor
 from tests.support.corpus import write_corpus
 from tests.support.librarian import RECALL, answer_to
-from tests.support.turns import new_kb, new_thread, turn, upload
+from tests.support.turns import new_kb, new_thread, openai_client, turn, upload
 
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}  # editors send one; the admin's applies
@@ -26,12 +26,6 @@ def app(librarian_app):
 async def client_for(app, tenant: str) -> openai.AsyncOpenAI:
     _, secret = await app.runtime.keys.create(tenant, actor=Actor.host())
     return openai_client(app, secret)
-
-
-def openai_client(app, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{app.url}/v1", api_key=key, max_retries=0, http_client=httpx.AsyncClient(trust_env=False)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from langchain_openai import OpenAIEmbeddings
 
 from appliance.knowledge.embeddings import cosine
 from appliance.store.audit import Actor
+from tests.support.turns import openai_client
 
 MODEL = "all-minilm-l6-v2"
 TOPICS = ["the warehouse", "a holiday request", "the VPN", "printer toner", "an invoice", "the fire drill",
@@ -35,9 +36,7 @@ async def key(app) -> str:
 
 @pytest.fixture(scope="module")
 def client(app, key) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{app.url}/v1", api_key=key, max_retries=0, http_client=httpx.AsyncClient(trust_env=False)
-    )
+    return openai_client(app, key)
 
 
 def own_vectors(app, texts: list[str]) -> list[list[float]]:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import openai
 
 
 def user(text: str) -> dict[str, Any]:
@@ -55,3 +56,10 @@ async def new_kb(client: httpx.AsyncClient, name: str | None = None) -> str:
 
 async def upload(client: httpx.AsyncClient, kb_id: str, name: str, data: bytes) -> httpx.Response:
     return await client.post(f"/knowledge-bases/{kb_id}/documents", files={"file": (name, data)})
+
+
+def openai_client(app, key: str) -> openai.AsyncOpenAI:
+    """OpenAI's own client, pointed at the appliance's /v1 with ``key``."""
+    return openai.AsyncOpenAI(
+        base_url=f"{app.url}/v1", api_key=key, max_retries=0, http_client=httpx.AsyncClient(trust_env=False)
+    )
