@@ -78,7 +78,16 @@ async def test_the_api_keeps_to_its_openapi_description(fuzzed_app, tmp_path, ad
     code, output = await fuzz(fuzzed_app.url, key, config)
     generated = re.search(r"(\d+) generated", output)
     assert generated and int(generated.group(1)) > 1000, output[-3000:]
-    assert code == 0, output[-6000:]
+    assert code == 0, findings(output)
+
+
+def findings(output: str) -> str:
+    """What failed, first: schemathesis's FAILURES and ERRORS sections lead its
+    report, and a report's tail alone (the summary) says only how many."""
+    headed = re.split(r"^=+ ([A-Z]+) =+$", output, flags=re.MULTILINE)
+    sections = dict(zip(headed[1::2], headed[2::2], strict=True))
+    found = "".join(f"== {name} ==\n{sections[name][:6000]}\n" for name in ("FAILURES", "ERRORS") if name in sections)
+    return found + output[-1500:]
 
 
 async def test_the_description_names_the_agents_own_nodes(fuzzed_app):

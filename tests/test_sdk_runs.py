@@ -137,6 +137,38 @@ async def test_a_caller_leaving_a_join_with_cancel_on_disconnect_stops_the_run(s
     assert (await client.runs.get(tid, stays["run_id"]))["status"] == "success"
 
 
+async def left_calls(served, route_end: str) -> float:
+    """Calls to the route ending ``route_end`` whose caller left before the answer (499)."""
+    metrics = (await served.client.get("/metrics")).text
+    counted = [m for m in metrics.splitlines() if m.startswith("appliance_http_requests_total{")]
+    lines = [m for m in counted if route_end in m and 'status="499"' in m]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+async def test_a_caller_that_stops_waiting_for_a_later_run_frees_the_server(sdk_app):
+    """A join or a wait on a run due later ends when its caller leaves, instead of
+    holding the server until the run is due (a day, for a join)."""
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    later = await client.runs.create(tid, "agent", input=said("tomorrow"), after_seconds=3600)
+    joins, waits = await left_calls(sdk_app, '/join"'), await left_calls(sdk_app, '/runs/wait"')
+    async with sdk_app.as_key(sdk_app.admin_key) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"/threads/{tid}/runs/{later['run_id']}/join", timeout=0.3)
+        other = (await client.threads.create())["thread_id"]
+        with pytest.raises(httpx.ReadTimeout):
+            body = {"assistant_id": "agent", "input": said("in a minute"), "after_seconds": 60}
+            await http.post(f"/threads/{other}/runs/wait", json=body, timeout=0.3)
+    for _ in range(100):
+        if await left_calls(sdk_app, '/join"') > joins and await left_calls(sdk_app, '/runs/wait"') > waits:
+            break
+        await asyncio.sleep(0.05)
+    assert await left_calls(sdk_app, '/join"') == joins + 1
+    assert await left_calls(sdk_app, '/runs/wait"') == waits + 1
+    assert (await client.runs.get(tid, later["run_id"]))["status"] == "pending"  # the run itself stays due
+    await client.runs.cancel(tid, later["run_id"], action="rollback")
+
+
 async def test_reject_refuses_a_second_run_while_one_runs(slow):
     client = slow.sdk
     tid = (await client.threads.create())["thread_id"]

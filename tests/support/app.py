@@ -54,7 +54,12 @@ def shared_embedder() -> Embedder:
 async def serve_app(settings: Settings, model: LanguageModel | None = None) -> AsyncIterator[Served]:
     app = create_app(settings, model=model, embedder=shared_embedder())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    # As `appliance serve` stops: a stream still open after 10 s is cut, so that a
+    # test's server never waits on a client that went away (a fuzzer's timed-out call).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=10
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
@@ -21,6 +22,8 @@ from appliance.runtime import Runtime
 from appliance.services.runs import RunSpec
 from appliance.store.audit import Actor
 from appliance.store.runs import RunRecord
+
+T = TypeVar("T")
 
 
 def as_list(value: str | list[str] | None) -> list[str] | None:
@@ -73,6 +76,29 @@ async def disconnected(request: Request) -> None:
     """Returns when the client closes the connection."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+# nginx's word for a caller that left before its answer: seen in logs and metrics, by no client.
+CLIENT_LEFT = 499
+
+
+async def unless_left(
+    request: Request, waiting: Awaitable[T], on_leave: Callable[[], Awaitable[None]] | None = None
+) -> T | Response:
+    """What ``waiting`` gives, unless the caller leaves first: then the wait ends
+    (a join on a run due tomorrow must not hold a handler until then) and ``on_leave`` runs."""
+    work = asyncio.ensure_future(waiting)
+    left = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait({work, left}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    if on_leave:
+        await on_leave()
+    return Response(None, status_code=CLIENT_LEFT)
 
 
 def to_run(record: RunRecord) -> Run:
@@ -154,10 +180,12 @@ class RunController(Controller):
         actor: NamedDependency[Actor],
         thread_id: FromPath[uuid.UUID],
         data: JSONBody[RunCreate],
+        request: Request,
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
         run = await runtime.runs.create(tenant, thread_id, held_spec(data), key_id=actor.key_id)
-        return located(await runtime.runs.join(tenant, thread_id, run.run_id), run, then="join")
+        values = await unless_left(request, runtime.runs.join(tenant, thread_id, run.run_id))
+        return values if isinstance(values, Response) else located(values, run, then="join")
 
     @get("/", summary="The thread's runs, newest first")
     async def list_runs(
@@ -202,16 +230,12 @@ class RunController(Controller):
         request: Request,
         cancel_on_disconnect: FromQuery[bool] = False,
     ) -> dict[str, Any]:
-        if not cancel_on_disconnect:
-            return await runtime.runs.join(tenant, thread_id, run_id)
-        run = await runtime.runs.require(tenant, thread_id, run_id)
-        joined = asyncio.ensure_future(runtime.runs.join(tenant, thread_id, run_id))
-        left = asyncio.ensure_future(disconnected(request))
-        await asyncio.wait({joined, left}, return_when=asyncio.FIRST_COMPLETED)
-        left.cancel()
-        if not joined.done():  # the caller left first: the run stops, keeping its work
-            await runtime.runs.stop(run, "interrupt")
-        return await joined
+        async def stop() -> None:  # the caller left first: the run stops, keeping its work
+            await runtime.runs.stop(await runtime.runs.require(tenant, thread_id, run_id), "interrupt")
+
+        return await unless_left(
+            request, runtime.runs.join(tenant, thread_id, run_id), stop if cancel_on_disconnect else None
+        )
 
     @get(
         "/{run_id:uuid}/stream",
@@ -288,11 +312,12 @@ class StatelessRunController(Controller):
         tenant: NamedDependency[str],
         actor: NamedDependency[Actor],
         data: JSONBody[RunCreate],
+        request: Request,
     ) -> dict[str, Any]:
         spec = held_spec(data)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
-            return await runtime.runs.join(tenant, run.thread_id, run.run_id)
+            return await unless_left(request, runtime.runs.join(tenant, run.thread_id, run.run_id))
         finally:
             if spec.on_completion == "delete":
                 await asyncio.shield(runtime.runs.discard_stateless(run))
