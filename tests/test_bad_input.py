@@ -115,6 +115,7 @@ async def test_oversized_body_is_413(scripted_app, conversation):
         ({"input": {"messages": [{"role": {}, "type": "ai", "content": "x"}]}}, ["role"]),
         ({"input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://h\U000fb782st/"}, ["webhook"]),
         ({"input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://host:99999/"}, ["port"]),
+        ({"input": {"messages": [{"role": "user", "content": "x"}]}, "webhook": "http://["}, ["webhook", "URL"]),
         ({"input": {"messages": [{"role": "user", "content": "x"}]}, "command": {"goto": {}}}, ["command"]),
         ({"input": {"messages": [{"role": "user", "content": "x"}]}, "context": {"knowledge_bases": None}}, ["list"]),
         (

@@ -33,7 +33,10 @@ class Webhooks:
 
     async def check(self, url: str) -> str:
         """The address ``url`` reaches, or Invalid saying why it may not be used."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed IPv6 bracket, say
+            raise Invalid(f"webhook {url!r} is not a URL") from None
         try:
             port = parts.port
         except ValueError:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import Controller, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, PathParameter
 
 from appliance.api.auth import admin_only
 from appliance.api.schemas import LimitsUpdate, TenantLimits
 from appliance.runtime import Runtime
-from appliance.services.keys import check_tenant
+from appliance.services.keys import TENANT_PATTERN, check_tenant
 from appliance.store.audit import Actor
+
+# Described, so that a client (or a fuzzer) knows a tenant's name before it is refused.
+TenantName = Annotated[str, PathParameter(pattern=TENANT_PATTERN, description="the tenant's name")]
 
 
 class TenantController(Controller):
@@ -20,7 +25,7 @@ class TenantController(Controller):
     guards = [admin_only]
 
     @get("/limits", summary="The tenant's rate limits in force, and which are its own")
-    async def limits(self, runtime: NamedDependency[Runtime], tenant_name: FromPath[str]) -> TenantLimits:
+    async def limits(self, runtime: NamedDependency[Runtime], tenant_name: TenantName) -> TenantLimits:
         return await _view(runtime, check_tenant(tenant_name))
 
     @put("/limits", summary="Set the tenant's own rate limits (a limit left out takes the appliance's setting)")
@@ -28,7 +33,7 @@ class TenantController(Controller):
         self,
         runtime: NamedDependency[Runtime],
         actor: NamedDependency[Actor],
-        tenant_name: FromPath[str],
+        tenant_name: TenantName,
         data: JSONBody[LimitsUpdate],
     ) -> TenantLimits:
         tenant = check_tenant(tenant_name)
