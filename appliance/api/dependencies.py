@@ -3,6 +3,7 @@ the caller's tenant, and the caller as the audit log names it."""
 
 from __future__ import annotations
 
+from langgraph.graph.state import CompiledStateGraph
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -21,6 +22,10 @@ def provide_runtime(state: State) -> Runtime:
 
 def provide_assistants(state: State) -> AssistantService:
     return state.runtime.assistants
+
+
+def provide_graph(state: State) -> CompiledStateGraph:
+    return state.runtime.graph
 
 
 def provide_embeddings(state: State) -> EmbeddingService:
@@ -43,4 +48,5 @@ DEPENDENCIES = {
     "assistants": Provide(provide_assistants, sync_to_thread=False),
     "actor": Provide(provide_actor, sync_to_thread=False),
     "embeddings": Provide(provide_embeddings, sync_to_thread=False),
+    "graph": Provide(provide_graph, sync_to_thread=False),
 }

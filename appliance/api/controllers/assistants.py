@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from langgraph.graph.state import CompiledStateGraph
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
@@ -21,7 +22,6 @@ from appliance.api.schemas import (
     AssistantVersionChange,
     AssistantVersionsSearch,
 )
-from appliance.runtime import Runtime
 from appliance.services.assistants import AssistantService
 from appliance.store.assistants import AssistantQuery, AssistantRecord
 from appliance.store.audit import Actor
@@ -132,13 +132,12 @@ class AssistantController(Controller):
     @get("/{assistant_id:str}/schemas", summary="The assistant's input, output, state and context schemas")
     async def read_schemas(
         self,
-        runtime: NamedDependency[Runtime],
+        graph: NamedDependency[CompiledStateGraph],
         assistants: NamedDependency[AssistantService],
         tenant: NamedDependency[str],
         assistant_id: FromPath[str],
     ) -> dict[str, Any]:
         await assistants.get(tenant, assistant_id)
-        graph = runtime.graph
         return {
             "graph_id": GRAPH_ID,
             "input_schema": graph.get_input_jsonschema(),
@@ -161,10 +160,10 @@ class AssistantController(Controller):
     @get("/{assistant_id:str}/graph", summary="The assistant's graph: nodes and edges")
     async def read_graph(
         self,
-        runtime: NamedDependency[Runtime],
+        graph: NamedDependency[CompiledStateGraph],
         assistants: NamedDependency[AssistantService],
         tenant: NamedDependency[str],
         assistant_id: FromPath[str],
     ) -> dict[str, Any]:
         await assistants.get(tenant, assistant_id)
-        return runtime.graph.get_graph().to_json()
+        return graph.get_graph().to_json()
