@@ -165,3 +165,16 @@ async def test_decisions_ask_ollama_for_json_constrained_to_the_choices(ollama_a
     assert enums and all(e == ["yes", "no"] for e in enums)  # grade, passage by passage
     assert formats[-1] is None  # the answer itself is free text
     assert values["citations"][0]["source"] == "hours.txt"
+
+
+async def test_the_description_lists_what_a_run_can_end_with_where_a_caller_gets_it(ollama_app):
+    """wait and join answer with their run's outcome (a model failure above): each
+    status a run can end with is described there, as schemathesis checks."""
+    paths = (await ollama_app.client.get("/docs/openapi.json")).json()["paths"]
+    for path, method in [
+        ("/threads/{thread_id}/runs/wait", "post"),
+        ("/runs/wait", "post"),
+        ("/threads/{thread_id}/runs/{run_id}/join", "get"),
+    ]:
+        described = set(paths[path][method]["responses"])
+        assert {"409", "502", "503", "504", "507"} <= described, (path, sorted(described))

@@ -87,6 +87,9 @@ def error_statuses(path: str, method: str, handler: HTTPRouteHandler, operation:
         statuses.add(422)
     if handler.opt.get("calls_model"):
         statuses |= set(MODEL_STATUSES)
+    if handler.opt.get("answers_with_run"):
+        # The run's own outcome: what ended it (the model, a full disk, a state it could not go on from).
+        statuses |= {409, 507, *MODEL_STATUSES}
     if path.startswith(OPENAI_PREFIX):
         statuses.discard(422)  # answered as 400, which OpenAI's clients expect
     return statuses

@@ -172,7 +172,12 @@ class RunController(Controller):
         run = await runtime.runs.create(tenant, thread_id, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec)
 
-    @post("/wait", status_code=200, summary="Start a run and wait for the thread's final state")
+    @post(
+        "/wait",
+        status_code=200,
+        summary="Start a run and wait for the thread's final state",
+        opt={"answers_with_run": True},
+    )
     async def wait(
         self,
         runtime: NamedDependency[Runtime],
@@ -220,7 +225,9 @@ class RunController(Controller):
     ) -> None:
         await runtime.runs.delete(tenant, thread_id, run_id)
 
-    @get("/{run_id:uuid}/join", summary="Wait for a run to end; the thread's state then")
+    @get(
+        "/{run_id:uuid}/join", summary="Wait for a run to end; the thread's state then", opt={"answers_with_run": True}
+    )
     async def join(
         self,
         runtime: NamedDependency[Runtime],
@@ -305,7 +312,12 @@ class StatelessRunController(Controller):
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         return await stream_new_run(runtime, run, spec, stateless=True)
 
-    @post("/wait", status_code=200, summary="Run once, on a new thread, and wait for its final state")
+    @post(
+        "/wait",
+        status_code=200,
+        summary="Run once, on a new thread, and wait for its final state",
+        opt={"answers_with_run": True},
+    )
     async def wait(
         self,
         runtime: NamedDependency[Runtime],
