@@ -91,6 +91,9 @@ async def unless_left(
     left = asyncio.ensure_future(disconnected(request))
     try:
         await asyncio.wait({work, left}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the handler itself is cancelled (the server stopping): no wait outlives it
+        work.cancel()
+        raise
     finally:
         left.cancel()
     if work.done():
