@@ -39,6 +39,7 @@ from appliance.services.limits import Limits, defaults_from
 from appliance.services.openai_chat import OpenAIChatService
 from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
+from appliance.services.tool_servers import ToolServerService
 from appliance.settings import Settings, ipaddress_networks
 from appliance.store.assistants import AssistantStore
 from appliance.store.audit import AuditStore
@@ -50,7 +51,11 @@ from appliance.store.limits import LimitStore
 from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
+from appliance.store.tool_calls import ToolCallLedger
+from appliance.store.tool_servers import ToolServerStore
 from appliance.store.vectors import ChunkIndex, open_chroma
+from appliance.tools.mcp_client import McpClient
+from appliance.tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class Runtime:
     assistants: AssistantService
     models: ModelCatalog
     embeddings: EmbeddingService
+    tool_servers: ToolServerService
 
 
 @asynccontextmanager
@@ -137,8 +143,11 @@ async def open_runtime(
         policy = memory_policy(settings, model)
         knowledge = await open_knowledge(settings, pool, embedder)
         models, defaults = catalog_for(settings, model), built_in_context(settings)
-        graph = build_graph(models, policy, checkpointer, defaults=defaults, retriever=knowledge.retriever)
-        assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults)
+        toolbox = open_toolbox(settings, pool, knowledge.retriever)
+        graph = build_graph(
+            models, policy, checkpointer, defaults=defaults, retriever=knowledge.retriever, toolbox=toolbox
+        )
+        assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
         limits = Limits(LimitStore(pool), defaults_from(settings))
@@ -175,7 +184,20 @@ async def open_runtime(
                 metrics=metrics,
                 limits=limits,
                 audit=AuditStore(pool),
+                tool_servers=ToolServerService(toolbox.servers, toolbox),
             )
+
+
+def open_toolbox(settings: Settings, pool: AsyncConnectionPool, retriever: Retriever | None) -> Toolbox:
+    """The tools runs may call: the built-in ones and the registered MCP servers'."""
+    return Toolbox(
+        ToolServerStore(pool),
+        ToolCallLedger(pool),
+        McpClient(ipaddress_networks(settings.tool_allowed_networks)),
+        retriever,
+        call_timeout_s=settings.tool_call_timeout_s,
+        list_timeout_s=settings.tool_list_timeout_s,
+    )
 
 
 @asynccontextmanager

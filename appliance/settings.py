@@ -116,6 +116,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     webhook_allowed_networks: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     webhook_attempts: PositiveInt = 4
     webhook_backoff_s: Seconds = 1.0
+    # Tools: where tool servers (MCP, Streamable HTTP) may be, as networks; how
+    # long one call may take, and how long a server has to list its tools.
+    tool_allowed_networks: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    tool_call_timeout_s: Seconds = 30.0
+    tool_list_timeout_s: Seconds = 10.0
 
     # Rate limits, per API key and per tenant, counted in PostgreSQL across every
     # process (0: no limit). A tenant's own limits (PUT /tenants/{tenant}/limits) win.
@@ -145,10 +150,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 f"chunk_overlap_words ({self.chunk_overlap_words}) must be smaller than "
                 f"chunk_words ({self.chunk_words})"
             )
-        try:
-            ipaddress_networks(self.webhook_allowed_networks)
-        except ValueError as exc:
-            raise SettingsError(f"webhook_allowed_networks: {exc}; give networks like 10.0.0.0/8,fd00::/8") from None
+        for name in ("webhook_allowed_networks", "tool_allowed_networks"):
+            try:
+                ipaddress_networks(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}; give networks like 10.0.0.0/8,fd00::/8") from None
         unknown = set(self.capability_list or ()) - set(CAPABILITIES)
         if unknown:
             raise SettingsError(

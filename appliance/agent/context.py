@@ -18,6 +18,8 @@ from msgspec import Meta
 
 # Every knowledge base of the tenant, whatever exists when the run starts.
 ALL_KNOWLEDGE_BASES = "*"
+# A tool as an assistant names it: a built-in tool's name, server/tool or server/*.
+TOOL_REF_PATTERN = r"^[A-Za-z0-9_.-]{1,100}(/([A-Za-z0-9_.-]{1,100}|\*))?$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +59,23 @@ class AssistantContext:
     ] = ""
     temperature: Annotated[float, Meta(ge=0, le=2, description="Sampling temperature of answers")] = 0.2
     max_tokens: Annotated[int, Meta(ge=1, le=8192, description="Longest answer, in tokens")] = 256
+    tools: Annotated[
+        list[Annotated[str, Meta(pattern=TOOL_REF_PATTERN, max_length=200)]],
+        Meta(
+            max_length=50,
+            description="Tools the assistant may call: a built-in one (search_documents, calculator, "
+            "current_time), server/tool for a registered tool server's tool, or server/* for all of them. "
+            "[] (the default): no tools, the retrieval pipeline answers",
+        ),
+    ] = field(default_factory=list)
+    max_tool_steps: Annotated[
+        int, Meta(ge=1, le=20, description="Model steps with tools in one turn; the last one must answer")
+    ] = 4
+    tool_retries: Annotated[
+        int,
+        Meta(ge=0, le=5, description="Failed calls of one tool the model may correct in a turn before the "
+             "assistant says the tool failed"),
+    ] = 2
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(AssistantContext))

@@ -3,7 +3,9 @@
     START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
                          └─no─────────────────▶ plan
 
-    plan ─▶ small talk? ─yes─▶ respond ─▶ END
+    plan ─▶ assistant has tools? ─yes─▶ act ─▶ tool calls? ─yes─▶ call_tools ─▶ act
+         │                                               └─no──▶ END
+         └▶ small talk? ─yes─▶ respond ─▶ END
                         └─no──▶ retrieve ─▶ grade
             (documents_only: every message is searched for, and with no
              knowledge bases to search the answer is refuse)
@@ -18,6 +20,8 @@ with the sources' own sentences, quoted.
 Without a retriever (or with no knowledge bases on the run) ``plan`` routes to
 ``respond``: a plain conversation with bounded memory. What each node does is
 configured by the run's assistant: the graph's context (``AssistantContext``).
+An assistant with tools answers through the tool loop (``agent.tool_nodes``),
+searching documents with the ``search_documents`` tool when it has it.
 """
 
 from __future__ import annotations
@@ -44,14 +48,19 @@ from appliance.agent.rag_nodes import (
     refuse,
 )
 from appliance.agent.state import AgentState
+from appliance.agent.tool_nodes import after_act, make_act, make_call_tools
 from appliance.knowledge.retrieval import Retriever
 from appliance.llm.catalog import ModelCatalog
 from appliance.llm.errors import ModelBusy, ModelUnavailable
 from appliance.llm.provider import LanguageModel
+from appliance.tools.toolbox import Toolbox
 
 GRAPH_ID = "agent"
 # The graph's nodes, as clients name them (interrupt_before, command.goto, as_node).
-NODES = ("fold_history", "plan", "respond", "retrieve", "grade", "rewrite", "generate", "verify", "refuse")
+NODES = (
+    "fold_history", "plan", "respond", "retrieve", "grade", "rewrite", "generate", "verify", "refuse", "act",
+    "call_tools",
+)  # fmt: skip
 
 # A busy or unreachable model often recovers in seconds; anything else is final.
 MODEL_RETRY = RetryPolicy(
@@ -68,8 +77,10 @@ def build_graph(
     *,
     defaults: AssistantContext,
     retriever: Retriever | None = None,
+    toolbox: Toolbox | None = None,
 ) -> CompiledStateGraph:
-    """The agent. ``defaults`` is the built-in assistant's context, for a run given none."""
+    """The agent. ``defaults`` is the built-in assistant's context, for a run given none;
+    without a ``toolbox`` the graph has no tool loop."""
     configure = Configurator(models, policy, defaults)
     graph = StateGraph(AgentState, context_schema=AssistantContext)
     graph.add_node("fold_history", make_fold_history(configure), retry_policy=MODEL_RETRY)
@@ -80,8 +91,15 @@ def build_graph(
     graph.add_edge("fold_history", "plan")
     graph.add_edge("respond", END)
     graph.add_edge("refuse", END)
+    plan_routes = {"respond": "respond", "refuse": "refuse"}
+    if toolbox is not None:
+        graph.add_node("act", make_act(configure, toolbox), retry_policy=MODEL_RETRY)
+        graph.add_node("call_tools", make_call_tools(configure, toolbox))
+        graph.add_conditional_edges("act", after_act, {"call_tools": "call_tools", "end": END})
+        graph.add_edge("call_tools", "act")
+        plan_routes["act"] = "act"
     if retriever is None:
-        graph.add_conditional_edges("plan", after_plan(configure), {"respond": "respond", "refuse": "refuse"})
+        graph.add_conditional_edges("plan", after_plan(configure, toolbox is not None), plan_routes)
         return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
     judge = EvidenceJudge(retriever.embedder)
@@ -90,9 +108,8 @@ def build_graph(
     graph.add_node("rewrite", make_rewrite(configure, retriever), retry_policy=MODEL_RETRY)
     graph.add_node("generate", make_generate(configure), retry_policy=MODEL_RETRY)
     graph.add_node("verify", make_verify(configure, judge))
-    graph.add_conditional_edges(
-        "plan", after_plan(configure), {"respond": "respond", "retrieve": "retrieve", "refuse": "refuse"}
-    )
+    plan_routes["retrieve"] = "retrieve"
+    graph.add_conditional_edges("plan", after_plan(configure, toolbox is not None), plan_routes)
     graph.add_edge("retrieve", "grade")
     graph.add_conditional_edges(
         "grade", after_grade(configure), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}

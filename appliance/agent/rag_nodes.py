@@ -23,7 +23,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from appliance.agent.citations import cite, passage_dict
+from appliance.agent.citations import cite
 from appliance.agent.configured import Configurator
 from appliance.agent.context import AssistantContext
 from appliance.agent.evidence import (
@@ -47,6 +47,7 @@ from appliance.agent.rag_prompts import (
 from appliance.agent.routing import is_small_talk
 from appliance.agent.state import AgentState
 from appliance.knowledge.retrieval import Retriever
+from appliance.knowledge.sources import passage_dict
 from appliance.llm.choices import parse_choice
 from appliance.llm.provider import LanguageModel
 from appliance.store.knowledge import ChunkFilter
@@ -87,7 +88,8 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
         context = configure(runtime.context).context
         question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
-                "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None}  # fmt: skip
+                "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None,
+                "tool_steps": 0, "tool_failures": {}}  # fmt: skip
         if context.documents_only:
             return turn | {"use_documents": True}
         if retriever is None or not knowledge_bases(context):
@@ -261,8 +263,12 @@ async def refuse(state: AgentState) -> dict[str, Any]:
     return {"messages": [reply], "citations": [], "answer_mode": "refused"}
 
 
-def after_plan(configure: Configurator) -> Callable[[AgentState], str]:
+def after_plan(configure: Configurator, tools: bool = False) -> Callable[[AgentState], str]:
+    """``tools``: the graph has the tool loop, taken by an assistant that names tools."""
+
     def route(state: AgentState) -> str:
+        if tools and configure.current().context.tools:
+            return "act"
         if not state.get("use_documents"):
             return "respond"
         # Only documents may answer, and there are none to search.

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from appliance.agent.citations import format_sources
+from appliance.knowledge.sources import format_sources
 
 GRADE_CHOICES = ("yes", "no")
 

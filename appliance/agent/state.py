@@ -41,6 +41,11 @@ class AgentState(TypedDict, total=False):
     # (generated), the sources' own sentences quoted when the draft failed the
     # check (extractive), or the honest refusal (refused).
     answer_mode: Literal["generated", "extractive", "refused"] | None
+    # This turn's tool use (an assistant with tools): model steps taken, and
+    # failed calls by tool name. ``passages`` then holds every passage
+    # search_documents returned this turn, in the order the answer cites them.
+    tool_steps: int
+    tool_failures: dict[str, int]
     # Why this turn's search was less than whole (the vector index unavailable:
     # lexical search alone), or None; also on the answer's response_metadata.
     degraded: str | None

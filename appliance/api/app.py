@@ -28,6 +28,7 @@ from appliance.api.controllers.openai import OpenAIController
 from appliance.api.controllers.runs import RunController, StatelessRunController
 from appliance.api.controllers.tenants import TenantController
 from appliance.api.controllers.threads import ThreadController
+from appliance.api.controllers.tool_servers import ToolServerController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.openapi import complete_description
@@ -121,6 +122,7 @@ def create_app(
             KeyController,
             TenantController,
             AuditController,
+            ToolServerController,
             OpenAIController,
             # Uploads may be larger than other requests.
             Router("/", route_handlers=[KnowledgeBaseController], request_max_body_size=upload_limit(settings)),

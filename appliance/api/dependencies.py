@@ -12,6 +12,7 @@ from appliance.api.auth import client_address
 from appliance.runtime import Runtime
 from appliance.services.assistants import AssistantService
 from appliance.services.embeddings import EmbeddingService
+from appliance.services.tool_servers import ToolServerService
 from appliance.store.audit import Actor
 from appliance.store.keys import ApiKey
 
@@ -32,6 +33,10 @@ def provide_embeddings(state: State) -> EmbeddingService:
     return state.runtime.embeddings
 
 
+def provide_tool_servers(state: State) -> ToolServerService:
+    return state.runtime.tool_servers
+
+
 def provide_tenant(request: Request[ApiKey, str, State]) -> str:
     return request.user.tenant
 
@@ -49,4 +54,5 @@ DEPENDENCIES = {
     "actor": Provide(provide_actor, sync_to_thread=False),
     "embeddings": Provide(provide_embeddings, sync_to_thread=False),
     "graph": Provide(provide_graph, sync_to_thread=False),
+    "tool_servers": Provide(provide_tool_servers, sync_to_thread=False),
 }

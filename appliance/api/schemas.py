@@ -441,6 +441,42 @@ class KeyCreated(msgspec.Struct):
     info: KeyInfo
 
 
+# Tool servers (admins) -------------------------------------------------------
+
+ToolName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
+
+
+class ToolServerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An MCP server on the local network, reached over Streamable HTTP."""
+
+    name: Annotated[
+        str,
+        Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="How assistants name its tools: name/tool"),
+    ]
+    url: Annotated[
+        str, Meta(min_length=1, max_length=2000, description="Its MCP endpoint, such as http://10.0.0.5:8000/mcp")
+    ]
+    headers: Annotated[
+        dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,100}$")], Annotated[str, Meta(max_length=4000)]],
+        Meta(max_length=20, description="Sent with every request (a token, say); stored, never shown again"),
+    ] = msgspec.field(default_factory=dict)
+    allowed_tools: Annotated[
+        list[ToolName] | None,
+        Meta(description="The tools runs may call; null (the default): every tool it lists"),
+    ] = None
+    requires_approval: Annotated[
+        list[ToolName], Meta(max_length=200, description="Tools a person approves, edits or rejects before each call")
+    ] = msgspec.field(default_factory=list)
+    idempotent: Annotated[
+        list[ToolName],
+        Meta(max_length=200, description="Tools safe to call again when a crash left a call's outcome unknown"),
+    ] = msgspec.field(default_factory=list)
+    tenants: Annotated[
+        list[Annotated[str, Meta(pattern=r"^(\*|[A-Za-z0-9._-]{1,64})$")]],
+        Meta(max_length=1000, description='Tenants whose keys may use its tools; ["*"]: every tenant'),
+    ] = msgspec.field(default_factory=lambda: ["*"])
+
+
 # Tenants' rate limits and the audit log (admins) ----------------------------
 
 LimitValue = Annotated[int, Meta(ge=0, le=1_000_000, description="0: no limit")]

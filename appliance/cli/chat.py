@@ -42,7 +42,7 @@ def choose_bases(available: dict[str, str], wanted: list[str]) -> list[str]:
 
 def sources_of(message: dict) -> str:
     """The sources of an answer, one line each, as the web chat lists them."""
-    from appliance.agent.citations import locator
+    from appliance.knowledge.sources import locator
 
     citations = (message.get("response_metadata") or {}).get("citations") or []
     return "".join(f"\n  [{c['index']}] {locator(c)}" for c in citations)

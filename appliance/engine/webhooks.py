@@ -9,19 +9,15 @@ appliance cannot be made to reach anywhere else. Redirects are not followed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from appliance.errors import Invalid
+from appliance.network import Network, allowed_address, pinned
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Webhooks:
@@ -33,29 +29,7 @@ class Webhooks:
 
     async def check(self, url: str) -> str:
         """The address ``url`` reaches, or Invalid saying why it may not be used."""
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # an unclosed IPv6 bracket, say
-            raise Invalid(f"webhook {url!r} is not a URL") from None
-        try:
-            port = parts.port
-        except ValueError:
-            raise Invalid(f"webhook {url!r} has a port that is not a number from 0 to 65535") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Invalid(f"webhook {url!r} must be an http:// or https:// URL")
-        try:
-            infos = await asyncio.to_thread(socket.getaddrinfo, parts.hostname, port or 80)
-        except (socket.gaierror, UnicodeError):  # UnicodeError: no host name can be spelt so (IDNA)
-            raise Invalid(f"webhook host {parts.hostname!r} cannot be resolved on this network") from None
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-        outside = sorted(str(a) for a in addresses if not any(a in net for net in self.allowed))
-        if outside:
-            raise Invalid(
-                f"webhook {url!r} resolves to {', '.join(outside)}, outside the networks this appliance may "
-                f"call ({', '.join(map(str, self.allowed))}); an administrator can change "
-                f"APPLIANCE_WEBHOOK_ALLOWED_NETWORKS"
-            )
-        return str(min(addresses, key=str))
+        return await allowed_address(url, self.allowed, what="webhook", setting="APPLIANCE_WEBHOOK_ALLOWED_NETWORKS")
 
     def send(self, url: str, body: dict[str, Any]) -> None:
         task = asyncio.create_task(self._deliver(url, body), name="webhook")
@@ -92,13 +66,3 @@ class Webhooks:
             )
             await asyncio.sleep(self.backoff_s * 2**attempt)
 
-
-def pinned(url: str, address: str) -> tuple[str, dict[str, str]]:
-    """For plain http, dial the checked address itself (a second lookup could
-    answer differently); https keeps the name, which its certificate binds."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return url, {}
-    host = f"[{address}]" if ":" in address else address
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}

@@ -34,6 +34,7 @@ from appliance.store.assistants import (
     NameTaken,
 )
 from appliance.store.audit import Actor
+from appliance.tools.toolbox import Toolbox
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 # The built-in assistant's id, derived from the graph id the way LangGraph's
@@ -53,9 +54,15 @@ class Chosen(msgspec.Struct, frozen=True):
 
 class AssistantService:
     def __init__(
-        self, store: AssistantStore, knowledge: KnowledgeService, models: ModelCatalog, defaults: AssistantContext
+        self,
+        store: AssistantStore,
+        knowledge: KnowledgeService,
+        models: ModelCatalog,
+        defaults: AssistantContext,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.store = store
+        self.toolbox = toolbox
         self.knowledge = knowledge
         self.models = models
         self.defaults = defaults
@@ -276,6 +283,10 @@ class AssistantService:
             raise NotFound(
                 f"{where}.model: this appliance has no model {changes['model']!r}; it has {has}", param=f"{where}.model"
             )
+        if changes.get("tools"):
+            if self.toolbox is None:
+                raise Invalid(f"{where}.tools: this appliance has no tools", param=f"{where}.tools")
+            await self.toolbox.check(changes["tools"], tenant, f"{where}.tools")
         if "knowledge_bases" in changes and changes["knowledge_bases"] != [contexts.ALL_KNOWLEDGE_BASES]:
             checked["knowledge_bases"] = await self.knowledge.resolve(
                 tenant, changes["knowledge_bases"], f"{where}.knowledge_bases"

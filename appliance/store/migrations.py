@@ -249,6 +249,45 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX assistant_versions_metadata_idx ON assistant_versions USING gin (metadata jsonb_path_ops);
         """,
     ),
+    (
+        "tool servers and the tool call ledger",
+        """
+        -- An MCP server an admin registered. headers hold secrets: never shown.
+        -- allowed_tools NULL is every tool the server lists; tenants ['*'] every tenant.
+        CREATE TABLE tool_servers (
+            server_id     uuid PRIMARY KEY,
+            name          text NOT NULL UNIQUE,
+            url           text NOT NULL,
+            headers       jsonb NOT NULL DEFAULT '{}'::jsonb,
+            allowed_tools text[],
+            requires_approval text[] NOT NULL DEFAULT '{}',
+            idempotent    text[] NOT NULL DEFAULT '{}',
+            tenants       text[] NOT NULL DEFAULT '{*}',
+            tools         jsonb NOT NULL DEFAULT '[]'::jsonb,
+            discovered_at timestamptz,
+            discovery_error text,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- Every tool call a run sends, written before it is sent ('sent') and
+        -- again with its result ('done'): a retried run reads what happened
+        -- instead of sending a call with side effects twice.
+        CREATE TABLE tool_calls (
+            run_id         uuid NOT NULL,
+            tool_call_id   text NOT NULL,
+            thread_id      uuid NOT NULL REFERENCES threads ON DELETE CASCADE,
+            tool           text NOT NULL,
+            arguments_hash text NOT NULL,
+            state          text NOT NULL CHECK (state IN ('sent', 'done')),
+            result         jsonb,
+            sent_at        timestamptz NOT NULL DEFAULT now(),
+            done_at        timestamptz,
+            PRIMARY KEY (run_id, tool_call_id)
+        );
+        CREATE INDEX tool_calls_thread_idx ON tool_calls (thread_id);
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

@@ -1,6 +1,10 @@
 """A fake Ollama server that speaks Ollama's HTTP protocol: NDJSON streaming
 on /api/chat, /api/tags, /api/show, 404 for a model it does not have, 503
-when busy, and an ``{"error": ...}`` line in the middle of a stream.
+when busy, and an ``{"error": ...}`` line in the middle of a stream. Asked
+with ``tools``, it can answer with tool calls as Ollama does: one
+``message.tool_calls`` list (several calls in one message), each call's
+``function`` with its ``index``, ``name`` and ``arguments`` as a JSON object,
+in a chunk of its own before the final one.
 
 It serves on loopback only, in a background thread.
 """
@@ -19,6 +23,10 @@ MODEL = "qwen2.5:3b"
 DIGEST = "357c53fb659c5076de1d65ccb0b397446227b71a42be9d1603d46168015c9e4b"
 
 
+class ToolCalls(list):
+    """A reply of tool calls: ``ToolCalls([("lookup_order", {"order_id": "A-1"}), ...])``."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -34,8 +42,9 @@ class FakeOllama:
         self.slow_seconds = 5.0
         self.word_delay = 0.0  # seconds before each streamed word, in every behaviour
         self.reply = "Paris is the capital of France."
-        # A scripted model: given the request body, the reply (a choice as the JSON the schema asks for).
-        self.respond: Callable[[dict[str, Any]], str] | None = None
+        # A scripted model: given the request body, the reply (a choice as the JSON the schema asks for),
+        # or a ToolCalls to answer with tool calls.
+        self.respond: Callable[[dict[str, Any]], str | ToolCalls] | None = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -152,9 +161,19 @@ class FakeOllama:
                 elif isinstance(schema, dict):
                     # Ollama constrains the output to the JSON schema: answer its first allowed choice.
                     reply = json.dumps({"choice": schema["properties"]["choice"]["enum"][0]})
-                words = reply.split(" ")
+                calls = None
+                if isinstance(reply, ToolCalls):
+                    calls = [
+                        {"function": {"index": i, "name": name, "arguments": arguments}}
+                        for i, (name, arguments) in enumerate(reply)
+                    ]
+                    reply = ""
+                words = reply.split(" ") if reply else []
                 if not body.get("stream", True):
-                    self._json(200, self._final(model, reply))
+                    final = self._final(model, reply)
+                    if calls:
+                        final["message"]["tool_calls"] = calls
+                    self._json(200, final)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
@@ -177,6 +196,9 @@ class FakeOllama:
                         }
                     )
                 else:
+                    if calls:
+                        message = {"role": "assistant", "content": "", "tool_calls": calls}
+                        self._line({"model": model, "created_at": _now(), "message": message, "done": False})
                     self._line(self._final(model, ""))
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()

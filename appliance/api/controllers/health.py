@@ -45,6 +45,21 @@ async def _checked(probe, runtime: NamedDependency[Runtime]) -> Check:
         return Check(False, f"{type(exc).__name__}: {exc}")
 
 
+async def _tool_servers(runtime: Runtime) -> dict[str, Check]:
+    """Each registered tool server, asked for its tools now; one that does not
+    answer leaves the appliance ready, without that server's tools (degraded)."""
+    try:
+        states = await asyncio.wait_for(runtime.tool_servers.health(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return {"tool_servers": Check(False, f"no answer within {CHECK_TIMEOUT_S:.0f} s")}
+    except Exception as exc:  # PostgreSQL away: its own check says so
+        return {"tool_servers": Check(False, f"{type(exc).__name__}: {exc}")}
+    return {
+        f"tool_server:{name}": Check(error is None, error or "answered with its tools")
+        for name, error in states.items()
+    }
+
+
 class HealthController(Controller):
     tags = ["health"]
     opt = {"exclude_from_auth": True}
@@ -59,17 +74,21 @@ class HealthController(Controller):
 
     @get(
         "/readyz",
-        summary="Readiness: PostgreSQL, Chroma and the model, each reported",
+        summary="Readiness: PostgreSQL, Chroma, the model and each tool server, each reported",
         description="Ready (200) when PostgreSQL and the model answer; with Chroma down too, but `degraded`: "
-        "searches and answers come from the lexical index alone until it is back.",
+        "searches and answers come from the lexical index alone until it is back. A tool server that does not "
+        "answer (`tool_server:NAME`) is `degraded` too: runs go on without its tools.",
         responses={503: ResponseSpec(Readiness, description="Not ready: the checks say which part failed")},
     )
     async def readyz(self, runtime: NamedDependency[Runtime]) -> Response[Readiness]:
         names = ("postgres", "chroma", "model")
-        results = await asyncio.gather(*(_checked(p, runtime) for p in (_postgres, _chroma, _model)))
+        *results, tools = await asyncio.gather(
+            *(_checked(p, runtime) for p in (_postgres, _chroma, _model)), _tool_servers(runtime)
+        )
         checks = dict(zip(names, results, strict=True))
         ready = checks["postgres"].ok and checks["model"].ok
-        readiness = Readiness(ready=ready, checks=checks, degraded=not checks["chroma"].ok)
+        degraded = not checks["chroma"].ok or not all(c.ok for c in tools.values())
+        readiness = Readiness(ready=ready, checks=checks | tools, degraded=degraded)
         return Response(readiness, status_code=200 if ready else 503)
 
 
