@@ -64,5 +64,5 @@ def configure_logging(*, as_json: bool, level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
-    for noisy in ("httpx", "httpcore", "chromadb", "sentence_transformers", "pgserver"):
+    for noisy in ("httpx", "httpx2", "httpcore", "mcp", "chromadb", "sentence_transformers", "pgserver"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -138,16 +138,16 @@ class ToolServerStore:
             row = await (
                 await conn.execute(
                     f"""UPDATE tool_servers
-                           SET tools = coalesce(%s, tools), discovery_error = %s,
-                               discovered_at = CASE WHEN %s IS NULL THEN discovered_at ELSE now() END,
+                           SET tools = coalesce(%(tools)s, tools), discovery_error = %(error)s,
+                               discovered_at = CASE WHEN %(found)s THEN now() ELSE discovered_at END,
                                updated_at = now()
-                         WHERE server_id = %s RETURNING {_COLUMNS}""",
-                    (
-                        Jsonb(msgspec.to_builtins(tools)) if tools is not None else None,
-                        error,
-                        "found" if tools is not None else None,
-                        server_id,
-                    ),
+                         WHERE server_id = %(id)s RETURNING {_COLUMNS}""",
+                    {
+                        "tools": Jsonb(msgspec.to_builtins(tools)) if tools is not None else None,
+                        "error": error,
+                        "found": tools is not None,
+                        "id": server_id,
+                    },
                 )
             ).fetchone()
         return _record(row) if row else None

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 
 from tests.support.services import free_port
 
 TOKEN = "s3cret-erp-token-7f1c"
+# A host name tests resolve to this server, and later elsewhere (DNS rebinding).
+REBIND_NAME = "erp.rebind.test"
 ORDERS = {"A-1001": "shipped on 2026-11-30 by courier, tracking 7731", "A-1002": "waiting for stock"}
 
 
@@ -88,7 +91,14 @@ class RunningErp:
         self._thread: threading.Thread | None = None
 
     def start(self) -> RunningErp:
-        app = build_server(self.state).streamable_http_app(host="127.0.0.1")
+        # DNS rebinding protection on, as the SDK sets it for loopback, also
+        # knowing the name a test gives this server (REBIND_NAME).
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", f"{REBIND_NAME}:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*"],
+        )
+        app = build_server(self.state).streamable_http_app(host="127.0.0.1", transport_security=security)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.state.port, log_config=None, log_level="warning", lifespan="on"
         )
