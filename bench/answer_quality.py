@@ -139,9 +139,9 @@ async def calibrate() -> None:
     """The best sentence score of every labelled question, in process, as the
     grade node computes it: the gap between the answerable and the uncovered
     questions is where ANSWER_THRESHOLD belongs."""
-    from appliance.knowledge.sources import passage_dict
     from appliance.agent.evidence import ANSWER_THRESHOLD, EvidenceJudge
     from appliance.agent.rag_nodes import CANDIDATE_FLOOR
+    from appliance.knowledge.sources import passage_dict
     from appliance.store.knowledge import ChunkFilter
     from bench.common import instant_model
 

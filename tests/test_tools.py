@@ -170,7 +170,9 @@ async def test_bad_arguments_are_corrected_on_the_next_step_and_past_the_bound_t
 
 
 async def test_a_call_that_needs_approval_pauses_and_is_approved_edited_or_rejected(app, erp, erp_server, fake_ollama):
-    fake_ollama.respond = Script(lambda m: [("create_ticket", {"title": "Printer on fire"})] if not tool_turns(m) else None)
+    fake_ollama.respond = Script(
+        lambda m: [("create_ticket", {"title": "Printer on fire"})] if not tool_turns(m) else None
+    )
     assistant = await assistant_with(app, ["erp/create_ticket"])
     sdk = get_client(url=app.url, api_key=app.admin_key)
 
@@ -185,7 +187,9 @@ async def test_a_call_that_needs_approval_pauses_and_is_approved_edited_or_rejec
     before = dict(erp.state.tickets)
     tid, request = await paused()
     assert request["type"] == "tool_approval" and request["server"] == "erp" and request["tool"] == "erp/create_ticket"
-    assert request["tool_call"]["args"] == {"title": "Printer on fire"} and request["tool_call"]["name"] == "create_ticket"
+    assert (
+        request["tool_call"]["args"] == {"title": "Printer on fire"} and request["tool_call"]["name"] == "create_ticket"
+    )
     assert erp.state.tickets == before  # nothing is sent before a person answers
     state = await sdk.runs.wait(tid, assistant, command={"resume": "approve"})
     assert erp.state.tickets["Printer on fire"] == before.get("Printer on fire", 0) + 1
@@ -198,7 +202,9 @@ async def test_a_call_that_needs_approval_pauses_and_is_approved_edited_or_rejec
     state = await sdk.threads.get_state(tid)
     (again,) = [i["value"] for task in state["tasks"] for i in task["interrupts"]]
     assert "title" in again["problem"]
-    state = await sdk.runs.wait(tid, assistant, command={"resume": {"action": "edit", "args": {"title": "Printer smoking"}}})
+    state = await sdk.runs.wait(
+        tid, assistant, command={"resume": {"action": "edit", "args": {"title": "Printer smoking"}}}
+    )
     assert erp.state.tickets["Printer smoking"] == 1
     assert erp.state.tickets["Printer on fire"] == before.get("Printer on fire", 0) + 1
 
