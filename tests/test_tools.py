@@ -12,6 +12,7 @@ import socket
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 from langgraph_sdk import get_client
 
@@ -338,3 +339,37 @@ async def test_no_header_secret_in_any_response_or_log_line(app, erp, erp_server
     assert one.json()["header_names"] == ["Authorization"] and "headers" not in one.json()
     assert erp_server["header_names"] == ["Authorization"] and TOKEN not in json.dumps(erp_server)
     assert TOKEN not in caplog.text and not any(TOKEN in str(r.__dict__) for r in caplog.records)
+
+
+# The ledger, at the points a crash leaves it in ------------------------------
+
+
+async def test_a_call_a_crash_left_unanswered_is_sent_again_only_to_an_idempotent_tool(app, erp, erp_server):
+    from appliance.tools.toolbox import UNKNOWN_OUTCOME
+
+    toolbox = app.runtime.tool_servers.toolbox
+    tools = await toolbox.for_run(["erp/create_ticket", "erp/lookup_order"], "default")
+    ticket, lookup = tools.named("create_ticket"), tools.named("lookup_order")
+    thread = uuid.UUID((await app.client.post("/threads", json={})).json()["thread_id"])
+    run = uuid.uuid4()
+
+    # The process died after writing 'sent', before the answer: a side effect may have happened.
+    await toolbox.ledger.sent(run, "call-1", thread, ticket.ref, {"title": "Crash A"})
+    result = await toolbox.call_once(ticket, {"title": "Crash A"}, run_id=run, thread_id=thread, tool_call_id="call-1")
+    assert result.unknown and result.text == UNKNOWN_OUTCOME.format(tool="create_ticket")
+    assert erp.state.tickets["Crash A"] == 0
+
+    # An idempotent tool is simply asked again; its answer is then kept.
+    idempotent = msgspec.structs.replace(lookup, idempotent=True)
+    await toolbox.ledger.sent(run, "call-2", thread, lookup.ref, {"order_id": "A-1002"})
+    again = await toolbox.call_once(
+        idempotent, {"order_id": "A-1002"}, run_id=run, thread_id=thread, tool_call_id="call-2"
+    )
+    assert "waiting for stock" in again.text and not again.unknown
+    assert (await toolbox.ledger.get(run, "call-2")).state == "done"
+
+    # A result recorded before a crash is given back, not fetched again.
+    made = await toolbox.call_once(ticket, {"title": "Crash B"}, run_id=run, thread_id=thread, tool_call_id="call-3")
+    replay = await toolbox.call_once(ticket, {"title": "Crash B"}, run_id=run, thread_id=thread, tool_call_id="call-3")
+    assert replay == made and erp.state.tickets["Crash B"] == 1
+    assert erp.state.keys[-1] == f"{run}:call-3"  # the idempotency key, in the request's metadata

@@ -9,44 +9,33 @@ Screenshots are saved under test-artifacts/web-chat/.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from appliance.store.audit import Actor
 from tests.support.app import model_delay
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ask,
+    last_answer_done,
+    new_conversation,
+    require_chromium,
+    shot,
+    sign_in,
+)
 from tests.support.corpus import write_corpus
 from tests.support.librarian import MARKDOWN
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
+require_chromium()
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web-chat"
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
 PALLET_SENTENCE = "The Rotterdam warehouse stores 48000 pallets and opened in March 2019."
-# The flags of a browser that must not phone home: no background networking,
-# component updates, sync or QUIC probing.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-]
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("TEST_REQUIRE_BROWSER"):
-        raise RuntimeError(f"{CHROMIUM} is missing and TEST_REQUIRE_BROWSER is set; apt-get install chromium")
-    pytest.skip("Debian's chromium is not installed (make browser installs it, as root)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -83,41 +72,6 @@ async def page(browser, requested, request):
     page.set_default_timeout(15_000)
     yield page
     await context.close()
-
-
-async def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-async def sign_in(page, app, key: str) -> None:
-    await page.goto(app.url)
-    await page.get_by_label("API key").fill(key)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.get_by_role("textbox", name="Message").wait_for()
-
-
-async def new_conversation(page) -> None:
-    """Starts a conversation and waits until it is the one shown."""
-    shown = await page.evaluate("location.hash")
-    await page.get_by_role("button", name="New conversation", exact=True).click()
-    await page.wait_for_function(
-        "shown => location.hash !== shown && !!document.querySelector('#thread-assistant').textContent", arg=shown
-    )
-
-
-async def ask(page, text: str) -> None:
-    await page.get_by_role("textbox", name="Message").fill(text)
-    await page.get_by_role("textbox", name="Message").press("Enter")
-
-
-async def last_answer_done(page):
-    answer = page.locator(".message.assistant").last
-    await page.wait_for_function(
-        "() => { const a = [...document.querySelectorAll('.message.assistant')].at(-1);"
-        " return a && !a.hasAttribute('aria-busy'); }"
-    )
-    return answer
 
 
 async def test_a_wrong_key_is_refused_and_the_right_one_signs_in(page, app, key):

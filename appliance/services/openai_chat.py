@@ -33,7 +33,7 @@ from appliance.store.runs import RunRecord
 from appliance.store.threads import ThreadRecord
 
 # The nodes whose tokens are the answer (the others think aloud or not at all).
-ANSWER_NODES = {"respond", "verify"}
+ANSWER_NODES = {"respond", "verify", "act"}
 # Conversation names become thread ids under this namespace, per tenant.
 CONVERSATIONS = uuid.UUID("6f1c3f4e-9a53-5d0b-8a57-1f0b7d1c2e90")
 # How far back a diverging history is looked for among the thread's checkpoints.

@@ -9,8 +9,8 @@ import { Marked } from "./marked.esm.js";
 const KEY_STORAGE = "appliance.api-key";
 const NEW_BASE = "";  // the upload target meaning "a new knowledge base"
 // Nodes whose tokens are the answer; the others are shown as progress.
-const ANSWER_NODES = new Set(["respond", "verify"]);
-const FINAL_NODES = new Set(["respond", "verify", "refuse"]);
+const ANSWER_NODES = new Set(["respond", "verify", "act"]);
+const FINAL_NODES = new Set(["respond", "verify", "refuse", "act"]);
 const STEPS = {
   fold_history: "Summarising earlier turns…",
   plan: "Deciding whether your documents are needed…",
@@ -20,6 +20,8 @@ const STEPS = {
   generate: "Writing the answer from the sources…",
   verify: "Checking the answer against the sources…",
   refuse: "The documents do not cover this.",
+  act: "Thinking…",
+  call_tools: "Using a tool…",
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -191,22 +193,31 @@ async function openThread(threadId) {
   ]);
   if (ticket !== state.opening) return;
   if (location.hash !== `#/c/${threadId}`) history.replaceState(null, "", `#/c/${threadId}`);
-  showThread(thread, threadState.values.messages || []);
+  const pending = (threadState.tasks || []).flatMap((t) => t.interrupts || []).map((i) => i.value)
+    .filter((value) => value?.type === "tool_approval");
+  showThread(thread, threadState.values.messages || [], pending);
 }
 
-function showThread(thread, messages = []) {
+function showThread(thread, messages = [], pending = []) {
   state.thread = thread;
   $("#title").textContent = titleOf(thread);
   const assistant = assistantOf(thread);
   $("#thread-assistant").textContent = thread ? `with ${assistant?.name || "an assistant since deleted"}` : "";
   $("#messages").replaceChildren();
+  let bubble = null;  // one bubble a turn: its tool calls, then its answer
   for (const message of messages) {
-    if (message.type === "human") addMessage("user", message.content);
-    else if (message.type === "ai") {
-      const bubble = addMessage("assistant", "");
-      renderAnswer(bubble, message.content, message.response_metadata?.citations || []);
-    }
+    if (message.type === "human") {
+      addMessage("user", message.content);
+      bubble = null;
+    } else if (message.type === "ai") {
+      bubble ||= addMessage("assistant", "");
+      for (const call of message.tool_calls || []) showToolCall(bubble, call);
+      if (!message.tool_calls?.length || message.content) {
+        renderAnswer(bubble, message.content, message.response_metadata?.citations || []);
+      }
+    } else if (message.type === "tool" && bubble) showToolResult(bubble, message);
   }
+  for (const request of pending) askApproval(bubble || addMessage("assistant", ""), request);
   $("#empty").hidden = messages.length > 0;
   renderThreads();
   renderBases();
@@ -383,6 +394,12 @@ async function send(event) {
     setMetadata(thread.thread_id, { title: shorten(text) }).catch(() => {});
   }
   const bubble = addMessage("assistant", "");
+  await runTurn(thread, bubble, { input: { messages: [{ role: "user", content: text }] } });
+}
+
+// One run of the conversation, streamed into ``bubble``: a new message, or a
+// person's answer to a tool call that waits for approval (``command.resume``).
+async function runTurn(thread, bubble, body) {
   bubble.setAttribute("aria-busy", "true");
   setProgress(bubble, "Thinking…");
   setRunning({ threadId: thread.thread_id, runId: null });
@@ -394,7 +411,7 @@ async function send(event) {
     const response = await request(`/threads/${thread.thread_id}/runs/stream`, {
       method: "POST",
       body: {
-        input: { messages: [{ role: "user", content: text }] },
+        ...body,
         stream_mode: ["messages-tuple", "custom", "updates"],
         multitask_strategy: "reject",
         // The answer is kept even if this tab closes; Stop cancels it explicitly.
@@ -406,7 +423,7 @@ async function send(event) {
       else if (kind === "custom" && data.node) setProgress(bubble, STEPS[data.node] || "");
       else if (kind === "messages") {
         const [chunk, meta] = data;
-        if (ANSWER_NODES.has(meta.langgraph_node) && typeof chunk.content === "string") {
+        if (ANSWER_NODES.has(meta.langgraph_node) && typeof chunk.content === "string" && chunk.content) {
           written += chunk.content;
           bubble.querySelector(".text").textContent = written;
           setProgress(bubble, "");
@@ -414,8 +431,19 @@ async function send(event) {
         }
       } else if (kind === "updates") {
         const [node, update] = Object.entries(data)[0] || [];
+        if (node === "__interrupt__") {
+          for (const pause of update) if (pause.value?.type === "tool_approval") askApproval(bubble, pause.value);
+          continue;
+        }
         const message = update?.messages?.at(-1);
-        if (FINAL_NODES.has(node) && message) final = message;
+        if (node === "act" && message?.tool_calls?.length) {
+          // The model's text so far led to tool calls: the answer comes after them.
+          for (const call of message.tool_calls) showToolCall(bubble, call);
+          written = "";
+          bubble.querySelector(".text").textContent = "";
+        } else if (node === "call_tools") {
+          for (const result of update.messages || []) showToolResult(bubble, result);
+        } else if (FINAL_NODES.has(node) && message) final = message;
       } else if (kind === "error") {
         // A stopped answer ends with "interrupted": what was written stays on screen.
         if (data.error === "interrupted") stopped = true;
@@ -438,6 +466,88 @@ async function send(event) {
     scrollToEnd();
     loadThreads().catch(() => {});
   }
+}
+
+// Tool calls ----------------------------------------------------------------
+
+// A call, collapsed by default: its name, then its arguments and result when opened.
+function showToolCall(bubble, call) {
+  if (bubble.querySelector(`.tool-call[data-id="${CSS.escape(call.id)}"]`)) return;
+  const block = document.createElement("details");
+  block.className = "tool-call";
+  block.dataset.id = call.id;
+  const summary = document.createElement("summary");
+  summary.textContent = `Tool: ${call.name}`;
+  const args = document.createElement("pre");
+  args.className = "tool-args";
+  args.textContent = JSON.stringify(call.args, null, 2);
+  block.append(summary, args);
+  bubble.insertBefore(block, bubble.querySelector(".text"));
+}
+
+function showToolResult(bubble, message) {
+  const block = bubble.querySelector(`.tool-call[data-id="${CSS.escape(message.tool_call_id)}"]`);
+  if (!block) return;
+  const outcome = message.artifact?.outcome || (message.status === "error" ? "failed" : "done");
+  block.dataset.outcome = message.status === "error" ? "failed" : outcome;
+  block.querySelector("summary").textContent = `Tool: ${message.name} (${block.dataset.outcome})`;
+  block.querySelector(".tool-result")?.remove();
+  const result = document.createElement("pre");
+  result.className = "tool-result";
+  result.textContent = message.content;
+  block.append(result);
+}
+
+// A call that waits for a person: Approve, Edit (the arguments, as JSON) or Reject.
+function askApproval(bubble, request) {
+  const call = request.tool_call;
+  showToolCall(bubble, call);
+  bubble.querySelector(".approval")?.remove();
+  const box = document.createElement("div");
+  box.className = "approval";
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `Approve the call of ${call.name}`);
+  const question = document.createElement("p");
+  question.textContent = `The assistant wants to call ${call.name}` +
+    (request.server ? ` on ${request.server}` : "") + ". Allow it?";
+  const args = document.createElement("textarea");
+  args.className = "approval-args";
+  args.setAttribute("aria-label", "Arguments (JSON)");
+  args.value = JSON.stringify(call.args, null, 2);
+  args.readOnly = true;
+  const problem = document.createElement("p");
+  problem.className = "error";
+  problem.textContent = request.problem || "";
+  problem.hidden = !request.problem;
+  const answer = (resume) => {
+    box.remove();
+    runTurn(state.thread, bubble, { command: { resume } });
+  };
+  const edit = button("Edit", `Edit the arguments of ${call.name}`, () => {
+    if (args.readOnly) {
+      args.readOnly = false;
+      args.focus();
+      edit.textContent = "Send edited";
+      return;
+    }
+    let edited;
+    try {
+      edited = JSON.parse(args.value);
+    } catch {
+      problem.textContent = "The arguments must be JSON, such as {\"title\": \"...\"}.";
+      problem.hidden = false;
+      return;
+    }
+    answer({ action: "edit", args: edited });
+  });
+  box.append(
+    question, args, problem,
+    button("Approve", `Approve the call of ${call.name}`, () => answer({ action: "approve" })),
+    edit,
+    button("Reject", `Reject the call of ${call.name}`, () => answer({ action: "reject" })),
+  );
+  bubble.append(box);
+  scrollToEnd();
 }
 
 function shorten(text) {
