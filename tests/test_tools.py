@@ -6,9 +6,11 @@ with LangGraph's SDK, as a team's client would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
+import sys
 import uuid
 from typing import Any
 
@@ -373,3 +375,37 @@ async def test_a_call_a_crash_left_unanswered_is_sent_again_only_to_an_idempoten
     replay = await toolbox.call_once(ticket, {"title": "Crash B"}, run_id=run, thread_id=thread, tool_call_id="call-3")
     assert replay == made and erp.state.tickets["Crash B"] == 1
     assert erp.state.keys[-1] == f"{run}:call-3"  # the idempotency key, in the request's metadata
+
+
+async def tools_cli(app, tmp_path, *args: str) -> tuple[int, str, str]:
+    key_file = tmp_path / "key"
+    key_file.write_text(app.admin_key + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli.main", *args, "--url", app.url, "--key-file", str(key_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "", "APPLIANCE_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_adds_lists_and_removes_tool_servers_and_gives_an_assistant_tools(app, erp, tmp_path):
+    code, out, err = await tools_cli(
+        app, tmp_path, "tools", "add", "erp-cli", erp.state.url, "-H", f"Authorization: Bearer {TOKEN}",
+        "--allow", "lookup_order", "--approval", "lookup_order",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "erp-cli/lookup_order  [needs approval]" in out and "erp-cli/create_ticket  [not allowed" in out
+    assert "headers: Authorization (values not shown)" in out and TOKEN not in out
+    code, out, err = await tools_cli(app, tmp_path, "tools", "list", "--json")
+    assert code == 0 and "erp-cli" in {s["name"] for s in json.loads(out)}
+    code, out, err = await tools_cli(app, tmp_path, "assistants", "create", "ops", "--tool", "erp-cli/lookup_order")
+    assert code == 0, err
+    code, out, err = await tools_cli(app, tmp_path, "assistants", "create", "ops2", "--tool", "erp-cli/create_ticket")
+    assert code == 2 and "context.tools" in err and "create_ticket" in err
+    code, out, err = await tools_cli(app, tmp_path, "tools", "add", "far", "http://203.0.113.9/mcp")
+    assert code == 2 and "outside the networks" in err
+    code, out, err = await tools_cli(app, tmp_path, "tools", "remove", "erp-cli")
+    assert code == 0 and "removed" in out
+    code, out, err = await tools_cli(app, tmp_path, "tools", "show", "erp-cli")
+    assert code == 2 and "no tool server" in err

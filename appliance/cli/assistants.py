@@ -115,6 +115,8 @@ def context_of(args: argparse.Namespace) -> dict[str, Any]:
             context[name] = getattr(args, name)
     if args.memory_tokens is not None:
         context["memory_token_budget"] = args.memory_tokens
+    if args.tool is not None:
+        context["tools"] = [] if args.tool == ["none"] else args.tool
     return context
 
 
@@ -212,6 +214,9 @@ def add_parser(sub) -> None:
         command.add_argument("--relevance-floor", type=float)
         command.add_argument("--searches-per-question", type=int)
         command.add_argument("--memory-tokens", type=int, help="conversation tokens the prompt holds")
+        command.add_argument("--tool", action="append", metavar="TOOL",
+                             help="a tool it may call: calculator, current_time, search_documents, SERVER/TOOL or "
+                             "SERVER/* (repeatable; 'none': no tools)")  # fmt: skip
 
     create = actions.add_parser("create", help="create an assistant")
     create.add_argument("name")

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_assistants(sub)
 
+    from appliance.cli.tools import add_parser as add_tools
+
+    add_tools(sub)
+
     audit = sub.add_parser("audit", help="the audit log: keys, knowledge bases, documents, limits, failed sign-ins")
     audit.add_argument(
         "--since", help="from this time: an ISO date or time (2026-12-01, 2026-12-01T09:00) or an age (30m, 2h, 7d)"
@@ -134,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         from appliance.cli.assistants import assistants
 
         raise SystemExit(assistants(settings_or_exit(), args))
+    elif args.command == "tools":
+        from appliance.cli.tools import tools
+
+        raise SystemExit(tools(settings_or_exit(), args))
     elif args.command == "audit":
         from appliance.cli.audit import audit
 
