@@ -8,16 +8,20 @@ to the loop through a queue as they are produced.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
+
+from appliance.llm.tool_calls import as_call_text, parse_tool_call, tool_call_grammar, tools_prompt
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
@@ -37,7 +41,18 @@ class LoadedLlama:
 
 
 def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+    """As the chat template takes them; a past tool call as the JSON the model wrote."""
+    return [
+        {"role": _ROLES.get(m.type, "user"), "content": m.text or as_call_text(getattr(m, "tool_calls", None) or [])}
+        for m in messages
+    ]
+
+
+def with_tools(messages: list[BaseMessage], tools: list[dict[str, Any]]) -> list[BaseMessage]:
+    """The system prompt followed by the tools and how to call them."""
+    if messages and isinstance(messages[0], SystemMessage):
+        return [SystemMessage(f"{messages[0].text}\n\n{tools_prompt(tools)}"), *messages[1:]]
+    return [SystemMessage(tools_prompt(tools)), *messages]
 
 
 def usage_chunk(usage: dict[str, int]) -> ChatGenerationChunk:
@@ -60,6 +75,13 @@ class LlamaCppChatModel(BaseChatModel):
     temperature: float = 0.2
     # A GBNF grammar that constrains decoding (used for decisions).
     grammar: str | None = None
+    # Tools bound (OpenAI's function shape): the reply is one call of one, or an answer.
+    tools: list[dict[str, Any]] | None = None
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> LlamaCppChatModel:
+        """This model, made to answer with a tool call or in plain words (a grammar, not a hope)."""
+        bound = [convert_to_openai_tool(t) for t in tools]
+        return self.model_copy(update={"tools": bound or None, "max_tokens": max(self.max_tokens, 256)})
 
     @property
     def _llm_type(self) -> str:
@@ -79,13 +101,16 @@ class LlamaCppChatModel(BaseChatModel):
         cancelled: threading.Event,
         usage: dict[str, int],
     ) -> Iterator[str]:
+        if self.tools:
+            messages = with_tools(messages, self.tools)
         chat = to_chat_messages(messages)
         usage["input_tokens"] = sum(self.loaded.count_tokens(m["content"]) + 4 for m in chat)
         grammar = None
-        if self.grammar:
+        rules = tool_call_grammar(self.tools) if self.tools else self.grammar
+        if rules:
             from llama_cpp import LlamaGrammar
 
-            grammar = LlamaGrammar.from_string(self.grammar, verbose=False)
+            grammar = LlamaGrammar.from_string(rules, verbose=False)
         with self.loaded.lock:
             stream = self.loaded.llama.create_chat_completion(
                 messages=chat,
@@ -127,7 +152,11 @@ class LlamaCppChatModel(BaseChatModel):
     ) -> ChatResult:
         usage: dict[str, int] = {}
         text = "".join(self._pieces(messages, stop, threading.Event(), usage))
-        message = AIMessage(content=text, usage_metadata=usage_chunk(usage).message.usage_metadata)
+        call = parse_tool_call(text) if self.tools else None
+        message = AIMessage(
+            content="" if call else text, tool_calls=[call] if call else [],
+            usage_metadata=usage_chunk(usage).message.usage_metadata,
+        )  # fmt: skip
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _astream(
@@ -152,19 +181,42 @@ class LlamaCppChatModel(BaseChatModel):
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         worker = loop.run_in_executor(None, produce)
+        # With tools, the reply is held until its first visible character says
+        # what it is: "{" opens a call, given whole at the end; anything else streams.
+        held: list[str] = []
+        streaming = not self.tools
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
+                if not streaming:
+                    held.append(item)
+                    start = "".join(held).lstrip()
+                    if not start or start.startswith("{"):
+                        continue
+                    item, held, streaming = "".join(held), [], True
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
                 if run_manager:
                     await run_manager.on_llm_new_token(item, chunk=chunk)
                 yield chunk
+            if held:
+                yield self._held(held)
             yield usage_chunk(usage)
         finally:
             # A cancelled run (client gone, run interrupted) stops generation at the next token.
             cancelled.set()
             await asyncio.shield(worker)
+
+    @staticmethod
+    def _held(held: list[str]) -> ChatGenerationChunk:
+        """The reply kept back: a tool call, or (cut off by the token limit) its text."""
+        text = "".join(held)
+        call = parse_tool_call(text)
+        if call is None:
+            return ChatGenerationChunk(message=AIMessageChunk(content=text))
+        arguments = json.dumps(call["args"])
+        calls = [{"name": call["name"], "args": arguments, "id": call["id"], "index": 0}]
+        return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=calls))
 
     async def _agenerate(
         self,
@@ -177,5 +229,8 @@ class LlamaCppChatModel(BaseChatModel):
         merged = chunks[0]
         for chunk in chunks[1:]:
             merged += chunk
-        message = AIMessage(content=merged.text, usage_metadata=merged.message.usage_metadata)
+        message = AIMessage(
+            content=merged.text, tool_calls=getattr(merged.message, "tool_calls", []),
+            usage_metadata=merged.message.usage_metadata,
+        )  # fmt: skip
         return ChatResult(generations=[ChatGeneration(message=message)])
