@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m bench.http_turn
 	$(BIN)/python -m bench.openai_turn
 	$(BIN)/python -m bench.openai_embeddings
+	$(BIN)/python -m bench.tool_call
 	$(BIN)/python -m bench.answer_quality
 	$(BIN)/python -m bench.answer_quality --model fake-ollama
 	$(BIN)/python -m bench.state_read

@@ -156,6 +156,7 @@ async def open_runtime(
         )
         pruning = asyncio.create_task(limits.keep_pruning(), name="rate-limit-prune")
         async with (
+            _closed_at_exit(toolbox.client),  # open MCP sessions, once no run can use them
             _cancelled_at_exit(reconciling),
             _cancelled_at_exit(pruning),
             open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks),
@@ -198,6 +199,14 @@ def open_toolbox(settings: Settings, pool: AsyncConnectionPool, retriever: Retri
         call_timeout_s=settings.tool_call_timeout_s,
         list_timeout_s=settings.tool_list_timeout_s,
     )
+
+
+@asynccontextmanager
+async def _closed_at_exit(closable) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await closable.close()
 
 
 @asynccontextmanager

@@ -122,12 +122,13 @@ class ToolServerStore:
             ).fetchone()
         return _record(row) if row else None
 
-    async def headers(self, server_id: uuid.UUID) -> dict[str, str]:
+    async def dialling(self, server_id: uuid.UUID) -> tuple[str, dict[str, str]] | None:
+        """What a client needs to reach the server: its URL and headers (None: gone)."""
         async with self.pool.connection() as conn:
             row = await (
-                await conn.execute("SELECT headers FROM tool_servers WHERE server_id = %s", (server_id,))
+                await conn.execute("SELECT url, headers FROM tool_servers WHERE server_id = %s", (server_id,))
             ).fetchone()
-        return dict(row["headers"]) if row else {}
+        return (row["url"], dict(row["headers"])) if row else None
 
     async def discovered(
         self, server_id: uuid.UUID, tools: list[DiscoveredTool] | None, error: str | None

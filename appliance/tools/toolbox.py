@@ -174,9 +174,11 @@ class Toolbox:
 
     async def discover(self, server: ToolServerRecord) -> ToolServerRecord:
         """Ask the server for its tools now, and keep the answer (or why there was none)."""
-        headers = await self.servers.headers(server.server_id)
+        reach = await self.servers.dialling(server.server_id)
+        if reach is None:
+            return server
         try:
-            tools = await self.client.list_tools(server.url, headers, self.list_timeout_s)
+            tools = await self.client.list_tools(*reach, self.list_timeout_s)
         except ToolError as exc:
             return await self.servers.discovered(server.server_id, None, str(exc)) or server
         return await self.servers.discovered(server.server_id, tools, None) or server
@@ -227,18 +229,16 @@ class Toolbox:
         check_arguments(spec, arguments)
         if spec.server_id is None:
             return await self._built_in(spec.name, arguments, knowledge_bases, retrieval_k, first_source)
-        headers = await self.servers.headers(spec.server_id)
-        server = await self.servers.get(str(spec.server_id))
-        if server is None:
+        reach = await self.servers.dialling(spec.server_id)
+        if reach is None:
             raise ToolError(f"the tool server {spec.server} is no longer registered")
         try:
             return await self.client.call_tool(
-                server.url, headers, spec.name, arguments,
-                idempotency_key=idempotency_key, timeout_s=self.call_timeout_s,
-            )  # fmt: skip
+                *reach, spec.name, arguments, idempotency_key=idempotency_key, timeout_s=self.call_timeout_s
+            )
         except ServerUnreachable as exc:
             # Its tools leave the next steps' tool list until a refresh finds it again.
-            await self.servers.discovered(server.server_id, None, str(exc))
+            await self.servers.discovered(spec.server_id, None, str(exc))
             raise
 
     async def _built_in(
