@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.app import make_settings, serve_app
+from tests.support.app import ollama_settings, serve_app
 from tests.support.fake_ollama import MODEL, FakeOllama
 from tests.support.services import free_port
 from tests.support.turns import checkpoint_count, new_thread, stream, turn, user
@@ -21,16 +21,10 @@ def fake_ollama():
 
 @pytest.fixture(scope="module")
 async def ollama_app(fake_ollama, databases, chroma_url, tmp_path_factory):
-    settings = make_settings(
-        tmp_path_factory.mktemp("ollama-app"),
-        databases.create(),
-        chroma_url,
-        llm_provider="ollama",
-        ollama_url=fake_ollama.url,
-        ollama_model=MODEL,
-        ollama_timeout_s="1.5",
-        ollama_connect_timeout_s="1",
-    )
+    settings = ollama_settings(
+        tmp_path_factory.mktemp("ollama-app"), databases.create(), chroma_url, fake_ollama.url,
+        ollama_timeout_s="1.5", ollama_connect_timeout_s="1",
+    )  # fmt: skip
     async with serve_app(settings) as served:
         yield served
 
@@ -129,15 +123,7 @@ async def test_a_model_that_stops_answering_times_out_as_504(ollama_app, fake_ol
 
 async def test_model_server_down_is_503_and_readyz_says_so(databases, chroma_url, tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"
-    settings = make_settings(
-        tmp_path,
-        databases.create(),
-        chroma_url,
-        llm_provider="ollama",
-        ollama_url=closed,
-        ollama_model=MODEL,
-        ollama_connect_timeout_s="0.5",
-    )
+    settings = ollama_settings(tmp_path, databases.create(), chroma_url, closed, ollama_connect_timeout_s="0.5")
     async with serve_app(settings) as app:
         tid = await new_thread(app.client)
         response = await app.client.post(f"/threads/{tid}/runs/wait", json=user("anyone there?"))

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.fake_ollama import MODEL, FakeOllama, ToolCalls
 from tests.support.mcp_server import TOKEN, RunningErp
-from tests.support.process import ServerProcess, start_server
+from tests.support.process import ServerProcess, appliance_env, start_server
 from tests.support.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -40,16 +40,10 @@ def test_a_tool_with_side_effects_runs_at_most_once_per_call_however_the_applian
     with FakeOllama() as ollama:
         ollama.respond = opens_a_ticket
         ollama.word_delay = 0.1  # the answer after the call takes about half a second
-        env = {
-            "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-            "APPLIANCE_DATABASE_URL": databases.create(),
-            "APPLIANCE_CHROMA_URL": chroma_url,
-            "APPLIANCE_CHROMA_COLLECTION": "tool-crash-test",
-            "APPLIANCE_LLM_PROVIDER": "ollama",
-            "APPLIANCE_OLLAMA_URL": ollama.url,
-            "APPLIANCE_OLLAMA_MODEL": MODEL,
-            "APPLIANCE_LOG_FORMAT": "json",
-        }
+        env = appliance_env(
+            tmp_path / "data", databases.create(), chroma_url, chroma_collection="tool-crash-test",
+            llm_provider="ollama", ollama_url=ollama.url, ollama_model=MODEL, log_format="json",
+        )  # fmt: skip
         port, log = free_port(), tmp_path / "server.log"
         rng = random.Random(20261204)
         server: ServerProcess = start_server(env, port, log)

@@ -19,8 +19,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from appliance.store.audit import Actor
-from tests.support.app import make_settings, serve_app
-from tests.support.fake_ollama import MODEL, FakeOllama, ToolCalls
+from tests.support.app import ollama_settings, serve_app
+from tests.support.fake_ollama import FakeOllama, ToolCalls
 from tests.support.mcp_server import REBIND_NAME, TOKEN, RunningErp
 from tests.support.services import free_port
 
@@ -42,16 +42,10 @@ def fake_ollama():
 
 @pytest.fixture(scope="module")
 async def app(fake_ollama, databases, chroma_url, tmp_path_factory):
-    settings = make_settings(
-        tmp_path_factory.mktemp("tools-app"),
-        databases.create(),
-        chroma_url,
-        llm_provider="ollama",
-        ollama_url=fake_ollama.url,
-        ollama_model=MODEL,
-        tool_call_timeout_s="2",
-        tool_list_timeout_s="3",
-    )
+    settings = ollama_settings(
+        tmp_path_factory.mktemp("tools-app"), databases.create(), chroma_url, fake_ollama.url,
+        tool_call_timeout_s="2", tool_list_timeout_s="3",
+    )  # fmt: skip
     async with serve_app(settings) as served:
         yield served
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.app import make_settings, serve_app
+from tests.support.app import ollama_settings, serve_app
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ask, last_answer_done, require_chromium, shot, sign_in
-from tests.support.fake_ollama import MODEL, FakeOllama, ToolCalls
+from tests.support.fake_ollama import FakeOllama, ToolCalls
 from tests.support.mcp_server import TOKEN, RunningErp
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -34,10 +34,7 @@ async def app(databases, chroma_url, tmp_path_factory):
     erp = RunningErp().start()
     with FakeOllama() as ollama:
         ollama.respond = helpdesk
-        settings = make_settings(
-            tmp_path_factory.mktemp("web-tools"), databases.create(), chroma_url,
-            llm_provider="ollama", ollama_url=ollama.url, ollama_model=MODEL,
-        )  # fmt: skip
+        settings = ollama_settings(tmp_path_factory.mktemp("web-tools"), databases.create(), chroma_url, ollama.url)
         async with serve_app(settings) as served:
             body = {
                 "name": "erp", "url": erp.state.url, "headers": {"Authorization": f"Bearer {TOKEN}"},

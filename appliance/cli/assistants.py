@@ -8,8 +8,7 @@ import json
 import sys
 from typing import Any, Protocol
 
-import msgspec
-
+from appliance.cli.remote import Refused, call_api, call_service
 from appliance.settings import Settings
 
 
@@ -27,19 +26,12 @@ class AssistantsApi(Protocol):
     async def delete(self, ref: str) -> None: ...
 
 
-class Refused(Exception):
-    """The appliance said no; the message says why."""
-
-
 class RemoteAssistants:
     def __init__(self, client) -> None:
         self.client = client
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        response = await self.client.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise Refused(response.json().get("detail", response.text))
-        return response.json() if response.content else None
+        return await call_api(self.client, method, path, body)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/assistants", {"graph_id": "agent", **body})
@@ -69,12 +61,7 @@ class LocalAssistants:
         self.service, self.tenant, self.actor = service, tenant, Actor.host()
 
     async def _call(self, call) -> Any:
-        from appliance.errors import ServiceError
-
-        try:
-            return msgspec.to_builtins(await call)
-        except ServiceError as exc:
-            raise Refused(exc.message) from None
+        return await call_service(call)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(self.service.create(self.tenant, graph_id="agent", actor=self.actor, **body))

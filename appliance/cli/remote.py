@@ -56,3 +56,27 @@ def run_remote(command: Coroutine[Any, Any, int], url: str | None) -> int:
         hint = " (pass the install's CA certificate with --ca-file)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
         print(f"appliance: cannot connect to {url}: {exc}{hint}", file=sys.stderr)
         return 2
+
+
+class Refused(Exception):
+    """The appliance said no; the message says why."""
+
+
+async def call_api(client: httpx.AsyncClient, method: str, path: str, body: Any = None) -> Any:
+    """One request of a command to a running appliance: its JSON, or Refused with the detail."""
+    response = await client.request(method, path, json=body)
+    if response.status_code >= 400:
+        raise Refused(response.json().get("detail", response.text))
+    return response.json() if response.content else None
+
+
+async def call_service(call: Coroutine[Any, Any, Any]) -> Any:
+    """The same for a service of an appliance opened in this process."""
+    import msgspec
+
+    from appliance.errors import ServiceError
+
+    try:
+        return msgspec.to_builtins(await call)
+    except ServiceError as exc:
+        raise Refused(exc.message) from None

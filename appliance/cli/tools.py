@@ -11,11 +11,8 @@ from typing import Any
 
 import msgspec
 
+from appliance.cli.remote import Refused, call_api, call_service
 from appliance.settings import Settings
-
-
-class Refused(Exception):
-    """The appliance said no; the message says why."""
 
 
 class RemoteToolServers:
@@ -23,10 +20,7 @@ class RemoteToolServers:
         self.client = client
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        response = await self.client.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise Refused(response.json().get("detail", response.text))
-        return response.json() if response.content else None
+        return await call_api(self.client, method, path, body)
 
     async def add(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/tool-servers", body)
@@ -53,12 +47,7 @@ class LocalToolServers:
         self.service, self.actor = service, Actor.host()
 
     async def _call(self, call) -> Any:
-        from appliance.errors import ServiceError
-
-        try:
-            return msgspec.to_builtins(await call)
-        except ServiceError as exc:
-            raise Refused(exc.message) from None
+        return await call_service(call)
 
     async def add(self, body: dict[str, Any]) -> dict[str, Any]:
         from appliance.store.tool_servers import ToolServerDraft

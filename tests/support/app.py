@@ -28,6 +28,15 @@ def make_settings(data_dir: Path, database_url: str, chroma_url: str | None = No
     return load_settings(env=appliance_env(data_dir, database_url, chroma_url, **{"log_level": "warning", **extra}))
 
 
+def ollama_settings(data_dir: Path, database_url: str, chroma_url: str, ollama_url: str, **extra: str) -> Settings:
+    """The production model path: langchain-ollama against (the fake) Ollama at ``ollama_url``."""
+    from tests.support.fake_ollama import MODEL
+
+    return make_settings(
+        data_dir, database_url, chroma_url, llm_provider="ollama", ollama_url=ollama_url, ollama_model=MODEL, **extra
+    )
+
+
 @dataclass
 class Served:
     url: str
