@@ -88,6 +88,7 @@ def test_a_tool_with_side_effects_runs_at_most_once_per_call_however_the_applian
                 outcomes.append(outcome)
             # Every key the server saw was the run's own: run_id:tool_call_id.
             assert all(k.count(":") == 1 for k in erp.state.keys)
+            assert TOKEN not in log.read_text()  # the server's header secret, in no log line
         finally:
             server.stop()
             erp.stop()

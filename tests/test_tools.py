@@ -403,3 +403,32 @@ async def test_the_cli_adds_lists_and_removes_tool_servers_and_gives_an_assistan
     assert code == 0 and "removed" in out
     code, out, err = await tools_cli(app, tmp_path, "tools", "show", "erp-cli")
     assert code == 2 and "no tool server" in err
+
+
+async def test_search_documents_is_a_tool_the_model_calls_with_its_own_query_and_the_answer_cites_it(app, fake_ollama):
+    from tests.support.corpus import HANDBOOK_MD
+    from tests.support.turns import new_kb, upload
+
+    kb = await new_kb(app.client)
+    assert (await upload(app.client, kb, "handbook.md", HANDBOOK_MD.encode())).status_code == 201
+
+    def searches(messages):
+        return [("search_documents", {"query": "paid leave days per year"})] if not tool_turns(messages) else None
+
+    script = Script(searches)
+    fake_ollama.respond = lambda body: (
+        script(body) if not tool_turns(body["messages"]) else "Employees get 27 days of paid leave a year [1]. [7]"
+    )
+    assistant = await assistant_with(app, ["search_documents"], knowledge_bases=[kb])
+    sdk = get_client(url=app.url, api_key=app.admin_key)
+    thread = await sdk.threads.create()
+    state = await sdk.runs.wait(thread["thread_id"], assistant, input=ask("How much leave do I get?"))
+    result = [m for m in state["messages"] if m["type"] == "tool"][0]
+    assert result["name"] == "search_documents" and result["content"].startswith("[1] (handbook.md")
+    assert "27 days of paid leave" in result["content"]
+    answer = state["messages"][-1]
+    # [1] is a passage the search returned; [7] points at none and is removed.
+    assert answer["content"] == "Employees get 27 days of paid leave a year [1]."
+    (citation,) = answer["response_metadata"]["citations"]
+    assert citation["index"] == 1 and citation["source"] == "handbook.md" and "27 days" in citation["text"]
+    assert state["citations"] == answer["response_metadata"]["citations"]
