@@ -30,6 +30,11 @@ api_key = "${FUZZ_API_KEY}"
 include-path-regex = "/runs"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
 
+# The same for a tool server's URL, at registration.
+[[operations]]
+include-path = "/tool-servers"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
+
 # OpenAI's rule that a conversation ends with the user's question has no JSON Schema
 # keyword (none speaks of an array's last item): a 400 naming messages, in OpenAI's shape.
 [[operations]]

@@ -454,7 +454,13 @@ class ToolServerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="How assistants name its tools: name/tool"),
     ]
     url: Annotated[
-        str, Meta(min_length=1, max_length=2000, description="Its MCP endpoint, such as http://10.0.0.5:8000/mcp")
+        str,
+        Meta(
+            max_length=2000,
+            pattern="^https?://",
+            description="Its MCP endpoint, such as http://10.0.0.5:8000/mcp; it must resolve inside "
+            "APPLIANCE_TOOL_ALLOWED_NETWORKS",
+        ),
     ]
     headers: Annotated[
         dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,100}$")], Annotated[str, Meta(max_length=4000)]],
