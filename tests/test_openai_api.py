@@ -15,7 +15,7 @@ from tests.support.librarian import RECALL, answer_to
 from tests.support.turns import new_kb, new_thread, openai_client, turn, upload
 
 PALLETS = "How many pallets does the Rotterdam warehouse hold?"
-SYSTEM = {"role": "system", "content": "You are a helpful assistant."}  # editors send one; the admin's applies
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}  # editors send one; it joins the instructions
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,10 @@ async def library(app, tmp_path_factory):
 async def thread_messages(app, thread_id: str) -> list[tuple[str, str]]:
     snapshot = await app.runtime.graph.aget_state({"configurable": {"thread_id": thread_id}})
     return [(m.type, m.text) for m in snapshot.values.get("messages", [])]
+
+
+async def tenant_of(app, tenant_client: openai.AsyncOpenAI) -> str:
+    return (await app.runtime.keys.authenticate(tenant_client.api_key)).tenant
 
 
 async def tenant_thread_count(app, tenant_client: openai.AsyncOpenAI) -> int:
@@ -320,3 +324,43 @@ async def test_an_assistant_message_without_text_is_passed_over(chat):
         ],  # fmt: skip
     )
     assert completion.choices[0].message.content.startswith("Hello! (reply ")
+
+
+async def test_system_messages_join_the_instructions_for_their_turn_only(app, chat):
+    conversation = {"X-Conversation-Id": f"system-{uuid.uuid4().hex[:6]}"}
+    defaults = app.runtime.settings.system_prompt
+    asked = [SYSTEM, {"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "Hello"}]
+    await chat.chat.completions.create(model="agent", messages=asked, extra_headers=conversation)
+    prompt = app.chat.answer_prompts()[-1]
+    assert prompt[0].type == "system"
+    assert prompt[0].text == f"{defaults}\n\nYou are a helpful assistant.\n\nAnswer in French."
+    # The next turn, without them, has the assistant's instructions alone; the thread holds no system message.
+    await chat.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "Thanks"}], extra_headers=conversation
+    )
+    assert app.chat.answer_prompts()[-1][0].text == defaults
+    thread = await app.runtime.openai.conversation_thread(await tenant_of(app, chat), conversation["X-Conversation-Id"])
+    assert [kind for kind, _ in await thread_messages(app, str(thread[0]))] == ["human", "ai", "human", "ai"]
+
+
+async def test_an_assistant_can_refuse_system_messages_and_too_long_ones_are_refused(app, chat):
+    rest = app.as_key(chat.api_key)
+    strict = {"graph_id": "agent", "name": f"strict-{uuid.uuid4().hex[:6]}", "context": {"system_messages": "refuse"}}
+    created = await rest.post("/assistants", json=strict)
+    assert created.status_code == 200, created.text
+    before = await tenant_thread_count(app, chat)
+    conversation = {"X-Conversation-Id": f"refused-{uuid.uuid4().hex[:6]}"}
+    with pytest.raises(openai.BadRequestError) as refused:
+        await chat.chat.completions.create(
+            model=strict["name"], messages=[SYSTEM, {"role": "user", "content": "Hi"}], extra_headers=conversation
+        )
+    assert refused.value.body["param"] == "messages" and "takes no system" in refused.value.body["message"]
+    # Without one, the same assistant answers.
+    answered = await chat.chat.completions.create(model=strict["name"], messages=[{"role": "user", "content": "Hi"}])
+    assert answered.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as too_long:
+        await chat.chat.completions.create(
+            model="agent", messages=[{"role": "system", "content": "x" * 9000}, {"role": "user", "content": "Hi"}]
+        )
+    assert too_long.value.body["param"] == "messages" and "over 8000" in too_long.value.body["message"]
+    assert await tenant_thread_count(app, chat) == before  # nothing stored

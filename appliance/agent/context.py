@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+INSTRUCTIONS_MAX = 8000
 # Every knowledge base of the tenant, whatever exists when the run starts.
 ALL_KNOWLEDGE_BASES = "*"
 # A tool as an assistant names it: a built-in tool's name, server/tool or server/*.
@@ -26,7 +27,11 @@ TOOL_REF_PATTERN = r"^[A-Za-z0-9_.-]{1,100}(/([A-Za-z0-9_.-]{1,100}|\*))?$"
 class AssistantContext:
     instructions: Annotated[
         str,
-        Meta(min_length=1, max_length=8000, description="The system prompt: who the assistant is and how it answers"),
+        Meta(
+            min_length=1,
+            max_length=INSTRUCTIONS_MAX,
+            description="The system prompt: who the assistant is and how it answers",
+        ),
     ]
     knowledge_bases: Annotated[
         list[Annotated[str, Meta(min_length=1, max_length=200)]],
@@ -59,6 +64,13 @@ class AssistantContext:
     ] = ""
     temperature: Annotated[float, Meta(ge=0, le=2, description="Sampling temperature of answers")] = 0.2
     max_tokens: Annotated[int, Meta(ge=1, le=8192, description="Longest answer, in tokens")] = 256
+    system_messages: Annotated[
+        Literal["append", "refuse"],
+        Meta(
+            description="What a system (or developer) message from an OpenAI client does: append it to the "
+            "instructions for that turn (the default), or refuse the request with a 400",
+        ),
+    ] = "append"
     tools: Annotated[
         list[Annotated[str, Meta(pattern=TOOL_REF_PATTERN, max_length=200)]],
         Meta(

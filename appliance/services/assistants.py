@@ -301,6 +301,13 @@ class AssistantService:
         configurable = (found.config or {}).get("configurable") or {}
         return Chosen(str(found.assistant_id), found.version, configurable | own)
 
+    async def settings_of(self, tenant: str, ref: str) -> AssistantContext:
+        """What an assistant sets, over the defaults (its knowledge bases as it names them)."""
+        try:
+            return contexts.overlay(self.defaults, (await self.for_run(tenant, ref)).context)
+        except ContextError as exc:  # an assistant stored before a limit changed
+            raise Invalid(f"the assistant's settings are no longer valid: {exc}", param=exc.field) from None
+
     async def run_context(
         self, tenant: str, chosen: Chosen, changes: dict[str, Any], knowledge_bases: list[str] | None
     ) -> AssistantContext:

@@ -22,6 +22,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from appliance.agent.context import INSTRUCTIONS_MAX
 from appliance.engine.events import START
 from appliance.errors import Conflict, Invalid, NotFound, UnknownModel
 from appliance.services.assistants import AssistantService
@@ -38,7 +39,7 @@ ANSWER_NODES = {"respond", "verify", "act"}
 CONVERSATIONS = uuid.UUID("6f1c3f4e-9a53-5d0b-8a57-1f0b7d1c2e90")
 # How far back a diverging history is looked for among the thread's checkpoints.
 FORK_SEARCH_LIMIT = 500
-DROPPED_ROLES = {"system", "developer"}  # the administrator sets the system prompt
+SYSTEM_ROLES = {"system", "developer"}  # added to the assistant's instructions for their turn
 _MARKERS = re.compile(r"\s*\[\d{1,2}\]")
 
 
@@ -103,6 +104,8 @@ class OpenAIChatService:
         assistant = str((await self.require_model(tenant, request.model)).assistant_id)
         sent = client_messages(request.messages)
         chosen = {} if request.knowledge_bases is None else {"knowledge_bases": request.knowledge_bases}
+        if system := system_text(request.messages):
+            chosen["instructions"] = await self._with_system(tenant, assistant, request.model, system)
         if request.conversation is None:
             spec = self._spec(assistant, sent, chosen)
             run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
@@ -115,6 +118,25 @@ class OpenAIChatService:
         metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
         run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
         return ChatTurn(tenant, run, request.model, stateless=False, sent=new)
+
+    async def _with_system(self, tenant: str, assistant: str, model: str, system: str) -> str:
+        """The assistant's instructions with the client's system messages after
+        them, for this turn only; or a 400 where its administrator refused them."""
+        settings = await self.assistants.settings_of(tenant, assistant)
+        if settings.system_messages == "refuse":
+            raise Invalid(
+                f"the assistant {model!r} takes no system or developer messages (its administrator set its "
+                f"instructions): leave them out",
+                param="messages",
+            )
+        combined = f"{settings.instructions}\n\n{system}"
+        if len(combined) > INSTRUCTIONS_MAX:
+            raise Invalid(
+                f"the system messages make the instructions {len(combined)} characters long, over "
+                f"{INSTRUCTIONS_MAX}: shorten them",
+                param="messages",
+            )
+        return combined
 
     async def conversation_thread(self, tenant: str, conversation: str) -> tuple[uuid.UUID, ThreadRecord | None]:
         """The conversation's thread id, and its record if it exists yet: the
@@ -216,11 +238,11 @@ class OpenAIChatService:
 
 def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The client's messages as the agent takes them: user and assistant turns
-    with text. System messages are dropped (the administrator's prompt applies)."""
+    with text. System messages are instructions (``system_text``), not turns."""
     kept = []
     for i, message in enumerate(raw):
         role = message.get("role")
-        if role in DROPPED_ROLES:
+        if role in SYSTEM_ROLES:
             continue
         if role not in ("user", "assistant"):
             raise Invalid(
@@ -235,6 +257,12 @@ def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
     if not kept or kept[-1]["role"] != "user":
         raise Invalid("the last message must be the user's (the question to answer)", param="messages")
     return kept
+
+
+def system_text(raw: list[dict[str, Any]]) -> str:
+    """The text of the system and developer messages, in order."""
+    texts = [content_text(m.get("content"), i) for i, m in enumerate(raw) if m.get("role") in SYSTEM_ROLES]
+    return "\n\n".join(t.strip() for t in texts if t.strip())
 
 
 def content_text(content: Any, index: int) -> str:
