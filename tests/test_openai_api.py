@@ -237,7 +237,7 @@ async def test_a_bad_model_gets_model_not_found(chat):
 @pytest.mark.parametrize(
     ("messages", "extra", "param", "says"),
     [
-        ([{"role": "tool", "content": "42", "tool_call_id": "x"}], {}, "messages", "is not supported"),
+        ([{"role": "tool", "content": "42", "tool_call_id": "x"}], {}, "messages[0].tool_call_id", "answers no call"),
         (
             [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}],
             {},
@@ -254,9 +254,9 @@ async def test_a_bad_model_gets_model_not_found(chat):
         ([{"role": "user", "content": "Hi"}], {"n": 2}, "n", "n must be 1"),
         (
             [{"role": "user", "content": "Hi"}],
-            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-            "tools",
-            "not supported",
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            "tools[0].function.parameters",
+            "must describe an object",
         ),
     ],
 )

@@ -24,6 +24,15 @@ TOOL_REF_PATTERN = r"^[A-Za-z0-9_.-]{1,100}(/([A-Za-z0-9_.-]{1,100}|\*))?$"
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClientFunction:
+    """A function the client runs itself (OpenAI's ``tools``)."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: Annotated[str, Meta(max_length=4000)] = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, kw_only=True)
 class AssistantContext:
     instructions: Annotated[
         str,
@@ -80,6 +89,25 @@ class AssistantContext:
             "[] (the default): no tools, the retrieval pipeline answers",
         ),
     ] = field(default_factory=list)
+    client_tools: Annotated[
+        list[ClientFunction],
+        Meta(
+            max_length=128,
+            description="Functions the client runs itself, usually given per run (OpenAI's tools): a call of one "
+            "ends the turn and is handed back; the next run's tool messages carry the results",
+        ),
+    ] = field(default_factory=list)
+    tool_choice: Annotated[
+        str,
+        Meta(
+            pattern=r"^(auto|none|required|function:[A-Za-z0-9_.-]{1,100})$",
+            description='"auto": the model may call tools; "none": it may not; "required": it must call one; '
+            '"function:NAME": it must call that one',
+        ),
+    ] = "auto"
+    parallel_tool_calls: Annotated[
+        bool, Meta(description="Whether one step may call several tools; false keeps the first call")
+    ] = True
     max_tool_steps: Annotated[
         int, Meta(ge=1, le=20, description="Model steps with tools in one turn; the last one must answer")
     ] = 4

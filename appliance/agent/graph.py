@@ -3,8 +3,9 @@
     START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
                          └─no─────────────────▶ plan
 
-    plan ─▶ assistant has tools? ─yes─▶ act ─▶ tool calls? ─yes─▶ call_tools ─▶ act
-         │                                               └─no──▶ END
+    plan ─▶ tools (its own or the client's)? ─yes─▶ act ─▶ calls of its own? ─yes─▶ call_tools ─▶ act
+         │                                                   └─only the client's, or none─▶ END
+         │                (call_tools ─▶ END when the step also called the client's tools: handed back)
          └▶ small talk? ─yes─▶ respond ─▶ END
                         └─no──▶ retrieve ─▶ grade
             (documents_only: every message is searched for, and with no
@@ -48,7 +49,7 @@ from appliance.agent.rag_nodes import (
     refuse,
 )
 from appliance.agent.state import AgentState
-from appliance.agent.tool_nodes import after_act, make_act, make_call_tools
+from appliance.agent.tool_nodes import after_act, after_call_tools, make_act, make_call_tools
 from appliance.knowledge.retrieval import Retriever
 from appliance.llm.catalog import ModelCatalog
 from appliance.llm.errors import ModelBusy, ModelUnavailable
@@ -95,8 +96,8 @@ def build_graph(
     if toolbox is not None:
         graph.add_node("act", make_act(configure, toolbox), retry_policy=MODEL_RETRY)
         graph.add_node("call_tools", make_call_tools(configure, toolbox))
-        graph.add_conditional_edges("act", after_act, {"call_tools": "call_tools", "end": END})
-        graph.add_edge("call_tools", "act")
+        graph.add_conditional_edges("act", after_act(configure), {"call_tools": "call_tools", "end": END})
+        graph.add_conditional_edges("call_tools", after_call_tools(configure), {"act": "act", "end": END})
         plan_routes["act"] = "act"
     if retriever is None:
         graph.add_conditional_edges("plan", after_plan(configure, toolbox is not None), plan_routes)

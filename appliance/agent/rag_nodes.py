@@ -267,7 +267,8 @@ def after_plan(configure: Configurator, tools: bool = False) -> Callable[[AgentS
     """``tools``: the graph has the tool loop, taken by an assistant that names tools."""
 
     def route(state: AgentState) -> str:
-        if tools and configure.current().context.tools:
+        context = configure.current().context
+        if tools and (context.tools or context.client_tools):
             return "act"
         if not state.get("use_documents"):
             return "respond"

@@ -10,6 +10,7 @@ tool an admin marked ``requires_approval`` pauses the run for a person first.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from appliance.agent.state import AgentState
 from appliance.llm.errors import ModelError
 from appliance.tools.spec import RunTools, ToolResult, ToolSpec
 from appliance.tools.toolbox import Toolbox, check_arguments
+
+log = logging.getLogger(__name__)
 
 TOOLS_NOTE = (
     "You can call tools. Call one when it helps to answer, with arguments that fit its schema; when a call "
@@ -67,6 +70,32 @@ def failure_answer(state: AgentState, tool: str) -> AIMessage:
     return AIMessage(text, response_metadata={"answer_mode": "tool_failed", "failed_tool": tool})
 
 
+def client_specs(context: AssistantContext) -> list[ToolSpec]:
+    """The client's own tools (OpenAI's ``tools``), as the model is offered them."""
+    return [
+        ToolSpec(ref=f.name, name=f.name, description=f.description, input_schema=f.parameters, client=True)
+        for f in context.client_tools
+    ]
+
+
+def offered(specs: list[ToolSpec], choice: str) -> list[ToolSpec]:
+    """What ``tool_choice`` lets the model call: none, one named, or all."""
+    if choice == "none":
+        return []
+    if choice.startswith("function:"):
+        return [s for s in specs if s.name == choice.removeprefix("function:")]
+    return specs
+
+
+def bind(model: Any, tools: list[dict[str, Any]]) -> Any:
+    """The model with ``tools`` bound; a model that cannot take tools answers without them."""
+    try:
+        return model.bind_tools(tools)
+    except NotImplementedError:
+        log.warning("the model %s cannot take tools; it answers without them", type(model).__name__)
+        return model
+
+
 def make_act(configure: Configurator, toolbox: Toolbox) -> Callable[..., Any]:
     async def act(state: AgentState, config: RunnableConfig, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         setup = configure(runtime.context)
@@ -78,11 +107,19 @@ def make_act(configure: Configurator, toolbox: Toolbox) -> Callable[..., Any]:
         if tools.unavailable:
             get_stream_writer()({"node": "act", "unavailable_tools": tools.unavailable})
         steps = state.get("tool_steps", 0)
-        may_call = bool(tools.specs) and steps < context.max_tool_steps
-        model = setup.answer.bind_tools([s.as_openai() for s in tools.specs]) if may_call else setup.answer
-        prompt = with_tools_note(build_prompt(setup.policy, *memory_of(state)), tools)
+        specs = offered([*tools.specs, *client_specs(context)], context.tool_choice)
+        may_call = bool(specs) and steps < context.max_tool_steps
+        bound = [s.as_openai() for s in specs]
+        model = bind(setup.answer, bound) if may_call else setup.answer
+        prompt = with_tools_note(build_prompt(setup.policy, *memory_of(state)), RunTools(specs, tools.unavailable))
         reply = await call_model(setup.model, model, prompt)
+        must_call = may_call and steps == 0 and context.tool_choice not in ("auto", "none")
+        if must_call and not reply.tool_calls and setup.model.caller is not None:
+            # tool_choice asked for a call and the model answered: the provider makes it call.
+            reply = await call_model(setup.model, setup.model.caller(bound), prompt)
         if reply.tool_calls and may_call:
+            if not context.parallel_tool_calls:
+                reply = reply.model_copy(update={"tool_calls": reply.tool_calls[:1]})
             return {"messages": [reply], "tool_steps": steps + 1}
         if not reply.text.strip():
             if not reply.tool_calls:
@@ -103,9 +140,37 @@ def make_act(configure: Configurator, toolbox: Toolbox) -> Callable[..., Any]:
     return act
 
 
-def after_act(state: AgentState) -> str:
-    last = state.get("messages", [])[-1:]
-    return "call_tools" if last and isinstance(last[0], AIMessage) and last[0].tool_calls else "end"
+def client_calls(message: Any, context: AssistantContext) -> list[dict[str, Any]]:
+    """The calls of ``message`` that are the client's to make."""
+    names = {f.name for f in context.client_tools}
+    return [c for c in getattr(message, "tool_calls", None) or [] if c["name"] in names]
+
+
+def after_act(configure: Configurator) -> Callable[[AgentState], str]:
+    """Calls of the appliance's tools are made; a turn whose calls are all the
+    client's ends, handing them back."""
+
+    def route(state: AgentState) -> str:
+        last = state.get("messages", [])[-1:]
+        if not last or not isinstance(last[0], AIMessage) or not last[0].tool_calls:
+            return "end"
+        return (
+            "end"
+            if len(client_calls(last[0], configure.current().context)) == len(last[0].tool_calls)
+            else ("call_tools")
+        )
+
+    return route
+
+
+def after_call_tools(configure: Configurator) -> Callable[[AgentState], str]:
+    """Back to the model, unless the step also called the client's tools: then they are handed back."""
+
+    def route(state: AgentState) -> str:
+        asked = next((m for m in reversed(state.get("messages", [])) if isinstance(m, AIMessage)), None)
+        return "end" if client_calls(asked, configure.current().context) else "act"
+
+    return route
 
 
 # What a person may answer to a call that waits for approval.
@@ -164,7 +229,8 @@ def make_call_tools(configure: Configurator, toolbox: Toolbox) -> Node:
         context = configure(runtime.context).context
         tenant, run_id, thread_id = run_of(config)
         tools = await toolbox.for_run(context.tools, tenant)
-        calls = state["messages"][-1].tool_calls
+        handed_back = {c["id"] for c in client_calls(state["messages"][-1], context)}
+        calls = [c for c in state["messages"][-1].tool_calls if c["id"] not in handed_back]
         # Every approval first: nothing is sent before a person has answered for all of them.
         decisions = {
             call["id"]: approval(spec, call)

@@ -53,15 +53,18 @@ def appliance_error(request: Request, exc: ApplianceError) -> Response:
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:
-    problems = []
+    problems, fields = [], []
     for item in exc.extra or []:
         if isinstance(item, dict):
             where = item.get("key") or item.get("source") or ""
             problems.append(f"{where}: {item.get('message')}" if where else str(item.get("message")))
+            if where and where != "body":
+                fields.append(where)
         else:
             problems.append(str(item))
     detail = exc.detail if not problems else f"{exc.detail}: " + "; ".join(problems)
-    return _error(request, 400, detail, "invalid_request")
+    # OpenAI's clients read the field at fault from ``param``.
+    return _error(request, 400, detail, "invalid_request", param=fields[0] if fields else None)
 
 
 _CODES = {

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from appliance.api.schemas import rule
 from appliance.services.embeddings import MODEL_ID as EMBEDDING_MODEL
 
 OPENAI_PREFIX = "/v1/"
-NO_CLIENT_TOOLS = rule(maxItems=0, description="not supported: the agent calls no client tools; leave it out")
+NO_FUNCTIONS = rule(maxItems=0, description="the legacy form of tools: send tools instead")
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class OpenAIError(msgspec.Struct):
@@ -53,29 +55,69 @@ class _Said(msgspec.Struct, kw_only=True, tag_field="role"):
 
 
 class SystemMessage(_Said, tag="system"):
-    """Dropped: the assistant's instructions apply."""
+    """Joins the assistant's instructions for this turn."""
 
 
 class DeveloperMessage(_Said, tag="developer"):
-    """Dropped, as a system message."""
+    """As a system message."""
 
 
 class UserMessage(_Said, tag="user"):
     pass
 
 
-class AssistantTurn(_Said, tag="assistant"):
-    """An earlier answer, as the client shows it."""
+class FunctionCall(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: Annotated[str, Meta(description="the arguments, as a JSON object in a string")]
+
+
+class ToolCall(msgspec.Struct, kw_only=True):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class AssistantTurn(msgspec.Struct, kw_only=True, tag_field="role", tag="assistant"):
+    """An earlier answer, or the client's tools it called, as the client shows them."""
+
+    content: Content | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ToolMessage(msgspec.Struct, kw_only=True, tag_field="role", tag="tool"):
-    """Refused: the agent calls no client tools."""
+    """The result of a call of a client's tool, answering the assistant message that made it."""
 
     content: Content
     tool_call_id: str
 
 
 ChatMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantTurn | ToolMessage
+
+
+class FunctionDefinition(msgspec.Struct, kw_only=True):
+    name: Annotated[str, Meta(pattern=FUNCTION_NAME)]
+    description: str = ""
+    parameters: Annotated[
+        dict[str, Any], Meta(description="a JSON Schema of the arguments, an object")
+    ] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class FunctionTool(msgspec.Struct, kw_only=True):
+    """A tool the client runs itself: when the model calls it, the answer hands the call back."""
+
+    function: FunctionDefinition
+    type: Literal["function"] = "function"
+
+
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: str
+
+
+class ToolChoiceFunction(msgspec.Struct, kw_only=True):
+    function: NamedFunction
+    type: Literal["function"] = "function"
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -95,8 +137,10 @@ class ChatCompletionCreate(msgspec.Struct, kw_only=True):
     stream_options: StreamOptions | None = None
     n: Annotated[int, rule(minimum=1, maximum=1, description="the agent writes one answer")] = 1
     user: str | None = None
-    tools: Annotated[list[dict[str, Any]] | None, NO_CLIENT_TOOLS] = None
-    functions: Annotated[list[dict[str, Any]] | None, NO_CLIENT_TOOLS] = None
+    tools: Annotated[list[FunctionTool], Meta(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
+    parallel_tool_calls: bool = True
+    functions: Annotated[list[dict[str, Any]] | None, NO_FUNCTIONS] = None
     # This appliance's own: the knowledge bases to answer from (default: the
     # conversation's choice, else all of the tenant's).
     knowledge_bases: list[str] | None = None
@@ -109,14 +153,15 @@ class Usage(msgspec.Struct):
 
 
 class AssistantMessage(msgspec.Struct):
-    content: str
+    content: str | None
     role: Literal["assistant"] = "assistant"
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(msgspec.Struct):
     index: int
     message: AssistantMessage
-    finish_reason: str = "stop"
+    finish_reason: Literal["stop", "tool_calls"] = "stop"
 
 
 class ChatCompletion(msgspec.Struct, kw_only=True):

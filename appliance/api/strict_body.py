@@ -39,5 +39,6 @@ async def check_body_types(request: Request) -> None:
         problem, _, where = str(exc).partition(" - at `$")
         field_name = where.rstrip("`").lstrip(".") or "data"
         raise ValidationException(
-            f"Validation failed for {request.method} {request.url.path}: {field_name}: {problem}"
+            f"Validation failed for {request.method} {request.url.path}",
+            extra=[{"key": field_name, "message": problem}],
         ) from None

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from appliance.llm.choices import choice_grammar, choice_schema, cited_grammar
 from appliance.llm.gate import ModelGate
+from appliance.llm.tool_calls import as_tool_call, call_schema, tool_call_grammar
 from appliance.manifest import Capability, load_manifest
 from appliance.settings import Settings
 
@@ -31,7 +33,9 @@ class LanguageModel:
     ``model_concurrency``); ``capabilities`` what the model may be trusted
     with (see ``appliance.manifest.Capability``); ``sample(temperature,
     max_tokens)``, where the provider can, the answer model with an
-    assistant's own sampling settings.
+    assistant's own sampling settings; ``caller(tools)`` a model made to reply
+    with one call of one of ``tools`` (OpenAI's function shape), whatever it
+    would rather say: Ollama's ``format`` or a llama.cpp grammar, not a hope.
     """
 
     name: str
@@ -46,6 +50,7 @@ class LanguageModel:
     citer: Callable[[int], BaseChatModel] | None = None
     capabilities: frozenset[str] = frozenset({"generate"})
     sample: Callable[[float, int], BaseChatModel] | None = None
+    caller: Callable[[list[dict]], Runnable] | None = None
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -99,6 +104,10 @@ def build_language_model(settings: Settings) -> LanguageModel:
         def sample(temperature: float, max_tokens: int) -> BaseChatModel:
             return chat_ollama(settings, max_tokens=max_tokens, temperature=temperature)
 
+        def caller(tools: list[dict]) -> Runnable:
+            forced = chat_ollama(settings, max_tokens=max(settings.max_answer_tokens, 256), schema=call_schema(tools))
+            return forced | RunnableLambda(as_tool_call)
+
         return LanguageModel(
             name=str(settings.ollama_model),
             where=str(settings.ollama_url),
@@ -112,6 +121,7 @@ def build_language_model(settings: Settings) -> LanguageModel:
             check=check,
             capabilities=capabilities,
             sample=sample,
+            caller=caller,
         )
 
     from appliance.llm.errors import ModelNotFound
@@ -145,4 +155,5 @@ def build_language_model(settings: Settings) -> LanguageModel:
         check=check_loaded,
         capabilities=capabilities,
         sample=functools.lru_cache(maxsize=64)(lambda temperature, max_tokens: chat(max_tokens, None, temperature)),
+        caller=lambda tools: chat(256, tool_call_grammar(tools, answer=False)) | RunnableLambda(as_tool_call),
     )

@@ -34,9 +34,15 @@ def _alternative(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tool_call_grammar(tools: Sequence[dict[str, Any]]) -> str:
+def call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema of one call of one of ``tools``: {"tool": NAME, "arguments": {...}}."""
+    return {"oneOf": [_alternative(tool) for tool in tools]}
+
+
+def tool_call_grammar(tools: Sequence[dict[str, Any]], *, answer: bool = True) -> str:
     """The grammar of a reply: one call of one of ``tools`` (arguments as its
-    schema says, or any object where the schema is beyond the converter), or an answer."""
+    schema says, or any object where the schema is beyond the converter), or
+    (``answer``) a plain answer."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     alternatives = []
@@ -47,6 +53,8 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]]) -> str:
         except Exception:  # a schema the converter cannot express: the arguments are any object
             alternatives.append(_alternative({"name": function_of(tool)["name"], "parameters": {"type": "object"}}))
     call = json_schema_to_gbnf(json.dumps({"oneOf": alternatives}))
+    if not answer:
+        return call
     call = call.replace("root ::=", "call ::=", 1)
     return f"root ::= call | answer\n{ANSWER_RULE}\n{call}"
 
@@ -78,6 +86,16 @@ def parse_tool_call(text: str) -> dict[str, Any] | None:
     arguments = value.get("arguments")
     return {"name": value["tool"], "args": arguments if isinstance(arguments, dict) else {},
             "id": f"call_{uuid.uuid4().hex[:24]}"}  # fmt: skip
+
+
+def as_tool_call(message: Any) -> Any:
+    """A reply constrained to a call (its text the call's JSON) as a message with that tool call."""
+    from langchain_core.messages import AIMessage
+
+    call = parse_tool_call(message.text)
+    if call is None:
+        return message
+    return AIMessage(content="", tool_calls=[call], id=message.id, usage_metadata=message.usage_metadata)
 
 
 def as_call_text(tool_calls: Sequence[dict[str, Any]]) -> str:

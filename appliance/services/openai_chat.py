@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from appliance.agent.context import INSTRUCTIONS_MAX
 from appliance.engine.events import START
@@ -46,14 +46,20 @@ _MARKERS = re.compile(r"\s*\[\d{1,2}\]")
 @dataclass
 class ChatRequest:
     model: str
-    messages: list[dict[str, Any]]  # {"role", "content"} as the client sent them
+    messages: list[dict[str, Any]]  # {"role", "content", ...} as the client sent them
     conversation: str | None = None
     knowledge_bases: list[str] | None = None
+    # The client's own functions ({name, description, parameters}), and how the model may call them.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str = "auto"  # auto, none, required, function:NAME
+    parallel_tool_calls: bool = True
 
 
 @dataclass
 class ChatAnswer:
-    text: str
+    text: str | None
+    # Calls of the client's tools the answer hands back: [{id, name, args}].
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     citations: list[dict[str, Any]] = field(default_factory=list)
     degraded: str | None = None  # why the search behind the answer was less than whole
     prompt_tokens: int = 0
@@ -68,8 +74,9 @@ class ChatTurn:
     run: RunRecord
     model: str
     stateless: bool
-    sent: list[dict[str, str]]
+    sent: list[dict[str, Any]]
     answer: ChatAnswer | None = None  # once it has ended
+    client_tools: set[str] = field(default_factory=set)  # the names of the client's own tools
 
     @property
     def completion_id(self) -> str:
@@ -104,20 +111,26 @@ class OpenAIChatService:
         assistant = str((await self.require_model(tenant, request.model)).assistant_id)
         sent = client_messages(request.messages)
         chosen = {} if request.knowledge_bases is None else {"knowledge_bases": request.knowledge_bases}
+        names = {t["name"] for t in request.tools}
+        if request.tools or request.tool_choice != "auto":
+            chosen |= {"client_tools": request.tools, "tool_choice": request.tool_choice,
+                       "parallel_tool_calls": request.parallel_tool_calls}  # fmt: skip
         if system := system_text(request.messages):
             chosen["instructions"] = await self._with_system(tenant, assistant, request.model, system)
         if request.conversation is None:
+            check_results(sent, set())
             spec = self._spec(assistant, sent, chosen)
             run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
-            return ChatTurn(tenant, run, request.model, stateless=True, sent=sent)
+            return ChatTurn(tenant, run, request.model, stateless=True, sent=sent, client_tools=names)
 
         thread_id, thread = await self.conversation_thread(tenant, request.conversation)
+        check_results(sent, await self._calls(thread_id) if thread else set())
         new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
         spec = self._spec(assistant, new, chosen, checkpoint_id)
         spec.if_not_exists = "create"
         metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
         run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
-        return ChatTurn(tenant, run, request.model, stateless=False, sent=new)
+        return ChatTurn(tenant, run, request.model, stateless=False, sent=new, client_tools=names)
 
     async def _with_system(self, tenant: str, assistant: str, model: str, system: str) -> str:
         """The assistant's instructions with the client's system messages after
@@ -167,6 +180,12 @@ class OpenAIChatService:
             "message, or start a new conversation (another X-Conversation-Id)"
         )
 
+    async def _calls(self, thread_id: uuid.UUID) -> set[str]:
+        """The ids of every tool call the thread's answers made."""
+        snapshot = await self.threads.graph.aget_state(thread_config(thread_id))
+        messages = snapshot.values.get("messages", [])
+        return {c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
+
     async def _history(self, thread_id: uuid.UUID) -> list[dict[str, str]]:
         snapshot = await self.threads.graph.aget_state(thread_config(thread_id))
         return turns_of(snapshot.values.get("messages", []))
@@ -194,16 +213,18 @@ class OpenAIChatService:
         reply = next((m for m in reversed(values.get("messages", [])) if m.get("type") == "ai"), None)
         if reply is None:
             raise Conflict("the conversation ended without an answer; ask again")
-        text = str(reply.get("content", ""))
+        text = str(reply.get("content") or "")
         usage = reply.get("usage_metadata") or {}
         count = self.runs.policy.count_tokens
         metadata = reply.get("response_metadata") or {}
+        handed_back = [c for c in reply.get("tool_calls") or [] if c["name"] in turn.client_tools]
         return ChatAnswer(
-            text=text,
+            text=text if text or not handed_back else None,
+            tool_calls=handed_back,
             citations=metadata.get("citations", []),
             degraded=metadata.get("degraded"),
             prompt_tokens=usage.get("input_tokens") or sum(count(m["content"]) for m in turn.sent),
-            completion_tokens=usage.get("output_tokens") or count(text),
+            completion_tokens=usage.get("output_tokens") or count(text or json.dumps(handed_back)),
         )
 
     async def deltas(self, turn: ChatTurn) -> AsyncIterator[str]:
@@ -222,7 +243,7 @@ class OpenAIChatService:
                 streamed.append(text)
                 yield text
         turn.answer = await self.answer(turn)
-        final, so_far = turn.answer.text, "".join(streamed)
+        final, so_far = turn.answer.text or "", "".join(streamed)
         if final.startswith(so_far) and len(final) > len(so_far):
             yield final[len(so_far) :]
 
@@ -236,27 +257,60 @@ class OpenAIChatService:
         await self.runs.stop(turn.run, "rollback")
 
 
-def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
+def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The client's messages as the agent takes them: user and assistant turns
-    with text. System messages are instructions (``system_text``), not turns."""
-    kept = []
+    with text, the client's tool calls and their results. System messages are
+    instructions (``system_text``), not turns. A tool result must answer a call
+    made before it in the messages sent (or, ``answers``, by the thread)."""
+    kept: list[dict[str, Any]] = []
     for i, message in enumerate(raw):
         role = message.get("role")
         if role in SYSTEM_ROLES:
             continue
-        if role not in ("user", "assistant"):
-            raise Invalid(
-                f"messages[{i}].role {role!r} is not supported: send user and assistant messages "
-                f"(this agent calls no client tools)",
-                param="messages",
-            )
-        text = content_text(message.get("content"), i)
-        if role == "assistant" and not text.strip():
+        if role not in ("user", "assistant", "tool"):
+            raise Invalid(f"messages[{i}].role {role!r} is not supported", param="messages")
+        content = message.get("content")
+        text = "" if content is None and role == "assistant" else content_text(content, i)
+        if role == "tool":
+            kept.append({"role": "tool", "content": text, "tool_call_id": message["tool_call_id"]})
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = [{"id": c["id"], "name": c["function"]["name"], "args": arguments_of(c, i)}
+                     for c in message["tool_calls"]]  # fmt: skip
+            kept.append({"role": "assistant", "content": text, "tool_calls": calls})
+        elif role == "assistant" and not text.strip():
             continue  # an answer without text says nothing; the agent never gave one
-        kept.append({"role": role, "content": text})
-    if not kept or kept[-1]["role"] != "user":
-        raise Invalid("the last message must be the user's (the question to answer)", param="messages")
+        else:
+            kept.append({"role": role, "content": text})
+    if not kept or kept[-1]["role"] not in ("user", "tool"):
+        raise Invalid(
+            "the last message must be the user's (the question to answer) or a tool's result", param="messages"
+        )
     return kept
+
+
+def arguments_of(call: dict[str, Any], index: int) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call["function"]["arguments"] or "{}")
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise Invalid(
+            f"messages[{index}].tool_calls: the arguments of {call['function']['name']} are not a JSON object",
+            param="messages",
+        )
+    return arguments
+
+
+def check_results(sent: list[dict[str, Any]], thread_calls: set[str]) -> None:
+    """Every tool result answers a call: one made earlier in ``sent``, or by the thread."""
+    called = set(thread_calls)
+    for i, message in enumerate(sent):
+        called |= {c["id"] for c in message.get("tool_calls", [])}
+        if message["role"] == "tool" and message["tool_call_id"] not in called:
+            raise Invalid(
+                f"a tool message's tool_call_id {message['tool_call_id']!r} answers no call of the assistant",
+                param=f"messages[{i}].tool_call_id",
+            )
 
 
 def system_text(raw: list[dict[str, Any]]) -> str:
@@ -288,8 +342,19 @@ def split_new(sent: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[di
 
 
 def turns_of(messages: list[BaseMessage]) -> list[dict[str, str]]:
-    roles = {HumanMessage: "user", AIMessage: "assistant"}
-    return [{"role": roles[type(m)], "content": m.text} for m in messages if type(m) in roles]
+    """The thread's messages as its client saw them: its questions, the
+    answers, the calls of its own tools and their results; not the calls the
+    appliance made of its own tools (their results carry an ``artifact``)."""
+    own = {m.tool_call_id for m in messages if isinstance(m, ToolMessage) and m.artifact is not None}
+    seen = []
+    for m in messages:
+        if isinstance(m, HumanMessage):
+            seen.append({"role": "user", "content": m.text})
+        elif isinstance(m, AIMessage) and (m.text or any(c["id"] not in own for c in m.tool_calls)):
+            seen.append({"role": "assistant", "content": m.text})
+        elif isinstance(m, ToolMessage) and m.tool_call_id not in own:
+            seen.append({"role": "tool", "content": m.text})
+    return seen
 
 
 def same_turns(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
@@ -303,6 +368,6 @@ def _plain(text: str) -> str:
 
 
 def title_of(sent: list[dict[str, str]]) -> str:
-    first = next(m["content"] for m in sent if m["role"] == "user")
+    first = next((m["content"] for m in sent if m["role"] == "user"), "") or "Conversation"
     words = " ".join(first.split())
     return words if len(words) <= 60 else words[:57].rstrip() + "…"

@@ -49,7 +49,7 @@ STREAM_MODES = {
 }
 # Sent whatever the stream modes: the run's own news.
 ALWAYS_SENT = {"metadata", "error", "queue"}
-CLIENT_ROLES = {"user", "human", "assistant", "ai"}
+CLIENT_ROLES = {"user", "human", "assistant", "ai", "tool"}
 RESERVED_CONFIG = ("thread_id", "checkpoint_id", "checkpoint_ns")
 
 
@@ -299,11 +299,15 @@ class RunService:
             role = next(iter(named), None)
             if not named or any(not isinstance(r, str) or r not in CLIENT_ROLES for r in named):
                 raise Invalid(
-                    f"input.messages[{i}].role must be one of user, assistant (got {role!r}); "
+                    f"input.messages[{i}].role must be one of user, assistant, tool (got {role!r}); "
                     f"the system prompt is set by the administrator"
                 )
             content = message.get("content")
-            if not isinstance(content, str) or not content.strip():
+            if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+                raise Invalid(f"input.messages[{i}] is a tool result: it needs the tool_call_id it answers")
+            # A tool's result, and an answer that is only tool calls, may be empty.
+            may_be_empty = role == "tool" or bool(message.get("tool_calls"))
+            if not isinstance(content, str) or not (content.strip() or may_be_empty):
                 raise Invalid(f"input.messages[{i}].content must be a non-empty string")
             size, limit = policy.count_tokens(content), policy.max_message_tokens()
             if size > limit:

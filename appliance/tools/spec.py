@@ -28,6 +28,8 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
     requires_approval: bool = False
     # Safe to send again when a crash left its outcome unknown.
     idempotent: bool = False
+    # The client's own (OpenAI's tools): a call of it is handed back, not made.
+    client: bool = False
 
     def as_openai(self) -> dict[str, Any]:
         """The shape chat models bind tools in (OpenAI's function tool)."""

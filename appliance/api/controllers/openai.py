@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sys
 from array import array
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import jsonschema
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
@@ -28,10 +30,14 @@ from appliance.api.openai_schemas import (
     EmbeddingList,
     EmbeddingModel,
     EmbeddingUsage,
+    FunctionCall,
+    FunctionDefinition,
     Model,
     ModelList,
     OpenAIError,
     OpenAIErrorBody,
+    ToolCall,
+    ToolChoiceFunction,
     Usage,
 )
 from appliance.api.sse import with_heartbeat
@@ -52,14 +58,51 @@ def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequ
         raise Invalid(f"{EMBEDDING_MODEL} is an embedding model: use POST /v1/embeddings", param="model")
     if data.n != 1:
         raise Invalid("n must be 1: the agent writes one answer", param="n")
-    if data.tools or data.functions:
-        raise Invalid("tools and functions are not supported: the agent calls no client tools", param="tools")
+    if data.functions:
+        raise Invalid("functions is the legacy form of tools: send tools instead", param="functions")
+    tools = [checked_function(t.function, i) for i, t in enumerate(data.tools or [])]
     return ChatRequest(
         model=data.model,
         messages=[msgspec.to_builtins(m) for m in data.messages],  # each with its role
         conversation=conversation or data.user,
         knowledge_bases=data.knowledge_bases,
+        tools=tools,
+        tool_choice=tool_choice_of(data.tool_choice, {t["name"] for t in tools}),
+        parallel_tool_calls=data.parallel_tool_calls,
     )
+
+
+def checked_function(function: FunctionDefinition, index: int) -> dict[str, Any]:
+    """A client's function as the agent takes it; its parameters must be a JSON Schema of an object."""
+    where = f"tools[{index}].function.parameters"
+    try:
+        jsonschema.validators.validator_for(function.parameters).check_schema(function.parameters)
+    except jsonschema.SchemaError as exc:
+        raise Invalid(f"{where} is not a JSON Schema: {exc.message}", param=where) from None
+    if function.parameters.get("type", "object") != "object":
+        raise Invalid(f"{where} must describe an object (type: object)", param=where)
+    return {"name": function.name, "description": function.description, "parameters": function.parameters}
+
+
+def tool_choice_of(choice: str | ToolChoiceFunction | None, names: set[str]) -> str:
+    """OpenAI's tool_choice as the agent's: auto, none, required or function:NAME."""
+    if isinstance(choice, ToolChoiceFunction):
+        if choice.function.name not in names:
+            raise Invalid(
+                f"tool_choice names {choice.function.name!r}, which is not among the tools sent", param="tool_choice"
+            )
+        return f"function:{choice.function.name}"
+    if choice == "required" and not names:
+        raise Invalid("tool_choice is required but no tools were sent", param="tool_choice")
+    return choice or "auto"
+
+
+def wire_calls(calls: list[dict[str, Any]]) -> list[ToolCall]:
+    """Calls as OpenAI's clients read them: arguments as a JSON string."""
+    return [
+        ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=json.dumps(c.get("args") or {})))
+        for c in calls
+    ]
 
 
 def to_completion(turn: ChatTurn, answer: ChatAnswer) -> ChatCompletion:
@@ -67,7 +110,13 @@ def to_completion(turn: ChatTurn, answer: ChatAnswer) -> ChatCompletion:
         id=turn.completion_id,
         created=turn.created,
         model=turn.model,
-        choices=[Choice(index=0, message=AssistantMessage(content=answer.text))],
+        choices=[
+            Choice(
+                index=0,
+                message=AssistantMessage(content=answer.text, tool_calls=wire_calls(answer.tool_calls) or None),
+                finish_reason="tool_calls" if answer.tool_calls else "stop",
+            )
+        ],
         usage=usage(answer),
         conversation_id=None if turn.stateless else str(turn.run.thread_id),
         citations=answer.citations,
@@ -109,8 +158,15 @@ async def completion_chunks(service: OpenAIChatService, turn: ChatTurn, include_
         yield b"data: " + _encode(OpenAIErrorBody(error)) + b"\n\n"
         return
     answer = turn.answer or ChatAnswer(text="")
+    # Each call as OpenAI frames it: its id, type and name first, then its arguments.
+    for index, call in enumerate(wire_calls(answer.tool_calls)):
+        opening = {"index": index, "id": call.id, "type": "function",
+                   "function": {"name": call.function.name, "arguments": ""}}  # fmt: skip
+        yield chunk({"tool_calls": [opening]})
+        yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call.function.arguments}}]})
     extra = {"degraded": answer.degraded} if answer.degraded else {}
-    yield chunk({}, "stop", citations=answer.citations, **extra)
+    finish = "tool_calls" if answer.tool_calls else "stop"
+    yield chunk({}, finish, citations=answer.citations, **extra)
     if include_usage:
         yield chunk(None, usage=usage(answer))  # type: ignore[arg-type]
     yield b"data: [DONE]\n\n"
