@@ -203,3 +203,32 @@ async def test_bad_tools_and_results_are_400s_naming_the_field_and_nothing_is_st
         assert refused.value.status_code == 400
         assert (refused.value.body.get("param") or "").startswith(param), (param, refused.value.body)
     assert len((await rest.post("/threads/search", json={"limit": 1000})).json()) == before
+
+
+async def test_the_assistants_own_tools_run_and_the_clients_are_handed_back_in_one_request(app, client, model):
+    rest = app.as_key(client.api_key)
+    body = {"graph_id": "agent", "name": "calc", "context": {"tools": ["calculator"]}}
+    assert (await rest.post("/assistants", json=body)).status_code == 200
+    model.plan = lambda body: [("calculator", {"expression": "6 * 7"}), ("get_weather", {"city": "Oslo"})]
+    # A named conversation: its thread keeps the calls the appliance made, which the client never sees.
+    named = {"X-Conversation-Id": f"mixed-{uuid.uuid4().hex[:6]}"}
+    first = await client.chat.completions.create(model="calc", messages=[ASK], tools=[WEATHER], extra_headers=named)
+    assert model.offered(-1) == ["calculator", "get_weather"]
+    (call,) = first.choices[0].message.tool_calls  # the calculator's call was the appliance's to make
+    assert call.function.name == "get_weather" and first.choices[0].finish_reason == "tool_calls"
+    history = [ASK, first.choices[0].message.model_dump(exclude_none=True), result_for(call, "Snow")]
+    second = await client.chat.completions.create(model="calc", messages=history, tools=[WEATHER], extra_headers=named)
+    assert second.choices[0].message.content == "Answer from: 42; Snow"
+
+
+async def test_langchains_chat_openai_binds_tools_against_the_appliance(app, client):
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model="agent", base_url=f"{app.url}/v1", api_key=client.api_key, max_retries=0)
+    bound = chat.bind_tools([WEATHER])
+    question = HumanMessage("What is the weather in Oslo?")
+    reply = await bound.ainvoke([question])
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    answer = await bound.ainvoke([question, reply, ToolMessage("Hail", tool_call_id=reply.tool_calls[0]["id"])])
+    assert answer.content == "Answer from: Hail"
