@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from appliance.store.audit import Actor
 from tests.support.app import ollama_settings, serve_app
@@ -51,9 +52,12 @@ class Model:
     def __call__(self, body: dict[str, Any]):
         self.requests.append(body)
         results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
-        if isinstance(body.get("format"), dict):  # the provider forcing a call: JSON the schema allows
-            first = body["format"]["oneOf"][0]["properties"]["tool"]["const"]
+        wanted = body.get("format")
+        if isinstance(wanted, dict) and "oneOf" in wanted:  # the provider forcing a call: JSON the schema allows
+            first = wanted["oneOf"][0]["properties"]["tool"]["const"]
             return json.dumps({"tool": first, "arguments": {"city": "Oslo"}})
+        if wanted:  # a structured answer: Ollama keeps the reply to the schema ("json": any object)
+            return json.dumps({"city": "Oslo", "temperature_c": 12})
         if body.get("tools") and not results and (calls := self.plan(body)):
             return ToolCalls(calls)
         return f"Answer from: {'; '.join(results)}" if results else "No tools needed."
@@ -232,3 +236,38 @@ async def test_langchains_chat_openai_binds_tools_against_the_appliance(app, cli
     assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Oslo"})]
     answer = await bound.ainvoke([question, reply, ToolMessage("Hail", tool_call_id=reply.tool_calls[0]["id"])])
     assert answer.content == "Answer from: Hail"
+
+
+# Structured outputs ------------------------------------------------------------
+
+
+class Weather(BaseModel):
+    city: str
+    temperature_c: int
+
+
+async def test_parse_with_a_pydantic_model_gets_an_answer_the_provider_kept_to_its_schema(client, model):
+    parsed = await client.chat.completions.parse(model="agent", messages=[ASK], response_format=Weather)
+    assert parsed.choices[0].message.parsed == Weather(city="Oslo", temperature_c=12)
+    sent = model.requests[-1]["format"]  # Ollama was given the schema itself, and decodes to it
+    assert sent["properties"]["temperature_c"]["type"] == "integer" and sent["required"] == ["city", "temperature_c"]
+
+    plain = await client.chat.completions.create(model="agent", messages=[ASK], response_format={"type": "json_object"})
+    assert json.loads(plain.choices[0].message.content) == {"city": "Oslo", "temperature_c": 12}
+    assert model.requests[-1]["format"] == "json"
+
+
+async def test_langchains_with_structured_output_gets_the_model(app, client):
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model="agent", base_url=f"{app.url}/v1", api_key=client.api_key, max_retries=0)
+    assert await chat.with_structured_output(Weather).ainvoke("The weather in Oslo?") == Weather(
+        city="Oslo", temperature_c=12
+    )
+
+
+async def test_a_schema_that_is_not_one_is_a_400_naming_it(client):
+    bad = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object", "required": "city"}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model="agent", messages=[ASK], response_format=bad)
+    assert refused.value.body["param"] == "response_format.json_schema.schema"

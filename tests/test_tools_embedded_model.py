@@ -7,7 +7,10 @@ usable is."""
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
+import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -81,3 +84,46 @@ async def test_streamed_plain_answers_stream_token_by_token(model):
     chunks = [c async for c in bound.astream([HumanMessage("Hello! How are you today?")])]
     texts = [c.content for c in chunks if c.content]
     assert len(texts) > 3 and not "".join(texts).lstrip().startswith("{")
+
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temperature_c": {"type": "integer"}},
+    "required": ["city", "temperature_c"],
+    "additionalProperties": False,
+}
+
+
+async def test_a_structured_answer_always_fits_its_schema(model):
+    for question in ("The weather in Oslo, as JSON?", "Hello!", "Tell me a story about a dragon."):
+        reply = await model.structured(WEATHER_SCHEMA).ainvoke([HumanMessage(question)])
+        jsonschema.validate(json.loads(reply.text), WEATHER_SCHEMA)
+        anything = await model.structured(None).ainvoke([HumanMessage(question)])
+        assert isinstance(json.loads(anything.text), dict)
+
+
+@pytest.fixture(scope="module")
+async def embedded_app(databases, chroma_url, tmp_path_factory):
+    from tests.support.app import serve_app
+
+    settings = make_settings(tmp_path_factory.mktemp("embedded-json"), databases.create(), chroma_url)
+    async with serve_app(settings) as served:  # the configured SmolLM2
+        yield served
+
+
+async def test_through_the_openai_api_and_a_schema_the_grammar_cannot_express_is_a_400(embedded_app):
+    from tests.support.turns import openai_client
+
+    client = openai_client(embedded_app, embedded_app.admin_key)
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True}}
+    answer = await client.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "Weather in Oslo?"}], response_format=fmt
+    )
+    jsonschema.validate(json.loads(answer.choices[0].message.content), WEATHER_SCHEMA)
+    fmt["json_schema"]["schema"] = {"not": {"type": "string"}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model="agent", messages=[{"role": "user", "content": "Hi"}], response_format=fmt
+        )
+    assert refused.value.body["param"] == "response_format.json_schema.schema"
+    assert "cannot be enforced" in refused.value.body["message"]

@@ -89,6 +89,17 @@ class AssistantContext:
             "[] (the default): no tools, the retrieval pipeline answers",
         ),
     ] = field(default_factory=list)
+    response_format: Annotated[
+        Literal["text", "json_object", "json_schema"],
+        Meta(
+            description="text (the default); json_object: the answer is a JSON object; json_schema: it fits "
+            "response_schema. Either is enforced by the provider while decoding, and the answer then comes "
+            "from the model alone, without a document search",
+        ),
+    ] = "text"
+    response_schema: Annotated[
+        dict[str, Any] | None, Meta(description="The JSON Schema a json_schema answer fits")
+    ] = None
     client_tools: Annotated[
         list[ClientFunction],
         Meta(

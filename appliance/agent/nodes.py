@@ -58,7 +58,11 @@ def make_respond(configure: Configurator) -> Node:
     async def respond(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         setup = configure(runtime.context)
         prompt = build_prompt(setup.policy, *memory_of(state))
-        reply = await call_model(setup.model, setup.answer, prompt)
+        answer = setup.answer
+        if setup.context.response_format != "text" and setup.model.structured is not None:
+            schema = setup.context.response_schema if setup.context.response_format == "json_schema" else None
+            answer = setup.model.structured(schema)  # the provider keeps the reply to the schema
+        reply = await call_model(setup.model, answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {setup.model.name} returned an empty answer")
         # The model's own message, id included: the client already streamed it under that id.

@@ -90,6 +90,8 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
                 "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None,
                 "tool_steps": 0, "tool_failures": {}}  # fmt: skip
+        if context.response_format != "text":
+            return turn | {"use_documents": False}  # a structured answer is the model's own
         if context.documents_only:
             return turn | {"use_documents": True}
         if retriever is None or not knowledge_bases(context):

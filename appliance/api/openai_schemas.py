@@ -120,6 +120,30 @@ class ToolChoiceFunction(msgspec.Struct, kw_only=True):
     type: Literal["function"] = "function"
 
 
+class JsonSchemaFormat(msgspec.Struct, kw_only=True):
+    name: str
+    schema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextFormat(msgspec.Struct, kw_only=True, tag_field="type", tag="text"):
+    pass
+
+
+class JsonObjectFormat(msgspec.Struct, kw_only=True, tag_field="type", tag="json_object"):
+    """The answer is a JSON object."""
+
+
+class JsonSchemaResponse(msgspec.Struct, kw_only=True, tag_field="type", tag="json_schema"):
+    """The answer is JSON that fits the schema, enforced while the model writes it."""
+
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaResponse
+
+
 class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
@@ -140,6 +164,7 @@ class ChatCompletionCreate(msgspec.Struct, kw_only=True):
     tools: Annotated[list[FunctionTool], Meta(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
     functions: Annotated[list[dict[str, Any]] | None, NO_FUNCTIONS] = None
     # This appliance's own: the knowledge bases to answer from (default: the
     # conversation's choice, else all of the tenant's).

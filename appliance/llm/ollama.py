@@ -13,12 +13,12 @@ def chat_ollama(
     settings: Settings,
     *,
     max_tokens: int,
-    schema: dict | None = None,
+    schema: dict | str | None = None,
     temperature: float | None = None,
     model: str | None = None,
 ) -> ChatOllama:
     """A chat model (``model``, else the configured one); with ``schema``, Ollama
-    constrains the reply to that JSON schema and decodes greedily."""
+    constrains the reply to that JSON schema ("json": any JSON) and decodes greedily."""
     timeout = httpx.Timeout(settings.ollama_timeout_s, connect=settings.ollama_connect_timeout_s)
     return ChatOllama(
         base_url=settings.ollama_url,

@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from appliance.llm.choices import choice_grammar, choice_schema, cited_grammar
 from appliance.llm.gate import ModelGate
+from appliance.llm.json_output import STRUCTURED_MAX_TOKENS, grammar_problem, json_grammar
 from appliance.llm.tool_calls import as_tool_call, call_schema, tool_call_grammar
 from appliance.manifest import Capability, load_manifest
 from appliance.settings import Settings
@@ -51,6 +52,10 @@ class LanguageModel:
     capabilities: frozenset[str] = frozenset({"generate"})
     sample: Callable[[float, int], BaseChatModel] | None = None
     caller: Callable[[list[dict]], Runnable] | None = None
+    # A model whose reply is JSON fitting the schema (None: any JSON object), and
+    # why a schema cannot be enforced (None: it can).
+    structured: Callable[[dict | None], BaseChatModel] | None = None
+    unenforceable: Callable[[dict], str | None] = lambda schema: None
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -108,6 +113,9 @@ def build_language_model(settings: Settings) -> LanguageModel:
             forced = chat_ollama(settings, max_tokens=max(settings.max_answer_tokens, 256), schema=call_schema(tools))
             return forced | RunnableLambda(as_tool_call)
 
+        def structured(schema: dict | None) -> BaseChatModel:
+            return chat_ollama(settings, max_tokens=settings.max_answer_tokens, schema=schema or "json")
+
         return LanguageModel(
             name=str(settings.ollama_model),
             where=str(settings.ollama_url),
@@ -122,6 +130,7 @@ def build_language_model(settings: Settings) -> LanguageModel:
             capabilities=capabilities,
             sample=sample,
             caller=caller,
+            structured=structured,
         )
 
     from appliance.llm.errors import ModelNotFound
@@ -156,4 +165,6 @@ def build_language_model(settings: Settings) -> LanguageModel:
         capabilities=capabilities,
         sample=functools.lru_cache(maxsize=64)(lambda temperature, max_tokens: chat(max_tokens, None, temperature)),
         caller=lambda tools: chat(256, tool_call_grammar(tools, answer=False)) | RunnableLambda(as_tool_call),
+        structured=lambda schema: chat(STRUCTURED_MAX_TOKENS, json_grammar(schema)),
+        unenforceable=grammar_problem,
     )

@@ -53,6 +53,8 @@ class ChatRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: str = "auto"  # auto, none, required, function:NAME
     parallel_tool_calls: bool = True
+    response_format: str = "text"  # text, json_object, json_schema
+    response_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -115,6 +117,9 @@ class OpenAIChatService:
         if request.tools or request.tool_choice != "auto":
             chosen |= {"client_tools": request.tools, "tool_choice": request.tool_choice,
                        "parallel_tool_calls": request.parallel_tool_calls}  # fmt: skip
+        if request.response_format != "text":
+            await self._enforceable(tenant, assistant, request.response_schema)
+            chosen |= {"response_format": request.response_format, "response_schema": request.response_schema}
         if system := system_text(request.messages):
             chosen["instructions"] = await self._with_system(tenant, assistant, request.model, system)
         if request.conversation is None:
@@ -131,6 +136,16 @@ class OpenAIChatService:
         metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
         run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
         return ChatTurn(tenant, run, request.model, stateless=False, sent=new, client_tools=names)
+
+    async def _enforceable(self, tenant: str, assistant: str, schema: dict[str, Any] | None) -> None:
+        """A 400 naming the schema when the assistant's model cannot be kept to it."""
+        if schema is None:
+            return
+        settings = await self.assistants.settings_of(tenant, assistant)
+        model = self.assistants.models.get(settings.model)
+        if problem := model.unenforceable(schema):
+            where = "response_format.json_schema.schema"
+            raise Invalid(f"{where} cannot be enforced by the model {model.name}: {problem}", param=where)
 
     async def _with_system(self, tenant: str, assistant: str, model: str, system: str) -> str:
         """The assistant's instructions with the client's system messages after

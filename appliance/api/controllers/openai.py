@@ -32,10 +32,13 @@ from appliance.api.openai_schemas import (
     EmbeddingUsage,
     FunctionCall,
     FunctionDefinition,
+    JsonObjectFormat,
+    JsonSchemaResponse,
     Model,
     ModelList,
     OpenAIError,
     OpenAIErrorBody,
+    ResponseFormat,
     ToolCall,
     ToolChoiceFunction,
     Usage,
@@ -69,7 +72,21 @@ def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequ
         tools=tools,
         tool_choice=tool_choice_of(data.tool_choice, {t["name"] for t in tools}),
         parallel_tool_calls=data.parallel_tool_calls,
+        **response_format_of(data.response_format),
     )
+
+
+def response_format_of(wanted: ResponseFormat | None) -> dict[str, Any]:
+    if isinstance(wanted, JsonObjectFormat):
+        return {"response_format": "json_object"}
+    if not isinstance(wanted, JsonSchemaResponse):
+        return {}
+    schema, where = wanted.json_schema.schema, "response_format.json_schema.schema"
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise Invalid(f"{where} is not a JSON Schema: {exc.message}", param=where) from None
+    return {"response_format": "json_schema", "response_schema": schema}
 
 
 def checked_function(function: FunctionDefinition, index: int) -> dict[str, Any]:
