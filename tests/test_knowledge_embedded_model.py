@@ -40,3 +40,22 @@ async def test_real_model_answer_cites_exactly_the_sources_it_marks(embedded_app
     elif tried:  # refuse: every search graded irrelevant
         assert answer["content"] == refusal(tried) and len(tried) == 2
     # else: plan judged it small talk and respond answered without documents
+
+
+async def test_openai_usage_counts_the_whole_prompt_the_model_read_passages_included(embedded_app, tmp_path):
+    from tests.support.turns import openai_client
+
+    client = embedded_app.client
+    kb_id = await new_kb(client, "usage")
+    for name, path in write_corpus(tmp_path).items():
+        assert (await upload(client, kb_id, name, path.read_bytes())).status_code == 201
+    question = "How many pallets does the Rotterdam warehouse store?"
+    completion = await openai_client(embedded_app, embedded_app.admin_key).chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": question}], extra_body={"knowledge_bases": [kb_id]}
+    )
+    assert completion.model_extra["citations"]  # answered from a passage the model read
+    count = embedded_app.runtime.model.count_tokens
+    read = count(embedded_app.runtime.settings.system_prompt) + count(question) + count("48000 pallets")
+    # Not the question alone: the system prompt and the passages are counted too.
+    assert completion.usage.prompt_tokens > read
+    assert completion.usage.completion_tokens > 0

@@ -88,7 +88,7 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
         context = configure(runtime.context).context
         question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
         turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
-                "citations": [], "evidence": [], "draft": "", "answer_mode": None, "degraded": None,
+                "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None, "degraded": None,
                 "tool_steps": 0, "tool_failures": {}}  # fmt: skip
         if context.response_format != "text":
             return turn | {"use_documents": False}  # a structured answer is the model's own
@@ -220,7 +220,7 @@ def make_generate(configure: Configurator) -> Node:
         # The question replaces the turn's own message; a state set by hand may have none.
         prompt[-1:] = [asked] if isinstance(prompt[-1], HumanMessage) else [prompt[-1], asked]
         reply = await call_model(setup.model, writer(setup, len(relevant)), prompt)
-        return {"draft": reply.text.strip()}
+        return {"draft": reply.text.strip(), "draft_usage": dict(reply.usage_metadata or {})}
 
     return generate
 
@@ -253,7 +253,11 @@ def make_verify(configure: Configurator, judge: EvidenceJudge) -> Node:
         seconds = time.perf_counter() - started
         progress("verify", answer_mode=mode, reason=reason, check_ms=round(seconds * 1000, 1))
         # The citations ride on the message too, so every answer of a thread keeps its own.
-        reply = AIMessage(content=text, response_metadata=answer_metadata(state, citations, mode))
+        # The draft's usage is the answer's: the whole prompt the model read, passages included.
+        usage = state.get("draft_usage") or None
+        reply = AIMessage(
+            content=text, response_metadata=answer_metadata(state, citations, mode), usage_metadata=usage
+        )
         return {"messages": [reply], "citations": citations, "answer_mode": mode}
 
     return verify

@@ -34,6 +34,8 @@ class AgentState(TypedDict, total=False):
     # score, similarity, coverage}), and the model's draft before it is checked.
     evidence: list[dict[str, Any]]
     draft: str
+    # What the draft cost: the tokens of the whole prompt the model read, and of the draft.
+    draft_usage: dict[str, int]
     # The sources of the final answer, numbered as its [n] markers, each with
     # the spans of its text that support the answer.
     citations: list[dict[str, Any]]
