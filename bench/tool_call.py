@@ -6,7 +6,10 @@ MCP server on loopback) and a model that answers at once:
     call on an MCP session already open;
 (b) per turn through POST /threads/{id}/runs/wait: an assistant without
     tools, one with tools bound that answers without calling, and one that
-    makes one call a turn.
+    makes one call a turn;
+(c) a round trip of a client's tool (the call handed back, then the result
+    sent and answered): through /v1/chat/completions with OpenAI's client,
+    against the same two runs through the run API.
 
     python -m bench.tool_call [--calls 300] [--turns 200]
 """
@@ -25,6 +28,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from openai import AsyncOpenAI
 
 from bench.common import bench_settings, percentile, summary
 from tests.support.app import serve_app
@@ -48,7 +52,8 @@ class InstantToolModel(BaseChatModel):
 
     def _generate(self, messages, stop=None, run_manager=None, tools=None, **kwargs) -> ChatResult:
         if tools and self.calls and isinstance(messages[-1], HumanMessage):
-            call = {"name": "lookup_order", "args": {"order_id": "A-1001"}, "id": f"call_{uuid.uuid4().hex}"}
+            name = tools[0]["function"]["name"]  # the first tool bound: lookup_order, or the client's
+            call = {"name": name, "args": {"order_id": "A-1001"}, "id": f"call_{uuid.uuid4().hex}"}
             message = AIMessage(content="", tool_calls=[call])
         else:
             message = AIMessage(content="ok")
@@ -122,6 +127,39 @@ async def main(calls: int, turns: int) -> None:
                 plain = await turn_with([], False)
                 bound = await turn_with(["erp/lookup_order", "calculator"], False)
                 calling = await turn_with(["erp/lookup_order"], True)
+
+                # (c) The client's tool, both ways; each round trip on a conversation of its own.
+                chat.calls = True
+                function = {"name": "find_order", "description": "An order", "parameters": {"type": "object"}}
+                question = {"role": "user", "content": "Where is order A-1001?"}
+                openai = AsyncOpenAI(base_url=f"{app.url}/v1", api_key=app.admin_key, max_retries=0)
+
+                async def through_openai() -> None:
+                    named = {"X-Conversation-Id": uuid.uuid4().hex}
+                    tools = [{"type": "function", "function": function}]
+                    first = await openai.chat.completions.create(
+                        model="agent", messages=[question], tools=tools, extra_headers=named
+                    )
+                    (call,) = first.choices[0].message.tool_calls
+                    result = {"role": "tool", "tool_call_id": call.id, "content": "shipped"}
+                    second = await openai.chat.completions.create(
+                        model="agent", messages=[result], tools=tools, extra_headers=named
+                    )
+                    assert second.choices[0].finish_reason == "stop"
+
+                async def through_runs() -> None:
+                    tid = (await client.post("/threads", json={})).json()["thread_id"]
+                    context = {"client_tools": [function]}
+                    body = {"assistant_id": "agent", "input": {"messages": [question]}, "context": context}
+                    first = (await client.post(f"/threads/{tid}/runs/wait", json=body)).json()
+                    call = first["messages"][-1]["tool_calls"][0]
+                    result = {"role": "tool", "tool_call_id": call["id"], "content": "shipped"}
+                    body = {"assistant_id": "agent", "input": {"messages": [result]}, "context": context}
+                    second = (await client.post(f"/threads/{tid}/runs/wait", json=body)).json()
+                    assert second["messages"][-1]["content"] == "ok"
+
+                via_openai = await timed(turns // 2, through_openai)
+                via_runs = await timed(turns // 2, through_runs)
     finally:
         erp.stop()
 
@@ -139,6 +177,10 @@ async def main(calls: int, turns: int) -> None:
           f"p99 {percentile(bound, 99) / percentile(plain, 99):.2f}x")  # fmt: skip
     print(f"ratio one call / no tools:    p50 {percentile(calling, 50) / percentile(plain, 50):.2f}x  "
           f"p99 {percentile(calling, 99) / percentile(plain, 99):.2f}x")  # fmt: skip
+    print(summary("client tool round trip, /v1", via_openai))
+    print(summary("client tool round trip, run API", via_runs))
+    print(f"ratio /v1 / run API: p50 {percentile(via_openai, 50) / percentile(via_runs, 50):.2f}x  "
+          f"p99 {percentile(via_openai, 99) / percentile(via_runs, 99):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
