@@ -177,7 +177,8 @@ async def test_a_named_conversation_keeps_calls_and_results_in_order_without_dou
     )
     assert second.choices[0].message.content == "Answer from: Fog"
     # The whole history again, with the next question: nothing doubled.
-    history = [ASK, first.choices[0].message.model_dump(exclude_none=True), result_for(call, "Fog"),
+    system = {"role": "system", "content": "Be brief."}  # editors send one with every request
+    history = [system, ASK, first.choices[0].message.model_dump(exclude_none=True), result_for(call, "Fog"),
                {"role": "assistant", "content": second.choices[0].message.content},
                {"role": "user", "content": "Thanks!"}]  # fmt: skip
     await client.chat.completions.create(model="agent", messages=history, extra_headers=conversation)
