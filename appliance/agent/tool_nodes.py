@@ -154,11 +154,8 @@ def after_act(configure: Configurator) -> Callable[[AgentState], str]:
         last = state.get("messages", [])[-1:]
         if not last or not isinstance(last[0], AIMessage) or not last[0].tool_calls:
             return "end"
-        return (
-            "end"
-            if len(client_calls(last[0], configure.current().context)) == len(last[0].tool_calls)
-            else ("call_tools")
-        )
+        handed_back = client_calls(last[0], configure.current().context)
+        return "end" if len(handed_back) == len(last[0].tool_calls) else "call_tools"
 
     return route
 
