@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import jsonschema
 import msgspec
 
 from appliance import __version__
@@ -42,6 +43,15 @@ NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 ASSISTANT_ID = str(uuid.uuid5(NAMESPACE_GRAPH, GRAPH_ID))
 _CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG_KEYS = ("configurable", "tags", "recursion_limit")
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` is not a JSON Schema, or None."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
 
 
 class Chosen(msgspec.Struct, frozen=True):
@@ -277,6 +287,13 @@ class AssistantService:
         except ContextError as exc:
             raise Invalid(str(exc), param=exc.field) from None
         checked = dict(changes)
+        schemas = [(f"{where}.client_tools[{i}].parameters", f.get("parameters"))
+                   for i, f in enumerate(changes.get("client_tools") or [])]  # fmt: skip
+        if changes.get("response_schema") is not None:
+            schemas.append((f"{where}.response_schema", changes["response_schema"]))
+        for field_name, schema in schemas:
+            if schema is not None and (problem := schema_problem(schema)):
+                raise Invalid(f"{field_name} is not a JSON Schema: {problem}", param=field_name)
         if changes.get("model") and not self.models.has(changes["model"]):
             # As OpenAI's model_not_found: a model that does not exist here.
             has = ", ".join(self.models.names())

@@ -12,7 +12,6 @@ from array import array
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import jsonschema
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
@@ -46,6 +45,7 @@ from appliance.api.openai_schemas import (
 from appliance.api.sse import with_heartbeat
 from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
+from appliance.services.assistants import schema_problem
 from appliance.services.embeddings import MODEL_ID as EMBEDDING_MODEL
 from appliance.services.embeddings import Embedded, EmbeddingService
 from appliance.services.openai_chat import ChatAnswer, ChatRequest, ChatTurn, OpenAIChatService
@@ -82,20 +82,16 @@ def response_format_of(wanted: ResponseFormat | None) -> dict[str, Any]:
     if not isinstance(wanted, JsonSchemaResponse):
         return {}
     schema, where = wanted.json_schema.schema, "response_format.json_schema.schema"
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise Invalid(f"{where} is not a JSON Schema: {exc.message}", param=where) from None
+    if problem := schema_problem(schema):
+        raise Invalid(f"{where} is not a JSON Schema: {problem}", param=where)
     return {"response_format": "json_schema", "response_schema": schema}
 
 
 def checked_function(function: FunctionDefinition, index: int) -> dict[str, Any]:
     """A client's function as the agent takes it; its parameters must be a JSON Schema of an object."""
     where = f"tools[{index}].function.parameters"
-    try:
-        jsonschema.validators.validator_for(function.parameters).check_schema(function.parameters)
-    except jsonschema.SchemaError as exc:
-        raise Invalid(f"{where} is not a JSON Schema: {exc.message}", param=where) from None
+    if problem := schema_problem(function.parameters):
+        raise Invalid(f"{where} is not a JSON Schema: {problem}", param=where)
     if function.parameters.get("type", "object") != "object":
         raise Invalid(f"{where} must describe an object (type: object)", param=where)
     return {"name": function.name, "description": function.description, "parameters": function.parameters}
