@@ -158,8 +158,20 @@ def overlay(base: AssistantContext, changes: dict[str, Any], where: str = "conte
 
 def schema(of: type = AssistantContext) -> dict[str, Any]:
     """The JSON Schema of a graph's context type, as ``/assistants/{id}/schemas`` shows it."""
-    (root,), components = msgspec.json.schema_components([of])
-    body = dict(components[root["$ref"].rsplit("/", 1)[-1]])
+    (root,), components = msgspec.json.schema_components([of], ref_template="{name}")
+
+    def inlined(node: Any) -> Any:
+        """The types it holds (a client's function) written in place: the schema is
+        embedded in other documents (the API description), where no $ref of its own resolves."""
+        if isinstance(node, dict):
+            if set(node) == {"$ref"}:
+                return inlined(components[node["$ref"]])
+            return {k: inlined(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inlined(v) for v in node]
+        return node
+
+    body = inlined(components[root["$ref"]])
     body.pop("required", None)  # an assistant sets what it changes; the rest is the appliance's default
     return body
 
