@@ -458,7 +458,7 @@ class ToolServerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         Meta(
             max_length=2000,
             pattern="^https?://",
-            description="Its MCP endpoint, such as http://10.0.0.5:8000/mcp; it must resolve inside "
+            description="Its MCP endpoint: an http or https URL (the path is often /mcp) that resolves inside "
             "APPLIANCE_TOOL_ALLOWED_NETWORKS",
         ),
     ]
