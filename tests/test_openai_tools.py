@@ -258,6 +258,22 @@ async def test_parse_with_a_pydantic_model_gets_an_answer_the_provider_kept_to_i
     assert model.requests[-1]["format"] == "json"
 
 
+async def test_an_answer_after_tool_calls_is_kept_to_the_response_format_too(app, client, model):
+    rest = app.as_key(client.api_key)
+    body = {"graph_id": "agent", "name": "calc", "context": {"tools": ["calculator"]}}
+    assert (await rest.post("/assistants", json=body)).status_code == 200
+    model.plan = lambda body: [("calculator", {"expression": "6 * 7"})]
+    parsed = await client.chat.completions.parse(model="calc", messages=[ASK], response_format=Weather)
+    assert parsed.choices[0].message.parsed == Weather(city="Oslo", temperature_c=12)
+    assert any(m["role"] == "tool" for m in model.requests[-1]["messages"])  # written after the call's result
+    # Streamed, only the answer kept to the schema arrives, not the free one before it.
+    stream = await client.chat.completions.create(
+        model="calc", messages=[ASK], response_format={"type": "json_object"}, stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert json.loads(text) == {"city": "Oslo", "temperature_c": 12}
+
+
 async def test_langchains_with_structured_output_gets_the_model(app, client):
     from langchain_openai import ChatOpenAI
 

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
-from appliance.agent.configured import Configurator
+from appliance.agent.configured import Configurator, Configured
 from appliance.agent.context import AssistantContext
 from appliance.agent.memory import build_prompt, plan_fold, summarizer_prompt
 from appliance.agent.state import AgentState
@@ -54,15 +54,20 @@ def make_fold_history(configure: Configurator) -> Node:
     return fold_history
 
 
+def structured_answer(setup: Configured) -> Any:
+    """The answering model kept to the run's response format by its provider, or
+    None when the answer is free text (or the provider cannot keep it)."""
+    context = setup.context
+    if context.response_format == "text" or setup.model.structured is None:
+        return None
+    return setup.model.structured(context.response_schema if context.response_format == "json_schema" else None)
+
+
 def make_respond(configure: Configurator) -> Node:
     async def respond(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         setup = configure(runtime.context)
         prompt = build_prompt(setup.policy, *memory_of(state))
-        answer = setup.answer
-        if setup.context.response_format != "text" and setup.model.structured is not None:
-            schema = setup.context.response_schema if setup.context.response_format == "json_schema" else None
-            answer = setup.model.structured(schema)  # the provider keeps the reply to the schema
-        reply = await call_model(setup.model, answer, prompt)
+        reply = await call_model(setup.model, structured_answer(setup) or setup.answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {setup.model.name} returned an empty answer")
         # The model's own message, id included: the client already streamed it under that id.

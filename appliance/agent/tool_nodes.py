@@ -18,6 +18,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
@@ -25,7 +26,7 @@ from appliance.agent.citations import cite
 from appliance.agent.configured import Configurator
 from appliance.agent.context import AssistantContext
 from appliance.agent.memory import build_prompt
-from appliance.agent.nodes import Node, call_model, memory_of
+from appliance.agent.nodes import Node, call_model, memory_of, structured_answer
 from appliance.agent.rag_nodes import knowledge_bases
 from appliance.agent.state import AgentState
 from appliance.llm.errors import ModelError
@@ -110,7 +111,10 @@ def make_act(configure: Configurator, toolbox: Toolbox) -> Callable[..., Any]:
         specs = offered([*tools.specs, *client_specs(context)], context.tool_choice)
         may_call = bool(specs) and steps < context.max_tool_steps
         bound = [s.as_openai() for s in specs]
+        structured = structured_answer(setup)
         model = bind(setup.answer, bound) if may_call else setup.answer
+        if structured is not None:
+            model = model.with_config(tags=[TAG_NOSTREAM])  # the answer is written again, to the format
         prompt = with_tools_note(build_prompt(setup.policy, *memory_of(state)), RunTools(specs, tools.unavailable))
         reply = await call_model(setup.model, model, prompt)
         must_call = may_call and steps == 0 and context.tool_choice not in ("auto", "none")
@@ -121,6 +125,9 @@ def make_act(configure: Configurator, toolbox: Toolbox) -> Callable[..., Any]:
             if not context.parallel_tool_calls:
                 reply = reply.model_copy(update={"tool_calls": reply.tool_calls[:1]})
             return {"messages": [reply], "tool_steps": steps + 1}
+        if structured is not None:
+            # A free answer after the calls; the provider keeps this one to the response format.
+            reply = await call_model(setup.model, structured, prompt)
         if not reply.text.strip():
             if not reply.tool_calls:
                 raise ModelError(f"the model {setup.model.name} returned an empty answer")
