@@ -116,14 +116,37 @@ async def test_conversation_remembers_the_first_turn_when_only_the_new_message_i
     assert [t for t, _ in await thread_messages(app, thread_id)] == ["human", "ai", "human", "ai"]
 
 
-async def test_streamed_turns_share_a_conversation_named_by_the_user_field(app, chat):
-    user = f"ada-{uuid.uuid4().hex[:6]}"
+async def test_streamed_turns_share_a_conversation_named_by_open_webuis_chat_header(app, chat):
+    conversation = {"X-OpenWebUI-Chat-Id": f"owui-{uuid.uuid4().hex[:6]}"}
     for text in ("My name is Ada", RECALL):
         stream = await chat.chat.completions.create(
-            model="agent", messages=[{"role": "user", "content": text}], user=user, stream=True
+            model="agent", messages=[{"role": "user", "content": text}], stream=True, extra_headers=conversation
         )
         answer = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert answer == "Your first message was: My name is Ada"
+
+
+async def test_the_user_field_names_the_person_not_a_conversation(app, chat):
+    # LibreChat sends its user's id with every chat, each chat with its whole history.
+    before = await tenant_thread_count(app, chat)
+    person = f"user-{uuid.uuid4().hex[:6]}"
+    first = [{"role": "user", "content": "My name is Ada"}]
+    reply = await chat.chat.completions.create(model="agent", messages=first, user=person)
+    other = await chat.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "My name is Grace"}], user=person
+    )
+    assert other.choices[0].message.content.startswith("Hello! (reply ")
+    follow_up = [*first, {"role": "assistant", "content": reply.choices[0].message.content},
+                 {"role": "user", "content": RECALL}]  # fmt: skip
+    again = await chat.chat.completions.create(model="agent", messages=follow_up, user=person)
+    assert again.choices[0].message.content == "Your first message was: My name is Ada"  # not Grace's, no 409
+    assert await tenant_thread_count(app, chat) == before
+    # Named, the conversation's runs record who asked.
+    named = await chat.chat.completions.create(
+        model="agent", messages=first, user=person, extra_headers={"X-Conversation-Id": f"who-{person}"}
+    )
+    runs = (await app.as_key(chat.api_key).get(f"/threads/{named.model_extra['conversation_id']}/runs")).json()
+    assert [r["metadata"]["user"] for r in runs] == [person]
 
 
 async def test_a_client_that_resends_the_whole_history_adds_only_the_new_message(app, chat):
@@ -250,7 +273,7 @@ async def test_a_bad_model_gets_model_not_found(chat):
             "messages",
             "last message",
         ),
-        ([SYSTEM], {}, "messages", "last message"),
+        ([{"role": "assistant", "content": ""}], {}, "messages", "last message"),
         ([{"role": "user", "content": "Hi"}], {"n": 2}, "n", "n must be 1"),
         (
             [{"role": "user", "content": "Hi"}],
@@ -364,3 +387,51 @@ async def test_an_assistant_can_refuse_system_messages_and_too_long_ones_are_ref
         )
     assert too_long.value.body["param"] == "messages" and "over 8000" in too_long.value.body["message"]
     assert await tenant_thread_count(app, chat) == before  # nothing stored
+
+
+def transcript(question: str, answer: str) -> str:
+    """A title task as Open WebUI words one: its instructions, then the chat."""
+    return (
+        "### Task:\nGenerate a concise, 3-5 word title summarizing the chat history.\n"
+        f"### Chat History:\n<chat_history>\nUSER: {question}\nASSISTANT: {answer}\n</chat_history>"
+    )
+
+
+async def test_a_clients_background_tasks_search_nothing_and_add_no_turns(app, library):
+    client, rest = library
+    conversation = {"X-OpenWebUI-Chat-Id": f"tasks-{uuid.uuid4().hex[:6]}"}
+    history = [{"role": "user", "content": PALLETS}]
+    first = await client.chat.completions.create(model="agent", messages=history, extra_headers=conversation)
+    answer = first.choices[0].message.content
+    assert first.model_extra["citations"]  # a question: searched and cited
+    thread_id = first.model_extra["conversation_id"]
+    tasks = [
+        [{"role": "user", "content": transcript(PALLETS, answer)}],  # a transcript, as Open WebUI sends it
+        # The last exchange quoted, with a system prompt, in no format of anyone's:
+        [SYSTEM, {"role": "user", "content": f"Suggest three tags for «{PALLETS}» answered by «{answer[:120]}»"}],
+    ]
+    for task in tasks:
+        done = await client.chat.completions.create(model="agent", messages=task, extra_headers=conversation)
+        assert done.choices[0].message.content.startswith("Hello! (reply ")  # the model alone, no search
+        assert done.model_extra["citations"] == [] and done.model_extra.get("conversation_id") is None
+        assert len(await thread_messages(app, thread_id)) == 2
+    # The conversation goes on from its own last turn.
+    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "Thanks!"}]
+    await client.chat.completions.create(model="agent", messages=history, extra_headers=conversation)
+    messages = await thread_messages(app, thread_id)
+    assert [(kind, text) for kind, text in messages][:3] == [("human", PALLETS), ("ai", answer), ("human", "Thanks!")]
+    assert len(messages) == 4
+
+
+async def test_a_task_sent_as_system_messages_alone_is_answered_by_the_model(app, library):
+    client, rest = library
+    before = len((await rest.post("/threads/search", json={"limit": 1000})).json())
+    task = f"Write a short title for this conversation.\nUser: {PALLETS}\nAI: 48000 pallets."
+    done = await client.chat.completions.create(
+        model="agent", messages=[{"role": "system", "content": task}], user="person-1"
+    )
+    assert done.choices[0].message.content.startswith("Hello! (reply ")
+    assert done.model_extra["citations"] == []
+    prompt = app.chat.answer_prompts()[-1]
+    assert (prompt[0].text, prompt[-1].type, prompt[-1].text) == (app.runtime.settings.system_prompt, "human", task)
+    assert len((await rest.post("/threads/search", json={"limit": 1000})).json()) == before

@@ -155,12 +155,20 @@ class ChatCompletionCreate(msgspec.Struct, kw_only=True):
 
     model: str
     messages: Annotated[
-        list[ChatMessage], rule(minItems=1, description="the conversation, ending with the user's question")
+        list[ChatMessage],
+        rule(
+            minItems=1,
+            description="the conversation, ending with the user's question or a tool's result; only system "
+            "messages are a task, answered by the model alone",
+        ),
     ]
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Annotated[int, rule(minimum=1, maximum=1, description="the agent writes one answer")] = 1
-    user: str | None = None
+    user: (
+        Annotated[str, Meta(max_length=256, description="the person asking, kept with the run; it names no conversation")]
+        | None
+    ) = None
     tools: Annotated[list[FunctionTool], Meta(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
     parallel_tool_calls: bool = True

@@ -1,20 +1,23 @@
 """OpenAI-style chat completions, served by the same agent, runs and threads.
 
 A conversation is a thread. A client names it (the ``X-Conversation-Id``
-header, else the ``user`` field); the thread then remembers every turn, so
-the client may send only its new message. A client that sends the whole
+header, else Open WebUI's ``X-OpenWebUI-Chat-Id``); the thread then remembers
+every turn, so the client may send only its new message. (The ``user`` field
+names the person, as OpenAI's does, not a conversation: LibreChat sends the
+same one for every chat of a user.) A client that sends the whole
 history each time is understood too: what the thread already holds is not
 added again, and a history that leaves the thread's (an edited or
 regenerated message) continues from the checkpoint where the two last
 agreed. Without a conversation the messages sent are the whole conversation,
-answered on a thread of their own that is deleted afterwards.
+answered on a thread of their own that is deleted afterwards. So is a
+client's background task about a conversation (``side_tasks``), answered by
+the model alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from appliance.engine.events import START
 from appliance.errors import Conflict, Invalid, NotFound, UnknownModel
 from appliance.services.assistants import AssistantService
 from appliance.services.runs import RunService, RunSpec, run_error
+from appliance.services.side_tasks import is_side_task, plain
 from appliance.services.threads import ThreadService
 from appliance.store.assistants import AssistantQuery, AssistantRecord
 from appliance.store.checkpointer import thread_config
@@ -40,7 +44,8 @@ CONVERSATIONS = uuid.UUID("6f1c3f4e-9a53-5d0b-8a57-1f0b7d1c2e90")
 # How far back a diverging history is looked for among the thread's checkpoints.
 FORK_SEARCH_LIMIT = 500
 SYSTEM_ROLES = {"system", "developer"}  # added to the assistant's instructions for their turn
-_MARKERS = re.compile(r"\s*\[\d{1,2}\]")
+# A side task is answered by the model alone: no document search, none of the assistant's own tools.
+SIDE_TASK = {"knowledge_bases": [], "documents_only": False, "tools": []}
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ChatRequest:
     model: str
     messages: list[dict[str, Any]]  # {"role", "content", ...} as the client sent them
     conversation: str | None = None
+    end_user: str | None = None  # OpenAI's user: the person asking, kept in the run's metadata
     knowledge_bases: list[str] | None = None
     # The client's own functions ({name, description, parameters}), and how the model may call them.
     tools: list[dict[str, Any]] = field(default_factory=list)
@@ -111,7 +117,7 @@ class OpenAIChatService:
     async def start(self, tenant: str, request: ChatRequest, *, key_id: uuid.UUID | None) -> ChatTurn:
         """Check the request and queue its run; bad input is refused before anything is written."""
         assistant = str((await self.require_model(tenant, request.model)).assistant_id)
-        sent = client_messages(request.messages)
+        sent, system = client_messages(request.messages), system_text(request.messages)
         chosen = {} if request.knowledge_bases is None else {"knowledge_bases": request.knowledge_bases}
         names = {t["name"] for t in request.tools}
         if request.tools or request.tool_choice != "auto":
@@ -120,22 +126,37 @@ class OpenAIChatService:
         if request.response_format != "text":
             await self._enforceable(tenant, assistant, request.response_schema)
             chosen |= {"response_format": request.response_format, "response_schema": request.response_schema}
-        if system := system_text(request.messages):
-            chosen["instructions"] = await self._with_system(tenant, assistant, request.model, system)
-        if request.conversation is None:
+        thread_id, thread = None, None
+        if request.conversation is not None:
+            thread_id, thread = await self.conversation_thread(tenant, request.conversation)
+        instructions = await self._with_system(tenant, assistant, request.model, system) if system else None
+        side_task = await self._side_task(sent, thread_id if thread else None)
+        if side_task:
+            chosen |= SIDE_TASK
+            if not sent:  # only system messages: their text is the task
+                sent, instructions = [{"role": "user", "content": system}], None
+        if instructions:
+            chosen["instructions"] = instructions
+        metadata = {"source": "openai"} | ({"user": request.end_user} if request.end_user else {})
+        if thread_id is None or side_task:
             check_results(sent, set())
-            spec = self._spec(assistant, sent, chosen)
+            spec = self._spec(assistant, sent, chosen, metadata)
             run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
             return ChatTurn(tenant, run, request.model, stateless=True, sent=sent, client_tools=names)
 
-        thread_id, thread = await self.conversation_thread(tenant, request.conversation)
         check_results(sent, await self._calls(thread_id) if thread else set())
         new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
-        spec = self._spec(assistant, new, chosen, checkpoint_id)
+        spec = self._spec(assistant, new, chosen, metadata, checkpoint_id)
         spec.if_not_exists = "create"
-        metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
-        run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=metadata)
+        thread_metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
+        run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=thread_metadata)
         return ChatTurn(tenant, run, request.model, stateless=False, sent=new, client_tools=names)
+
+    async def _side_task(self, sent: list[dict[str, Any]], existing: uuid.UUID | None) -> bool:
+        """Whether the request is a client's background task about a conversation
+        (``side_tasks``); ``existing``: the named conversation's thread, once it has one."""
+        history = await self._history(existing) if existing and len(sent) == 1 else None
+        return is_side_task(sent, history)
 
     async def _enforceable(self, tenant: str, assistant: str, schema: dict[str, Any] | None) -> None:
         """A 400 naming the schema when the assistant's model cannot be kept to it."""
@@ -207,14 +228,18 @@ class OpenAIChatService:
 
     @staticmethod
     def _spec(
-        assistant_id: str, messages: list[dict[str, str]], context: dict[str, Any], checkpoint_id: str | None = None
+        assistant_id: str,
+        messages: list[dict[str, str]],
+        context: dict[str, Any],
+        metadata: dict[str, str],
+        checkpoint_id: str | None = None,
     ) -> RunSpec:
         """The turn's run. Its knowledge bases: the request's own choice, else the
         one rule every client follows (the conversation's, else its assistant's)."""
         return RunSpec(
             assistant_id=assistant_id,
             input={"messages": messages},
-            metadata={"source": "openai"},
+            metadata=metadata,
             context=context,
             stream_mode=["messages-tuple"],
             checkpoint_id=checkpoint_id,
@@ -276,7 +301,8 @@ def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The client's messages as the agent takes them: user and assistant turns
     with text, the client's tool calls and their results. System messages are
     instructions (``system_text``), not turns. A tool result must answer a call
-    made before it in the messages sent (or, ``answers``, by the thread)."""
+    made before it in the messages sent (or by the thread). Only system
+    messages are a client's task (``side_tasks``): no turns at all."""
     kept: list[dict[str, Any]] = []
     for i, message in enumerate(raw):
         role = message.get("role")
@@ -296,7 +322,8 @@ def client_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue  # an answer without text says nothing; the agent never gave one
         else:
             kept.append({"role": role, "content": text})
-    if not kept or kept[-1]["role"] not in ("user", "tool"):
+    only_system = not kept and any(m.get("role") in SYSTEM_ROLES for m in raw)
+    if not only_system and (not kept or kept[-1]["role"] not in ("user", "tool")):
         raise Invalid(
             "the last message must be the user's (the question to answer) or a tool's result", param="messages"
         )
@@ -374,12 +401,8 @@ def turns_of(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 def same_turns(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
     """The same conversation, whatever the citation markers and spacing (clients re-render answers)."""
-    return len(a) == len(b) and all(x["role"] == y["role"] and _plain(x["content"]) == _plain(y["content"])
+    return len(a) == len(b) and all(x["role"] == y["role"] and plain(x["content"]) == plain(y["content"])
                                     for x, y in zip(a, b, strict=True))  # fmt: skip
-
-
-def _plain(text: str) -> str:
-    return " ".join(_MARKERS.sub("", text).split())
 
 
 def title_of(sent: list[dict[str, str]]) -> str:

@@ -53,6 +53,8 @@ from appliance.store.assistants import AssistantRecord
 from appliance.store.audit import Actor
 
 CONVERSATION_HEADER = "X-Conversation-Id"
+# Open WebUI's chat id, sent when its administrator forwards user info (ENABLE_FORWARD_USER_INFO_HEADERS).
+OPEN_WEBUI_CHAT_HEADER = "X-OpenWebUI-Chat-Id"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -67,7 +69,8 @@ def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequ
     return ChatRequest(
         model=data.model,
         messages=[msgspec.to_builtins(m) for m in data.messages],  # each with its role
-        conversation=conversation or data.user,
+        conversation=conversation,
+        end_user=data.user,
         knowledge_bases=data.knowledge_bases,
         tools=tools,
         tool_choice=tool_choice_of(data.tool_choice, {t["name"] for t in tools}),
@@ -246,7 +249,7 @@ class OpenAIController(Controller):
         "/chat/completions",
         status_code=200,
         opt={"calls_model": True},
-        summary="A chat completion from the agent; name a conversation (X-Conversation-Id or user) to keep memory",
+        summary="A chat completion from the agent; name a conversation (X-Conversation-Id) to keep memory",
     )
     async def chat_completions(
         self,
@@ -255,9 +258,10 @@ class OpenAIController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[ChatCompletionCreate],
         conversation: Annotated[str | None, HeaderParameter(name=CONVERSATION_HEADER)] = None,
+        open_webui_chat: Annotated[str | None, HeaderParameter(name=OPEN_WEBUI_CHAT_HEADER)] = None,
     ) -> Response:
         service = runtime.openai
-        turn = await service.start(tenant, to_request(data, conversation), key_id=actor.key_id)
+        turn = await service.start(tenant, to_request(data, conversation or open_webui_chat), key_id=actor.key_id)
         if not data.stream:
             try:
                 answer = await service.answer(turn)
