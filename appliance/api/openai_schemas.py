@@ -166,7 +166,7 @@ class ChatCompletionCreate(msgspec.Struct, kw_only=True):
     stream_options: StreamOptions | None = None
     n: Annotated[int, rule(minimum=1, maximum=1, description="the agent writes one answer")] = 1
     user: (
-        Annotated[str, Meta(max_length=256, description="the person asking, kept with the run; it names no conversation")]
+        Annotated[str, Meta(max_length=256, description="the person asking, kept with the run; not a conversation")]
         | None
     ) = None
     tools: Annotated[list[FunctionTool], Meta(max_length=128)] | None = None
