@@ -134,7 +134,9 @@ async def open_runtime(
         checkpointer = PooledPostgresSaver(pool)
         await checkpointer.setup()
         model = model or build_language_model(settings)
-        model = dataclasses.replace(model, gate=ModelGate(settings.model_concurrency))
+        # model_concurrency calls at once on each server the model is served from.
+        servers = len(model.servers()) if model.servers else 1
+        model = dataclasses.replace(model, gate=ModelGate(settings.model_concurrency * servers))
         try:
             log.info("model ready", extra={"detail": await model.check()})
         except ModelError as exc:
@@ -149,6 +151,8 @@ async def open_runtime(
         )
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
+        if model.servers is not None:
+            metrics.watch_model_servers(model.servers)
         threads = ThreadService(thread_store, graph, checkpointer, run_store)
         limits = Limits(LimitStore(pool), defaults_from(settings))
         reconciling = asyncio.create_task(

@@ -66,6 +66,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # The model. The provider defaults to llamacpp (embedded) or ollama (production).
     llm_provider: LlmProvider | None = None
     ollama_url: str | None = None
+    # Several Ollama servers with the same model (comma-separated URLs): each call
+    # goes to the live one with the fewest calls in flight. Set, it replaces ollama_url.
+    ollama_urls: str | None = None
+    # How often a server that stopped answering is asked whether it is back.
+    ollama_probe_s: Seconds = 2.0
     ollama_model: str | None = None
     ollama_connect_timeout_s: Seconds = 5.0
     ollama_timeout_s: Seconds = 120.0
@@ -73,7 +78,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     llamacpp_model_path: str | None = None
     llamacpp_context_tokens: Annotated[int, Meta(ge=256)] = 4096
     llamacpp_threads: PositiveInt | None = None
-    model_concurrency: PositiveInt = 1
+    model_concurrency: PositiveInt = 1  # calls at once per model server
     temperature: Annotated[float, Meta(ge=0, le=2)] = 0.2
     max_answer_tokens: PositiveInt = 256
     # What the chat model may be trusted with (comma-separated: decide, rewrite,
@@ -189,6 +194,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return "llamacpp" if self.profile == "embedded" else "ollama"
 
     @property
+    def ollama_servers(self) -> list[str]:
+        """Every Ollama server's URL: ollama_urls, else ollama_url alone."""
+        if self.ollama_urls:
+            return [u.strip().rstrip("/") for u in self.ollama_urls.split(",") if u.strip()]
+        return [self.ollama_url.rstrip("/")] if self.ollama_url else []
+
+    @property
     def logs_as_json(self) -> bool:
         return (self.log_format or ("console" if self.profile == "embedded" else "json")) == "json"
 
@@ -209,7 +221,7 @@ _REQUIRED_IN_PRODUCTION = {
     "chroma_url": "the Chroma server's URL such as http://vectors.lan:8001",
 }
 _REQUIRED_FOR_OLLAMA = {
-    "ollama_url": "the Ollama server's URL such as http://llm.lan:11434",
+    "ollama_url": "the Ollama server's URL such as http://llm.lan:11434 (or APPLIANCE_OLLAMA_URLS: several)",
     "ollama_model": "the model name pinned in models/manifest.toml, such as qwen2.5:3b-instruct",
 }
 
@@ -276,6 +288,8 @@ def _check_profile(settings: Settings, origin: Mapping[str, str]) -> None:
     if settings.provider == "ollama":
         required |= _REQUIRED_FOR_OLLAMA
     for key, expected in required.items():
+        if key == "ollama_url" and settings.ollama_urls:
+            continue  # several servers stand for one
         if not getattr(settings, key):
             raise SettingsError(
                 f"{env_name(key)} is required with profile={settings.profile} and "
@@ -285,10 +299,13 @@ def _check_profile(settings: Settings, origin: Mapping[str, str]) -> None:
         value = getattr(settings, key)
         if value and not re.match(r"^postgres(ql)?://", value):
             raise SettingsError(f"{origin.get(key, env_name(key))} must be a postgresql:// URL, got {value!r}")
-    for key in ("chroma_url", "ollama_url"):
-        value = getattr(settings, key)
+    urls = [("chroma_url", settings.chroma_url), ("ollama_url", settings.ollama_url)]
+    urls += [("ollama_urls", u) for u in (settings.ollama_servers if settings.ollama_urls else [])]
+    for key, value in urls:
         if value and not re.match(r"^https?://[^/]+", value):
             raise SettingsError(f"{origin.get(key, env_name(key))} must be an http:// or https:// URL, got {value!r}")
+    if settings.ollama_urls is not None and not settings.ollama_servers:
+        raise SettingsError(f"{origin.get('ollama_urls', env_name('ollama_urls'))} names no URL")
 
 
 def _explain(exc: msgspec.ValidationError, origin: Mapping[str, str]) -> str:

@@ -87,6 +87,41 @@ def test_the_settings_template_names_only_real_settings():
     assert keys and keys <= set(field_names()), sorted(keys - set(field_names()))
 
 
+def rendered_settings(tmp_path: Path, llm_hosts: dict[str, str]) -> str:
+    """appliance.toml as the role writes it for an app host, in a multi-host inventory."""
+    inventory = {"all": {
+        "vars": {"appliance_llm_provider": "ollama", "appliance_lan_networks": ["10.20.0.0/24"]},
+        "children": {
+            "appliance_app": {"hosts": {"app1": {"ansible_host": "10.20.0.11"}}},
+            "appliance_db": {"hosts": {"db1": {"ansible_host": "10.20.0.21"}}},
+            "appliance_vectors": {"hosts": {"vectors1": {"ansible_host": "10.20.0.22"}}},
+            "appliance_llm": {"hosts": {name: {"ansible_host": address} for name, address in llm_hosts.items()}},
+        },
+    }}  # fmt: skip
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    # The role's defaults beneath the inventory's wiring (group_vars/all wins, as in a play).
+    wired = yaml.safe_load((ANSIBLE / "group_vars/all/main.yml").read_text())
+    defaults = yaml.safe_load((ANSIBLE / "roles/appliance/defaults/main.yml").read_text())
+    beneath = {k: v for k, v in defaults.items() if k not in wired and k not in inventory["all"]["vars"]}
+    (tmp_path / "defaults.json").write_text(json.dumps(beneath))
+    template = "{{ lookup('ansible.builtin.template', 'roles/appliance/templates/appliance.toml.j2') }}"
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "-i", str(tmp_path / "hosts.yml"), "app1",
+         "-m", "ansible.builtin.debug", "-a", f"msg={template}", "-e", f"@{tmp_path / 'defaults.json'}",
+         "-e", "appliance_db_password=x", "-o"],
+        cwd=ANSIBLE, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.split("=>", 1)[1])["msg"]
+
+
+def test_every_llm_host_serves_the_appliance(tmp_path):
+    several = rendered_settings(tmp_path, {"llm1": "10.20.0.31", "llm2": "10.20.0.32"})
+    assert 'ollama_urls = "http://10.20.0.31:11434,http://10.20.0.32:11434"' in several
+    one = rendered_settings(tmp_path, {"llm1": "10.20.0.31"})
+    assert 'ollama_url = "http://10.20.0.31:11434"' in one and "ollama_urls" not in one
+
+
 def test_the_bundle_takes_its_debian_packages_from_the_roles():
     packages = role_packages(ANSIBLE)
     assert {"postgresql", "nftables", "python3-venv", "python3-apt", "libgomp1"} <= set(packages)

@@ -37,6 +37,18 @@ def test_production_profile_needs_its_services():
             load_settings(env={k: v for k, v in env.items() if k != missing})
 
 
+def test_several_ollama_servers_stand_for_one():
+    env = {"APPLIANCE_LLM_PROVIDER": "ollama", "APPLIANCE_OLLAMA_MODEL": "qwen2.5:3b",
+           "APPLIANCE_OLLAMA_URLS": "http://llm-1.lan:11434/, http://llm-2.lan:11434"}  # fmt: skip
+    assert load_settings(env=env).ollama_servers == ["http://llm-1.lan:11434", "http://llm-2.lan:11434"]
+    with pytest.raises(SettingsError, match="APPLIANCE_OLLAMA_URLS must be an http"):
+        load_settings(env=env | {"APPLIANCE_OLLAMA_URLS": "http://llm-1.lan:11434,llm-2.lan"})
+    with pytest.raises(SettingsError, match="APPLIANCE_OLLAMA_URLS names no URL"):
+        load_settings(env=env | {"APPLIANCE_OLLAMA_URLS": " , "})
+    single = {k: v for k, v in env.items() if k != "APPLIANCE_OLLAMA_URLS"} | {"APPLIANCE_OLLAMA_URL": "http://llm.lan:1"}
+    assert load_settings(env=single).ollama_servers == ["http://llm.lan:1"]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

@@ -18,15 +18,15 @@ def print_checks(checks: list[Check]) -> bool:
 def verify(settings: Settings) -> int:
     manifest = load_manifest(settings.manifest_path)
     checks = verify_files(manifest)
-    if settings.ollama_url:
+    for url in settings.ollama_servers:  # every server must hold the pinned model
         from appliance.llm.ollama import ollama_tags
 
         try:
-            tags = asyncio.run(ollama_tags(settings))
+            tags = asyncio.run(ollama_tags(url, settings.ollama_connect_timeout_s))
         except Exception as exc:
-            checks.append(Check("chat.production", settings.ollama_url, False, f"cannot list models: {exc}"))
+            checks.append(Check("chat.production", url, False, f"cannot list models: {exc}"))
         else:
-            checks.append(verify_ollama(manifest.chat.production, tags, settings.ollama_url))
-    else:
+            checks.append(verify_ollama(manifest.chat.production, tags, url))
+    if not settings.ollama_servers:
         checks.append(verify_ollama(manifest.chat.production, None, None))
     return 0 if print_checks(checks) else 1

@@ -14,6 +14,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from appliance.llm.choices import choice_grammar, choice_schema, cited_grammar
 from appliance.llm.gate import ModelGate
 from appliance.llm.json_output import STRUCTURED_MAX_TOKENS, grammar_problem, json_grammar
+from appliance.llm.ollama_pool import ServerState
 from appliance.llm.tool_calls import as_tool_call, call_schema, tool_call_grammar
 from appliance.manifest import Capability, load_manifest
 from appliance.settings import Settings
@@ -56,6 +57,8 @@ class LanguageModel:
     # why a schema cannot be enforced (None: it can).
     structured: Callable[[dict | None], BaseChatModel] | None = None
     unenforceable: Callable[[dict], str | None] = lambda schema: None
+    # Each server the model is served from, as /readyz and /metrics show it (None: in-process).
+    servers: Callable[[], list[ServerState]] | None = None
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -100,37 +103,38 @@ def capabilities_of(settings: Settings) -> frozenset[str]:
 def build_language_model(settings: Settings) -> LanguageModel:
     capabilities = capabilities_of(settings)
     if settings.provider == "ollama":
-        from appliance.llm.ollama import chat_ollama, probe_ollama
+        from appliance.llm.ollama import chat_ollama, ollama_pool, probe_ollama
+
+        pool = ollama_pool(settings)
+
+        def ollama(max_tokens: int, **options: object) -> BaseChatModel:
+            return chat_ollama(settings, pool, max_tokens=max_tokens, **options)  # type: ignore[arg-type]
 
         async def check() -> str:
-            return await probe_ollama(settings)
+            return await probe_ollama(pool)
 
         @functools.lru_cache(maxsize=64)
         def sample(temperature: float, max_tokens: int) -> BaseChatModel:
-            return chat_ollama(settings, max_tokens=max_tokens, temperature=temperature)
+            return ollama(max_tokens, temperature=temperature)
 
         def caller(tools: list[dict]) -> Runnable:
-            forced = chat_ollama(settings, max_tokens=max(settings.max_answer_tokens, 256), schema=call_schema(tools))
+            forced = ollama(max(settings.max_answer_tokens, 256), schema=call_schema(tools))
             return forced | RunnableLambda(as_tool_call)
-
-        def structured(schema: dict | None) -> BaseChatModel:
-            return chat_ollama(settings, max_tokens=settings.max_answer_tokens, schema=schema or "json")
 
         return LanguageModel(
             name=str(settings.ollama_model),
-            where=str(settings.ollama_url),
-            answer=chat_ollama(settings, max_tokens=settings.max_answer_tokens),
-            summarizer=chat_ollama(settings, max_tokens=settings.summary_max_tokens),
-            rewriter=chat_ollama(settings, max_tokens=REWRITE_MAX_TOKENS),
-            decider=lambda choices: chat_ollama(
-                settings, max_tokens=DECISION_MAX_TOKENS, schema=choice_schema(choices)
-            ),
+            where=", ".join(settings.ollama_servers),
+            answer=ollama(settings.max_answer_tokens),
+            summarizer=ollama(settings.summary_max_tokens),
+            rewriter=ollama(REWRITE_MAX_TOKENS),
+            decider=lambda choices: ollama(DECISION_MAX_TOKENS, schema=choice_schema(choices)),
             count_tokens=approximate_tokens,
             check=check,
             capabilities=capabilities,
             sample=sample,
             caller=caller,
-            structured=structured,
+            structured=lambda schema: ollama(settings.max_answer_tokens, schema=schema or "json"),
+            servers=pool.states,
         )
 
     from appliance.llm.errors import ModelNotFound

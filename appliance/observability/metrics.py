@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -44,5 +49,30 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.request_seconds.labels(method, route).observe(seconds)
 
+    def watch_model_servers(self, states: Callable[[], list[Any]]) -> None:
+        """Each model server's state (``llm.ollama_pool.ServerState``), read when scraped."""
+        self.registry.register(_ModelServers(states))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ModelServers(Collector):
+    def __init__(self, states: Callable[[], list[Any]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Any]:
+        up = GaugeMetricFamily("appliance_model_server_up", "1 while the model server is in use, 0 while taken out.",
+                               labels=["server"])  # fmt: skip
+        in_flight = GaugeMetricFamily("appliance_model_server_in_flight", "Model calls on the server now.",
+                                      labels=["server"])  # fmt: skip
+        calls = CounterMetricFamily("appliance_model_server_calls", "Model requests given to the server.",
+                                    labels=["server"])  # fmt: skip
+        failures = CounterMetricFamily("appliance_model_server_failures", "Times the server was taken out.",
+                                       labels=["server"])  # fmt: skip
+        for state in self.states():
+            up.add_metric([state.url], 1 if state.up else 0)
+            in_flight.add_metric([state.url], state.in_flight)
+            calls.add_metric([state.url], state.calls)
+            failures.add_metric([state.url], state.failures)
+        yield from (up, in_flight, calls, failures)

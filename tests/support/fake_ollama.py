@@ -6,12 +6,15 @@ with ``tools``, it can answer with tool calls as Ollama does: one
 ``function`` with its ``index``, ``name`` and ``arguments`` as a JSON object,
 in a chunk of its own before the final one.
 
-It serves on loopback only, in a background thread.
+It serves on loopback only, in a background thread. ``kill()`` stops it as
+a dead process would: the port refuses connections and answers under way
+break off; ``restarted()`` is the same server back on the same port.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +38,7 @@ class FakeOllama:
     """``behaviour`` is one of: ok, busy, error_midstream, slow. ``busy_for``
     makes the next N chat requests answer 503 before behaving."""
 
-    def __init__(self, models: dict[str, str] | None = None) -> None:
+    def __init__(self, models: dict[str, str] | None = None, port: int = 0) -> None:
         self.models = models or {MODEL: DIGEST}
         self.behaviour = "ok"
         self.busy_for = 0
@@ -47,7 +50,8 @@ class FakeOllama:
         self.respond: Callable[[dict[str, Any]], str | ToolCalls] | None = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.dead = False
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -59,6 +63,16 @@ class FakeOllama:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def kill(self) -> None:
+        self.dead = True
+        self.__exit__()
+
+    def restarted(self) -> FakeOllama:
+        """A new server on this one's port, answering as it did (started)."""
+        again = FakeOllama(self.models, port=self.server.server_address[1])
+        again.respond, again.reply, again.word_delay = self.respond, self.reply, self.word_delay
+        return again.__enter__()
 
     def reset(self) -> None:
         self.behaviour, self.busy_for, self.requests = "ok", 0, []
@@ -181,6 +195,10 @@ class FakeOllama:
                 self.end_headers()
                 for i, word in enumerate(words):
                     time.sleep(fake.word_delay)
+                    if fake.dead:  # the process is gone: the answer breaks off
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
                     if fake.behaviour == "slow":
                         time.sleep(fake.slow_seconds)
                     if fake.behaviour == "error_midstream" and i == 2:

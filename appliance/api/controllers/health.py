@@ -60,6 +60,19 @@ async def _tool_servers(runtime: Runtime) -> dict[str, Check]:
     }
 
 
+def _model_servers(runtime: Runtime) -> dict[str, Check]:
+    """With several model servers, each one: one taken out leaves the appliance
+    ready on the others (degraded) until a probe finds it back."""
+    states = runtime.model.servers() if runtime.model.servers else []
+    if len(states) < 2:
+        return {}
+    return {
+        f"model_server:{s.url}": Check(s.up, f"{s.in_flight} calls in flight, {s.calls} in all" if s.up else
+                                       f"taken out: {s.error}")  # fmt: skip
+        for s in states
+    }
+
+
 class HealthController(Controller):
     tags = ["health"]
     opt = {"exclude_from_auth": True}
@@ -77,7 +90,8 @@ class HealthController(Controller):
         summary="Readiness: PostgreSQL, Chroma, the model and each tool server, each reported",
         description="Ready (200) when PostgreSQL and the model answer; with Chroma down too, but `degraded`: "
         "searches and answers come from the lexical index alone until it is back. A tool server that does not "
-        "answer (`tool_server:NAME`) is `degraded` too: runs go on without its tools.",
+        "answer (`tool_server:NAME`) is `degraded` too: runs go on without its tools; so is a model server taken "
+        "out (`model_server:URL`, with several): the others take its calls.",
         responses={503: ResponseSpec(Readiness, description="Not ready: the checks say which part failed")},
     )
     async def readyz(self, runtime: NamedDependency[Runtime]) -> Response[Readiness]:
@@ -86,9 +100,11 @@ class HealthController(Controller):
             *(_checked(p, runtime) for p in (_postgres, _chroma, _model)), _tool_servers(runtime)
         )
         checks = dict(zip(names, results, strict=True))
+        servers = _model_servers(runtime)  # as the model's check just found them
         ready = checks["postgres"].ok and checks["model"].ok
-        degraded = not checks["chroma"].ok or not all(c.ok for c in tools.values())
-        readiness = Readiness(ready=ready, checks=checks | tools, degraded=degraded)
+        partial = (*tools.values(), *servers.values())
+        degraded = not checks["chroma"].ok or not all(c.ok for c in partial)
+        readiness = Readiness(ready=ready, checks=checks | servers | tools, degraded=degraded)
         return Response(readiness, status_code=200 if ready else 503)
 
 
