@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -85,6 +88,18 @@ def database_in_use(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres 
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 
 
+async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
+    """A pool's check without a round trip: a server that ended an idle
+    connection (a restart, an administrator's terminate) has said so on its
+    socket, so only a connection with something to read is asked (and, dead,
+    replaced). A round trip on every checkout cost a turn some 20 of them."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def open_pool(
     url: str, *, min_size: int, max_size: int, wait_s: float = 30, timeout_s: float = 5
 ) -> AsyncConnectionPool:
@@ -100,7 +115,7 @@ async def open_pool(
         timeout=timeout_s,
         # A connection is checked as it is handed out, so the first requests after
         # PostgreSQL restarted get a fresh one instead of a dead one.
-        check=AsyncConnectionPool.check_connection,
+        check=check_idle_connection,
     )
     await pool.open(wait=True, timeout=wait_s)
     return pool
