@@ -209,6 +209,7 @@ class RunExecutor:
         while True:
             try:
                 await self.store.finish(run, worker.worker_id, status, thread_status, error=error)
+                worker.ended_here(run.run_id)
                 return
             except Exception as exc:
                 if storage_fault(exc) is None:

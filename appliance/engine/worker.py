@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from psycopg import AsyncConnection
 
 from appliance.engine.events import EventLog
-from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, RunRecord, RunStore
+from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, RunRecord, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,12 @@ class Worker:
 
     # Waiting for a run to end (any process) ------------------------------------
 
-    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> None:
-        """Return when the run is no longer pending or running."""
+    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> RunStatus | None:
+        """Return when the run is no longer pending or running: how it ended (None: it is gone)."""
         while True:
             status = await self.store.status(run_id)
             if status not in ("pending", "running"):
-                return
+                return status
             ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._ended.setdefault(run_id, []).append(ended)
             try:
@@ -171,11 +171,15 @@ class Worker:
         elif channel == CANCEL_CHANNEL:
             self._cancel_local(uuid.UUID(payload))
         elif channel == DONE_CHANNEL:
-            run_id = uuid.UUID(payload)
-            for ended in self._ended.pop(run_id, []):
-                if not ended.done():
-                    ended.set_result(None)
-            self.events.touch(run_id)
+            self.ended_here(uuid.UUID(payload))
+
+    def ended_here(self, run_id: uuid.UUID) -> None:
+        """The run's end is committed: its waiters in this process look now (the
+        run's own process calls this at once; the others when PostgreSQL tells them)."""
+        for ended in self._ended.pop(run_id, []):
+            if not ended.done():
+                ended.set_result(None)
+        self.events.touch(run_id)
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
         # Recorded as well: a task cancelled before its first step never runs

@@ -249,7 +249,7 @@ class OpenAIChatService:
 
     async def answer(self, turn: ChatTurn) -> ChatAnswer:
         """Wait for the turn to end: its answer, citations and token counts."""
-        values = await self.runs.join(turn.tenant, turn.run.thread_id, turn.run.run_id)
+        values = await self.runs.join(turn.tenant, turn.run.thread_id, turn.run.run_id, created=True)
         reply = next((m for m in reversed(values.get("messages", [])) if m.get("type") == "ai"), None)
         if reply is None:
             raise Conflict("the conversation ended without an answer; ask again")

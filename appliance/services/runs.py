@@ -337,14 +337,18 @@ class RunService:
             if wanted is None or event.event in wanted:
                 yield event
 
-    async def join(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, Any]:
+    async def join(
+        self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, *, created: bool = False
+    ) -> dict[str, Any]:
         """Wait for the run to end; the thread's values then (with ``__interrupt__``
-        when it paused for a human). A run that failed raises its error."""
-        await self.require(tenant, thread_id, run_id)
-        await self.worker.wait_ended(run_id)
-        run = await self.store.get(tenant, thread_id, run_id)
-        if run is not None and run.status == "error" and run.error:
-            raise run_error(run.error)
+        when it paused for a human). A run that failed raises its error.
+        ``created``: the caller has just created the run, so it need not be looked up first."""
+        if not created:
+            await self.require(tenant, thread_id, run_id)
+        if await self.worker.wait_ended(run_id) == "error":
+            run = await self.store.get(tenant, thread_id, run_id)
+            if run is not None and run.error:
+                raise run_error(run.error)
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         values = jsonable(snapshot.values)
         if snapshot.interrupts:

@@ -192,7 +192,7 @@ class RunController(Controller):
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
         run = await runtime.runs.create(tenant, thread_id, held_spec(data), key_id=actor.key_id)
-        values = await unless_left(request, runtime.runs.join(tenant, thread_id, run.run_id))
+        values = await unless_left(request, runtime.runs.join(tenant, thread_id, run.run_id, created=True))
         return values if isinstance(values, Response) else located(values, run, then="join")
 
     @get("/", summary="The thread's runs, newest first")
@@ -332,7 +332,7 @@ class StatelessRunController(Controller):
         spec = held_spec(data)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
-            return await unless_left(request, runtime.runs.join(tenant, run.thread_id, run.run_id))
+            return await unless_left(request, runtime.runs.join(tenant, run.thread_id, run.run_id, created=True))
         finally:
             if spec.on_completion == "delete":
                 await asyncio.shield(runtime.runs.discard_stateless(run))
