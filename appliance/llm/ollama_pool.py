@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
@@ -43,7 +42,6 @@ class OllamaServer:
     calls: int = 0  # requests given to it
     failures: int = 0  # times it was taken out
     error: str | None = None  # why it is out
-    down_since: float | None = None
 
     @property
     def name(self) -> str:
@@ -115,7 +113,7 @@ class OllamaPool(httpx.AsyncBaseTransport):
     def take_out(self, server: OllamaServer, reason: str) -> None:
         """``reason`` completes "the model server at URL ..." for the user."""
         if server.up:
-            server.up, server.failures, server.down_since = False, server.failures + 1, time.monotonic()
+            server.up, server.failures = False, server.failures + 1
             log.warning("Ollama server taken out  server=%s reason=%s", server.name, reason)
         server.error = reason
         if server.name not in self._probes or self._probes[server.name].done():
@@ -124,7 +122,7 @@ class OllamaPool(httpx.AsyncBaseTransport):
     def take_back(self, server: OllamaServer) -> None:
         if not server.up:
             log.warning("Ollama server taken back  server=%s", server.name)
-        server.up, server.error, server.down_since = True, None, None
+        server.up, server.error = True, None
 
     async def probe(self, server: OllamaServer) -> bool:
         """Whether the server serves the model now; it is taken out or back accordingly."""
