@@ -30,7 +30,7 @@ from appliance.engine.events import START
 from appliance.errors import Conflict, Invalid, NotFound, UnknownModel
 from appliance.services.assistants import AssistantService
 from appliance.services.runs import RunService, RunSpec, run_error
-from appliance.services.side_tasks import is_side_task, plain
+from appliance.services.side_tasks import is_side_task, may_quote, plain
 from appliance.services.threads import ThreadService
 from appliance.store.assistants import AssistantQuery, AssistantRecord
 from appliance.store.checkpointer import thread_config
@@ -155,7 +155,8 @@ class OpenAIChatService:
     async def _side_task(self, sent: list[dict[str, Any]], existing: uuid.UUID | None) -> bool:
         """Whether the request is a client's background task about a conversation
         (``side_tasks``); ``existing``: the named conversation's thread, once it has one."""
-        history = await self._history(existing) if existing and len(sent) == 1 else None
+        quoting = existing and len(sent) == 1 and sent[0]["role"] == "user" and may_quote(sent[0]["content"])
+        history = await self._history(existing) if quoting else None
         return is_side_task(sent, history)
 
     async def _enforceable(self, tenant: str, assistant: str, schema: dict[str, Any] | None) -> None:

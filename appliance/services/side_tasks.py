@@ -47,6 +47,12 @@ def holds_transcript(text: str) -> bool:
     return bool(labels & USER_LABELS) and bool(labels & ASSISTANT_LABELS)
 
 
+def may_quote(text: str) -> bool:
+    """Whether a message is long enough to quote an exchange: the conversation
+    need not be read for the short messages most turns are."""
+    return len(words(text).split()) > QUOTED_ANSWER_WORDS
+
+
 def quotes_last_exchange(text: str, history: list[dict[str, str]]) -> bool:
     question = next((t["content"] for t in reversed(history) if t["role"] == "user"), None)
     answer = next((t["content"] for t in reversed(history) if t["role"] == "assistant" and t["content"]), None)
