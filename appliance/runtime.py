@@ -41,6 +41,7 @@ from appliance.services.runs import RunService
 from appliance.services.threads import ThreadService
 from appliance.services.tool_servers import ToolServerService
 from appliance.settings import Settings, ipaddress_networks
+from appliance.store.archive import MessageArchive
 from appliance.store.assistants import AssistantStore
 from appliance.store.audit import AuditStore
 from appliance.store.checkpointer import PooledPostgresSaver
@@ -146,14 +147,21 @@ async def open_runtime(
         knowledge = await open_knowledge(settings, pool, embedder)
         models, defaults = catalog_for(settings, model), built_in_context(settings)
         toolbox = open_toolbox(settings, pool, knowledge.retriever)
+        archive = MessageArchive(pool, checkpointer.serde)
         graph = build_graph(
-            models, policy, checkpointer, defaults=defaults, retriever=knowledge.retriever, toolbox=toolbox
+            models,
+            policy,
+            checkpointer,
+            defaults=defaults,
+            retriever=knowledge.retriever,
+            toolbox=toolbox,
+            archive=archive,
         )
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         if model.servers is not None:
             metrics.watch_model_servers(model.servers)
-        threads = ThreadService(thread_store, graph, checkpointer, run_store)
+        threads = ThreadService(thread_store, graph, checkpointer, run_store, archive)
         limits = Limits(LimitStore(pool), defaults_from(settings))
         reconciling = asyncio.create_task(
             knowledge.ingestor.keep_reconciling(settings.index_reconcile_s), name="index-reconcile"

@@ -37,9 +37,14 @@ async def test_prompt_at_turn_200_is_within_1_2x_of_turn_20_and_always_carries_t
     for n in range(1, TURNS + 1):
         values = await turn(app.client, tid, f"turn {n}: please remember item number {n}")
 
-    # Every turn is kept in the thread, whatever was folded.
-    assert len(values["messages"]) == 2 * TURNS
-    assert values["messages"][0]["content"] == "turn 1: please remember item number 1"
+    # The state holds the latest turns; every turn is still kept, the older ones archived.
+    assert values["archived"] + len(values["messages"]) == 2 * TURNS
+    assert sum(word_count(m["content"]) for m in values["messages"]) <= BUDGET
+    page = (await app.client.get(f"/threads/{tid}/messages", params={"limit": 1000})).json()
+    assert page["total"] == 2 * TURNS and page["first"] == 0
+    assert [m["content"] for m in page["messages"][::2]] == [
+        f"turn {n}: please remember item number {n}" for n in range(1, TURNS + 1)
+    ]
 
     policy = app.runtime.policy
     answer_prompts, sizes, latest_summary, folds = [], [], None, 0
@@ -63,7 +68,7 @@ async def test_prompt_at_turn_200_is_within_1_2x_of_turn_20_and_always_carries_t
     assert max(sizes[100:]) <= max(sizes[20:40])
 
     state = (await app.client.get(f"/threads/{tid}/state")).json()["values"]
-    assert 0 < state["folded"] < 2 * TURNS and state["summary"] == latest_summary
+    assert 0 < state["archived"] < 2 * TURNS and state["folded"] == 0 and state["summary"] == latest_summary
 
 
 async def test_the_newest_message_is_never_folded_away(small_context_app):

@@ -53,8 +53,9 @@ def said(run: dict) -> str:
 
 
 async def messages(app, tid: str) -> list[tuple[str, str]]:
-    state = (await app.client.get(f"/threads/{tid}/state")).json()
-    return [(m["type"], m["content"]) for m in state["values"]["messages"]]
+    """The whole conversation: its archived turns too (a hundred turns outgrow the state's window)."""
+    page = (await app.client.get(f"/threads/{tid}/messages", params={"limit": 1000})).json()
+    return [(m["type"], m["content"]) for m in page["messages"]]
 
 
 async def test_reject_accepts_one_and_refuses_ninety_nine(burst_app):

@@ -29,6 +29,7 @@ from tests.support.browser import (
 )
 from tests.support.corpus import write_corpus
 from tests.support.librarian import MARKDOWN
+from tests.support.turns import user
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
@@ -206,6 +207,30 @@ async def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(pag
     await page.get_by_role("link", name="Kept conversation").wait_for(state="detached")
     response = await app.as_key(key).get(f"/threads/{thread_id}")
     assert response.status_code == 404
+
+
+async def test_a_long_conversation_shows_its_latest_turns_and_the_archived_ones_on_request(page, app, key):
+    client = app.as_key(key)
+    created = await client.post("/threads", json={"metadata": {"title": "A long talk", "knowledge_bases": []}})
+    thread_id = created.json()["thread_id"]
+    filler = " ".join(["words"] * 40)  # long turns: the state's window fills in a few of them
+    for n in range(1, 31):
+        response = await client.post(f"/threads/{thread_id}/runs/wait", json=user(f"note {n}: {filler}"))
+        assert response.status_code == 200, response.text
+    archived = (await client.get(f"/threads/{thread_id}/state")).json()["values"]["archived"]
+    assert archived > 0
+
+    await sign_in(page, app, key)
+    await page.get_by_role("link", name="A long talk").click()
+    notes = page.locator(".message.user .text")
+    await expect(notes.last).to_have_text(f"note 30: {filler}")
+    assert await notes.count() < 30
+    earlier = page.get_by_role("button", name=f"Show earlier messages ({archived})")
+    await earlier.click()
+    await expect(notes).to_have_count(30)
+    await expect(notes.first).to_have_text(f"note 1: {filler}")
+    await expect(page.get_by_role("button", name=re.compile("Show earlier messages"))).to_have_count(0)
+    await shot(page, "06-earlier-messages")
 
 
 async def test_a_conversation_started_with_a_chosen_assistant_shows_and_uses_it_after_a_reload(page, app):

@@ -54,6 +54,7 @@ from appliance.knowledge.retrieval import Retriever
 from appliance.llm.catalog import ModelCatalog
 from appliance.llm.errors import ModelBusy, ModelUnavailable
 from appliance.llm.provider import LanguageModel
+from appliance.store.archive import MessageArchive
 from appliance.tools.toolbox import Toolbox
 
 GRAPH_ID = "agent"
@@ -79,12 +80,14 @@ def build_graph(
     defaults: AssistantContext,
     retriever: Retriever | None = None,
     toolbox: Toolbox | None = None,
+    archive: MessageArchive | None = None,
 ) -> CompiledStateGraph:
     """The agent. ``defaults`` is the built-in assistant's context, for a run given none;
-    without a ``toolbox`` the graph has no tool loop."""
+    without a ``toolbox`` the graph has no tool loop; without an ``archive``
+    folded turns stay in the state."""
     configure = Configurator(models, policy, defaults)
     graph = StateGraph(AgentState, context_schema=AssistantContext)
-    graph.add_node("fold_history", make_fold_history(configure), retry_policy=MODEL_RETRY)
+    graph.add_node("fold_history", make_fold_history(configure, archive), retry_policy=MODEL_RETRY)
     graph.add_node("plan", make_plan(configure, retriever))
     graph.add_node("respond", make_respond(configure), retry_policy=MODEL_RETRY)
     graph.add_node("refuse", refuse)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, RemoveMessage
+from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
@@ -20,6 +21,7 @@ from appliance.agent.memory import build_prompt, plan_fold, summarizer_prompt
 from appliance.agent.state import AgentState
 from appliance.llm.errors import ModelError, classify
 from appliance.llm.provider import LanguageModel
+from appliance.store.archive import MessageArchive
 
 Node = Callable[[AgentState, Runtime[AssistantContext]], Awaitable[dict[str, Any]]]
 
@@ -39,7 +41,10 @@ async def call_model(model: LanguageModel, runnable: Any, prompt: list) -> AIMes
         raise error from exc
 
 
-def make_fold_history(configure: Configurator) -> Node:
+def make_fold_history(configure: Configurator, archive: MessageArchive | None) -> Node:
+    """Folds the oldest turns into the summary and, with an ``archive``, moves
+    them out of the state into it (without one they stay, before ``folded``)."""
+
     async def fold_history(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         setup = configure(runtime.context)
         messages, summary, folded = memory_of(state)
@@ -49,7 +54,21 @@ def make_fold_history(configure: Configurator) -> Node:
         # The summary is internal: keep its tokens out of the client's message stream.
         summarizer = setup.model.summarizer.with_config(tags=[TAG_NOSTREAM], run_name="fold_history")
         reply = await call_model(setup.model, summarizer, summarizer_prompt(summary, messages[folded:point]))
-        return {"summary": reply.text.strip(), "folded": point}
+        if archive is None:
+            return {"summary": reply.text.strip(), "folded": point}
+        # Written before the checkpoint that names it: a run that fails here
+        # leaves a batch no checkpoint names, never a checkpoint without its batch.
+        archived = state.get("archived", 0)
+        head = await archive.append(
+            get_config()["configurable"]["thread_id"], state.get("archive_head"), archived, messages[:point]
+        )
+        return {
+            "summary": reply.text.strip(),
+            "folded": 0,
+            "archived": archived + point,
+            "archive_head": head,
+            "messages": [RemoveMessage(id=m.id) for m in messages[:point]],
+        }
 
     return fold_history
 

@@ -5,20 +5,34 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
+from langgraph.channels.delta import DeltaChannel
 from typing_extensions import TypedDict
+
+from appliance.agent.messages import merge_messages
+
+# A checkpoint stores a step's new messages, and the whole window only every
+# SNAPSHOT_EVERY updates: what a turn writes does not grow with the thread, and
+# a read replays at most that many writes.
+SNAPSHOT_EVERY = 40
 
 
 # Nodes read every key with a default: a state update as a node
 # (threads.update_state) can leave a thread before any node with only some set.
 class AgentState(TypedDict, total=False):
-    # Every turn of the conversation, in order; never trimmed, so a thread's
-    # history can always be read back whole.
-    messages: Annotated[list[AnyMessage], add_messages]
-    # The running summary of messages[:folded]; the prompt carries the summary
-    # and messages[folded:] only, so it stays bounded however long the thread.
+    # The conversation's window: its latest turns, in order. Older turns are
+    # folded into the summary and moved to the message archive
+    # (store/archive.py), so the state, and a turn's work, stay bounded.
+    messages: Annotated[list[AnyMessage], DeltaChannel(merge_messages, snapshot_frequency=SNAPSHOT_EVERY)]
+    # The running summary of every archived message and of messages[:folded];
+    # the prompt carries the summary and messages[folded:] only. (folded is 0
+    # once a fold archives: threads from before the archive kept their folded
+    # messages in the window.)
     summary: str
     folded: int
+    # How many of the conversation's messages are archived (the position of
+    # messages[0] in the whole conversation), and the newest archive batch.
+    archived: int
+    archive_head: str | None
 
     # This turn's retrieval, reset when a turn starts. ``query`` is what is
     # searched (the question, then each rewrite); ``passages`` what the last

@@ -210,7 +210,9 @@ class OpenAIChatService:
         if same_turns(prior, history):
             return new, None
         async for snapshot in self.threads.graph.aget_state_history(thread_config(thread_id), limit=FORK_SEARCH_LIMIT):
-            if not snapshot.next and same_turns(prior, turns_of(snapshot.values.get("messages", []))):
+            if snapshot.next:
+                continue
+            if same_turns(prior, turns_of(await self.threads.conversation(thread_id, snapshot.values))):
                 return new, snapshot.config["configurable"]["checkpoint_id"]
         raise Conflict(
             "the history sent differs from this conversation's at a point it never had; send only the new "
@@ -224,8 +226,9 @@ class OpenAIChatService:
         return {c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
 
     async def _history(self, thread_id: uuid.UUID) -> list[dict[str, str]]:
+        """The whole conversation as its client saw it, archived turns too."""
         snapshot = await self.threads.graph.aget_state(thread_config(thread_id))
-        return turns_of(snapshot.values.get("messages", []))
+        return turns_of(await self.threads.conversation(thread_id, snapshot.values))
 
     @staticmethod
     def _spec(

@@ -6,12 +6,13 @@ import uuid
 from typing import Any, Literal, get_type_hints
 
 import msgspec
-from langchain_core.messages import convert_to_messages
+from langchain_core.messages import BaseMessage, convert_to_messages
 from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.state import AgentState
-from appliance.engine.jsonable import checkpoint_ref, integral, oversized_int, thread_state
+from appliance.engine.jsonable import checkpoint_ref, integral, jsonable, oversized_int, thread_state
 from appliance.errors import Conflict, Invalid, NotFound
+from appliance.store.archive import MessageArchive
 from appliance.store.checkpointer import PooledPostgresSaver, thread_config
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore
@@ -42,12 +43,26 @@ def _messages(value: Any, where: str) -> list[dict[str, Any]]:
     return plain
 
 
+# Where the window sits in the archive: only a fold moves it.
+ARCHIVE_KEYS = frozenset({"archived", "archive_head"})
+
+
+class ConversationPage(msgspec.Struct):
+    """Messages ``first`` to ``first + len(messages)`` of a conversation of ``total``."""
+
+    messages: list[dict[str, Any]]
+    first: int
+    total: int
+
+
 def checked_values(values: dict[str, Any], where: str = "values") -> dict[str, Any]:
     """State values of the keys and types the agent's state declares, or Invalid naming the key."""
     hints = get_type_hints(AgentState)
     unknown = set(values) - set(hints)
     if unknown:
         raise Invalid(f"{where} has keys the agent's state does not: {', '.join(sorted(unknown))}", param=where)
+    if kept := sorted(ARCHIVE_KEYS & set(values)):
+        raise Invalid(f"{where}.{kept[0]} is the appliance's record of the archive; it cannot be set", param=where)
     if where_big := oversized_int(values, where):
         raise Invalid(f"{where_big} is an integer beyond 64 bits, which a checkpoint cannot hold", param=where)
     checked = {}
@@ -69,11 +84,13 @@ class ThreadService:
         graph: CompiledStateGraph,
         checkpointer: PooledPostgresSaver,
         runs: RunStore,
+        archive: MessageArchive,
     ) -> None:
         self.store = store
         self.graph = graph
         self.checkpointer = checkpointer
         self.runs = runs
+        self.archive = archive
 
     async def require(self, tenant: str, thread_id: uuid.UUID) -> ThreadRecord:
         record = await self.store.get(tenant, thread_id)
@@ -120,6 +137,26 @@ class ThreadService:
         if checkpoint_id and snapshot.created_at is None:
             raise NotFound(f"checkpoint {checkpoint_id} not found in thread {thread_id}")
         return thread_state(snapshot)
+
+    async def conversation(self, thread_id: uuid.UUID, values: dict[str, Any]) -> list[BaseMessage]:
+        """The whole conversation of a state (``values``, at any checkpoint): its archived messages, then its window."""
+        archived = await self.archive.read(str(thread_id), values.get("archive_head"), 0, values.get("archived", 0))
+        return [*archived, *values.get("messages", [])]
+
+    async def messages(
+        self, tenant: str, thread_id: uuid.UUID, *, limit: int, before: int | None
+    ) -> ConversationPage:
+        """Up to ``limit`` messages of the whole conversation, the latest before
+        position ``before`` (None: the end); archived ones are read only when asked for."""
+        await self.require(tenant, thread_id)
+        values = (await self.graph.aget_state(thread_config(thread_id))).values
+        window, archived = values.get("messages", []), values.get("archived", 0)
+        total = archived + len(window)
+        stop = total if before is None else min(before, total)
+        first = max(0, stop - limit)
+        older = await self.archive.read(str(thread_id), values.get("archive_head"), first, min(stop, archived))
+        recent = window[max(0, first - archived) : max(0, stop - archived)]
+        return ConversationPage(jsonable([*older, *recent]), first, total)
 
     async def history(
         self,

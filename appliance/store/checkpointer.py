@@ -10,16 +10,43 @@ measures the difference).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import _build_delta_stage1_sql
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.migrations import schema_lock
+
+# Where a conversation's rows live: LangGraph's tables and the message archive.
+CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "message_archive")
+
+
+# How many checkpoints the walk to a DeltaChannel's last snapshot reads at a time.
+DELTA_PAGE = 64
+
+# One channel's writes at each checkpoint of a chain, each found through the
+# writes' primary key (OFFSET 0 keeps the lateral lookup from being flattened).
+_CHAIN_WRITES = """
+SELECT 'w'::text AS _kind, w.checkpoint_id, w.channel, w.type, w.blob, w.task_id, w.task_path, w.idx,
+       NULL::text AS version
+FROM unnest(%s::text[]) AS chain(checkpoint_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM checkpoint_writes cw
+    WHERE cw.thread_id = %s AND cw.checkpoint_ns = %s AND cw.checkpoint_id = chain.checkpoint_id AND cw.channel = %s
+    OFFSET 0
+) w"""
+# The snapshot the chain starts from.
+_SEED_BLOB = """
+SELECT 'b'::text AS _kind, NULL::text AS checkpoint_id, channel, type, blob, NULL::text AS task_id,
+       NULL::text AS task_path, NULL::int AS idx, version
+FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = %s"""
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -31,6 +58,43 @@ def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dic
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):
+    # LangGraph's query joins a checkpoint's channel versions to its thread's
+    # blobs. PostgreSQL often hashes every blob of the thread for that (it
+    # guesses one per thread until ANALYZE says otherwise, and the guess is an
+    # average), so reading a state cost more each turn. Each version is looked
+    # up by the blobs' primary key instead: LIMIT 1 keeps the lookup a
+    # parameterised index probe per channel (the planner cannot flatten it).
+    SELECT_SQL = """
+select
+    thread_id,
+    checkpoint,
+    checkpoint_ns,
+    checkpoint_id,
+    parent_checkpoint_id,
+    metadata,
+    (
+        select array_agg(array[bl.channel::bytea, bl.type::bytea, bl.blob])
+        from jsonb_each_text(checkpoint -> 'channel_versions') version
+        cross join lateral (
+            select b.channel, b.type, b.blob from checkpoint_blobs b
+            where b.thread_id = checkpoints.thread_id
+                and b.checkpoint_ns = checkpoints.checkpoint_ns
+                and b.channel = version.key
+                and b.version = version.value
+            limit 1
+        ) bl
+    ) as channel_values,
+    (
+        select
+        array_agg(array[cw.task_id::text::bytea, cw.channel::bytea, cw.type::bytea, cw.blob,
+                        convert_to(cw.task_path, 'UTF8'), cw.idx::text::bytea])
+        from checkpoint_writes cw
+        where cw.thread_id = checkpoints.thread_id
+            and cw.checkpoint_ns = checkpoints.checkpoint_ns
+            and cw.checkpoint_id = checkpoints.checkpoint_id
+    ) as pending_writes
+from checkpoints """
+
     async def setup(self) -> None:
         """LangGraph's own migrations, under the appliance's schema lock: without
         it two app hosts starting together race on CREATE TABLE (the multi-host
@@ -57,6 +121,82 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
 
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """LangGraph's own walk (``AsyncPostgresSaver.aget_delta_channel_history``)
+        with two changes, so that rebuilding a state costs what was written
+        since its last snapshot, not what the thread holds:
+        - the walk back to the snapshot reads DELTA_PAGE checkpoints at a time,
+          not 1,024 (a snapshot is at most a few dozen checkpoints back);
+        - the writes are fetched checkpoint by checkpoint through the writes'
+          primary key. LangGraph's ``checkpoint_id = ANY(...)`` is planned as a
+          filter over every write of the thread.
+        """
+        if not channels:
+            return {}
+        channels = list(channels)
+        thread_id = config["configurable"]["thread_id"]
+        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            target = await self.aget_tuple(config)
+            if target is None:
+                return {ch: {"writes": []} for ch in channels}
+            checkpoint_id = target.config["configurable"]["checkpoint_id"]
+
+        parent_of: dict[str, str | None] = {}
+        ver_by_i_by_cid: list[dict[str, str | None]] = [{} for _ in channels]
+        hb_by_i_by_cid: list[dict[str, bool]] = [{} for _ in channels]
+        inline_by_i_by_cid: list[dict[str, Any]] = [{} for _ in channels]
+        chain_by_ch: dict[str, list[str]] = {ch: [] for ch in channels}
+        seed_ver_by_ch: dict[str, str | None] = {ch: None for ch in channels}
+        seed_inline_by_ch: dict[str, Any] = {}
+        walk_cursor_by_ch: dict[str, str | None] = {}
+        seeded: set[str] = set()
+        cursor: str | None = checkpoint_id
+        stage1_sql = _build_delta_stage1_sql(channels, paged=True, include_cursor=True)
+        async with self._cursor() as cur:
+            while True:
+                params: list[Any] = [p for ch in channels for p in (ch, ch, ch, ch)]
+                await cur.execute(stage1_sql, [*params, thread_id, checkpoint_ns, cursor, DELTA_PAGE])
+                page = await cur.fetchall()
+                if not page:
+                    break
+                oldest = self._ingest_stage1_page(
+                    page, channels, parent_of, ver_by_i_by_cid, hb_by_i_by_cid, inline_by_i_by_cid
+                )
+                self._try_advance_walks(
+                    checkpoint_id, channels, parent_of, ver_by_i_by_cid, hb_by_i_by_cid, inline_by_i_by_cid,
+                    chain_by_ch, seed_ver_by_ch, seed_inline_by_ch, walk_cursor_by_ch, seeded,
+                )  # fmt: skip
+                if len(seeded) == len(channels) or len(page) < DELTA_PAGE:
+                    break
+                cursor = oldest
+                stage1_sql = _build_delta_stage1_sql(channels, paged=True)
+
+        branches, params = [], []
+        for ch in channels:
+            if chain_by_ch[ch]:
+                branches.append(_CHAIN_WRITES)
+                params += [chain_by_ch[ch], thread_id, checkpoint_ns, ch]
+        for ch in channels:
+            if seed_ver_by_ch[ch] is not None:
+                branches.append(_SEED_BLOB)
+                params += [thread_id, checkpoint_ns, ch, seed_ver_by_ch[ch]]
+        rows: list[Any] = []
+        if branches:
+            async with self._cursor() as cur:
+                await cur.execute(" UNION ALL ".join(branches), params)
+                rows = await cur.fetchall()
+        return self._build_delta_channels_writes_history(
+            channels=channels,
+            chain_by_ch=chain_by_ch,
+            seed_ver_by_ch=seed_ver_by_ch,
+            seed_inline_by_ch=seed_inline_by_ch,
+            stage2_rows=rows,
+        )
+
     async def ahas_run(self, thread_id: str, run_id: str) -> bool:
         """Whether a run has written any checkpoint (a retried run goes on from there)."""
         async with self.conn.connection() as conn:
@@ -69,9 +209,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         return row is not None
 
     async def acopy_thread(self, source: str, target: str) -> None:
-        """Every checkpoint, blob and pending write of one thread, under another id."""
+        """Every checkpoint, blob, pending write and archived message of one thread, under another id."""
         async with self.conn.connection() as conn, conn.transaction():
-            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            for table in CONVERSATION_TABLES:
                 rows = await (
                     await conn.execute(
                         """SELECT column_name FROM information_schema.columns
@@ -86,6 +226,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     f"SELECT %s, {columns} FROM {table} WHERE thread_id = %s",
                     (target, source),
                 )
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Every row of the thread's conversation (its archived messages too), in one transaction."""
+        async with self.conn.connection() as conn, conn.transaction():
+            for table in CONVERSATION_TABLES:
+                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (str(thread_id),))
 
     async def adelete_run(self, thread_id: str, run_id: str) -> int:
         """Remove every checkpoint a run wrote (a failed turn leaves nothing

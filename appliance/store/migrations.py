@@ -288,6 +288,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX tool_calls_thread_idx ON tool_calls (thread_id);
         """,
     ),
+    (
+        "the message archive",
+        """
+        -- Messages folded out of a conversation's checkpointed window, in
+        -- immutable batches: each names the batch before it, and a checkpoint
+        -- names its newest (state key archive_head), so a fork or a copy reads
+        -- the archive as it was at its own checkpoint. thread_id is text, as
+        -- in LangGraph's checkpoint tables (the conversation's other rows).
+        CREATE TABLE message_archive (
+            thread_id   text NOT NULL,
+            batch_id    uuid NOT NULL,
+            parent      uuid,
+            first_index integer NOT NULL,
+            size        integer NOT NULL,
+            type        text NOT NULL,
+            messages    bytea NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (thread_id, batch_id)
+        );
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

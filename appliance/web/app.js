@@ -8,6 +8,7 @@ import { Marked } from "./marked.esm.js";
 
 const KEY_STORAGE = "appliance.api-key";
 const NEW_BASE = "";  // the upload target meaning "a new knowledge base"
+const EARLIER_PAGE = 100;  // archived messages fetched per "Show earlier messages"
 // Nodes whose tokens are the answer; the others are shown as progress.
 const ANSWER_NODES = new Set(["respond", "verify", "act"]);
 const FINAL_NODES = new Set(["respond", "verify", "refuse", "act"]);
@@ -33,6 +34,7 @@ const state = {
   thread: null,   // the open conversation: {thread_id, metadata}
   running: null,  // the answer being written: {threadId, runId}
   opening: 0,     // counts conversations asked to open
+  first: 0,       // position in the whole conversation of the first message shown
   saving: Promise.resolve(),  // knowledge-base choices, saved in the order made
 };
 
@@ -195,15 +197,28 @@ async function openThread(threadId) {
   if (location.hash !== `#/c/${threadId}`) history.replaceState(null, "", `#/c/${threadId}`);
   const pending = (threadState.tasks || []).flatMap((t) => t.interrupts || []).map((i) => i.value)
     .filter((value) => value?.type === "tool_approval");
-  showThread(thread, threadState.values.messages || [], pending);
+  // The state holds the latest turns; older ones are archived, shown on request.
+  showThread(thread, threadState.values.messages || [], pending, threadState.values.archived || 0);
 }
 
-function showThread(thread, messages = [], pending = []) {
+function showThread(thread, messages = [], pending = [], archived = 0) {
   state.thread = thread;
+  state.first = archived;  // where the messages shown begin in the whole conversation
   $("#title").textContent = titleOf(thread);
   const assistant = assistantOf(thread);
   $("#thread-assistant").textContent = thread ? `with ${assistant?.name || "an assistant since deleted"}` : "";
   $("#messages").replaceChildren();
+  const bubble = renderMessages(messages);
+  for (const request of pending) askApproval(bubble || addMessage("assistant", ""), request);
+  offerEarlier();
+  $("#empty").hidden = messages.length > 0 || archived > 0;
+  renderThreads();
+  renderBases();
+  scrollToEnd();
+}
+
+// Appends messages as bubbles; returns the last answer's bubble, if the last turn has one.
+function renderMessages(messages) {
   let bubble = null;  // one bubble a turn: its tool calls, then its answer
   for (const message of messages) {
     if (message.type === "human") {
@@ -217,11 +232,36 @@ function showThread(thread, messages = [], pending = []) {
       }
     } else if (message.type === "tool" && bubble) showToolResult(bubble, message);
   }
-  for (const request of pending) askApproval(bubble || addMessage("assistant", ""), request);
-  $("#empty").hidden = messages.length > 0;
-  renderThreads();
-  renderBases();
-  scrollToEnd();
+  return bubble;
+}
+
+function offerEarlier() {
+  $("#messages > .earlier")?.remove();
+  if (!state.thread || state.first <= 0) return;
+  const item = document.createElement("li");
+  item.className = "earlier";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = `Show earlier messages (${state.first})`;
+  button.addEventListener("click", () => showEarlier(button));
+  item.append(button);
+  $("#messages").prepend(item);
+}
+
+async function showEarlier(button) {
+  const thread = state.thread;
+  button.disabled = true;
+  const page = await api(`/threads/${thread.thread_id}/messages?before=${state.first}&limit=${EARLIER_PAGE}`);
+  if (state.thread !== thread) return;
+  const list = $("#messages");
+  const shown = [...list.children].filter((item) => !item.classList.contains("earlier"));
+  const height = list.scrollHeight;
+  list.replaceChildren();
+  renderMessages(page.messages);
+  list.append(...shown);
+  state.first = page.first;
+  offerEarlier();
+  list.scrollTop += list.scrollHeight - height;  // the view stays on what was read
 }
 
 function startRename(item, thread) {

@@ -20,6 +20,7 @@ from appliance.api.schemas import (
     ThreadStateUpdated,
 )
 from appliance.runtime import Runtime
+from appliance.services.threads import ConversationPage
 from appliance.store.threads import ThreadQuery, ThreadRecord
 
 
@@ -132,6 +133,22 @@ class ThreadController(Controller):
     ) -> list[ThreadState]:
         states = await runtime.threads.history(tenant, thread_id, limit=limit, before=before)
         return [ThreadState(**s) for s in states]
+
+    @get("/{thread_id:uuid}/messages", summary="The whole conversation, a page at a time, archived turns too")
+    async def messages(
+        self,
+        runtime: NamedDependency[Runtime],
+        tenant: NamedDependency[str],
+        thread_id: FromPath[uuid.UUID],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000, description="How many messages at most")] = 100,
+        before: Annotated[
+            int | None,
+            QueryParameter(ge=0, description="Where the page ends: before this position (default: the end)"),
+        ] = None,
+    ) -> ConversationPage:
+        """The state holds the conversation's latest turns (its window); older ones
+        are folded into its summary and archived. This reads any part of the whole."""
+        return await runtime.threads.messages(tenant, thread_id, limit=limit, before=before)
 
     @post("/{thread_id:uuid}/history", status_code=200, summary="Search the thread's past states")
     async def history_search(

@@ -1,0 +1,92 @@
+"""(g) Does a turn cost more as the conversation grows? 1,000 turns on one
+thread through POST /threads/{id}/runs/wait with an instant model and the
+default memory budget; time per turn, and bytes the thread's rows gained per
+turn (checkpoints, their blobs and writes, and the message archive), at turns
+10-30 against turns 980-1,000.
+
+    python -m bench.growth [--turns 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from bench.common import bench_settings, instant_model
+from tests.support.app import serve_app
+
+# Every row the conversation itself writes, wherever it lives.
+THREAD_BYTES = """
+    SELECT (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c WHERE c.thread_id = %(t)s)
+         + (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b WHERE b.thread_id = %(t)s)
+         + (SELECT coalesce(sum(pg_column_size(w.*)), 0) FROM checkpoint_writes w WHERE w.thread_id = %(t)s)
+         + (SELECT coalesce(sum(pg_column_size(a.*)), 0) FROM message_archive a WHERE a.thread_id = %(t)s)
+      AS n
+"""
+
+
+# PostgreSQL's autovacuum refreshes the planner's statistics as tables grow,
+# which also replaces the plans connections cached for them while the tables
+# were empty. Its nap is a minute, longer than these 1,000 turns take, so the
+# bench does what it would have done by then.
+ANALYZE_EVERY = 100
+
+
+def window(turns: int) -> tuple[range, range]:
+    late_end = turns
+    return range(10, 30), range(late_end - 20, late_end)
+
+
+async def main(turns: int) -> None:
+    early, late = window(turns)
+    measured = set(early) | set(late)
+    seconds: dict[int, float] = {}
+    written: dict[int, int] = {}
+    with bench_settings() as settings:
+        async with serve_app(settings, instant_model()) as app:
+            client, pool = app.client, app.runtime.pool
+            tid = (await client.post("/threads", json={})).json()["thread_id"]
+
+            async def size() -> int:
+                async with pool.connection() as conn:
+                    return (await (await conn.execute(THREAD_BYTES, {"t": tid})).fetchone())["n"]
+
+            for n in range(turns):
+                if n % ANALYZE_EVERY == 0:
+                    async with pool.connection() as conn:
+                        await conn.execute("ANALYZE")
+                body = {"input": {"messages": [{"role": "user", "content": f"turn {n}: please remember item {n}"}]}}
+                before = await size() if n in measured else 0
+                started = time.perf_counter()
+                response = await client.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "agent", **body})
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200, response.text
+                if n in measured:
+                    seconds[n] = elapsed
+                    written[n] = await size() - before
+            total = await size()
+
+    def median_ms(turn_range: range) -> float:
+        return statistics.median(seconds[n] for n in turn_range) * 1000
+
+    def mean_bytes(turn_range: range) -> float:
+        return statistics.fmean(written[n] for n in turn_range)
+
+    print(f"{turns} turns on one thread; the thread's rows hold {total / 1e6:.2f} MB")
+    for name, turn_range in (("early", early), ("late", late)):
+        print(
+            f"{name}: turns {turn_range.start}-{turn_range.stop}: p50 {median_ms(turn_range):6.2f} ms/turn, "
+            f"{mean_bytes(turn_range) / 1e3:7.2f} KB/turn"
+        )
+    print(
+        f"ratio late/early: time {median_ms(late) / median_ms(early):.2f}x (target <= 1.15), "
+        f"bytes {mean_bytes(late) / mean_bytes(early):.2f}x (target <= 1.2)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=1000)
+    asyncio.run(main(parser.parse_args().turns))
