@@ -75,7 +75,7 @@ async def test_the_state_keeps_a_window_and_the_whole_conversation_reads_back_in
 
     for bad in ({"limit": 0}, {"before": -1}, {"limit": "many"}):
         response = await app.client.get(f"/threads/{tid}/messages", params=bad)
-        assert response.status_code == 400, (bad, response.text)
+        assert response.status_code in (400, 422), (bad, response.text)
         assert next(iter(bad)) in response.text
 
 

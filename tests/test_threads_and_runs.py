@@ -49,6 +49,26 @@ async def test_clients_send_only_the_new_message_and_the_server_keeps_every_turn
     assert "first question" in [m.text for m in last_prompt]
 
 
+async def test_a_wait_reads_the_state_once_and_answers_with_the_state_committed(scripted_app, monkeypatch):
+    client, tid = scripted_app.client, await new_thread(scripted_app.client)
+    await turn(client, tid, "first question")
+    saver = scripted_app.runtime.checkpointer
+    reads = []
+    read = saver.aget_tuple
+
+    async def counted(config):
+        reads.append(config)
+        return await read(config)
+
+    monkeypatch.setattr(saver, "aget_tuple", counted)
+    values = await turn(client, tid, "second question")
+    # The run reads the thread's state as it starts; the answer is its final
+    # state, handed over by the run, not read back after it.
+    assert len(reads) == 1, reads
+    monkeypatch.undo()
+    assert values == (await client.get(f"/threads/{tid}/state")).json()["values"]
+
+
 async def test_stream_sends_metadata_first_then_tokens_as_they_are_made(scripted_app):
     client, tid = scripted_app.client, await new_thread(scripted_app.client)
     body = user("stream please") | {"stream_mode": ["messages-tuple", "values", "updates"]}

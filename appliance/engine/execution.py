@@ -28,7 +28,7 @@ from appliance.engine.events import EventLog, LiveRun
 from appliance.engine.jsonable import jsonable, run_json
 from appliance.engine.request import RunRequest, from_kwargs
 from appliance.engine.webhooks import Webhooks
-from appliance.engine.worker import Worker
+from appliance.engine.worker import RunEnd, Worker
 from appliance.errors import ApplianceError
 from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
@@ -142,12 +142,14 @@ class RunExecutor:
                 if await self.checkpointer.ahas_run(thread_id, run_id):
                     value = None  # go on from the run's last checkpoint
             config, wanted = self._config(run, request), request.stream_mode
-            paused = False
-            # Updates are always watched: an "__interrupt__" one says the graph paused for a person.
+            paused, interrupts, values = False, [], None
+            # Updates are always watched: an "__interrupt__" one says the graph
+            # paused for a person. Values too: the last is the final state, which
+            # this process's waiters then need not read back.
             async for mode, chunk in self.graph.astream(
                 value,
                 config,
-                stream_mode=list(dict.fromkeys([*wanted, "updates"])),
+                stream_mode=list(dict.fromkeys([*wanted, "updates", "values"])),
                 context=request.context,
                 interrupt_before=request.interrupt_before,
                 interrupt_after=request.interrupt_after,
@@ -155,10 +157,14 @@ class RunExecutor:
             ):
                 if mode == "updates" and "__interrupt__" in chunk:
                     paused = True
+                    interrupts.extend(chunk["__interrupt__"])
+                elif mode == "values":
+                    values = chunk
                 if mode in wanted:
                     self.events.publish(live, mode, jsonable(chunk))
             await self.events.flush()
-            await self._finish(run, worker, "success", "interrupted" if paused else "idle")
+            end = RunEnd("success", values, interrupts)
+            await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)
             return "success"
         except asyncio.CancelledError:
             return await asyncio.shield(self._stopped(run, worker, live))
@@ -200,7 +206,13 @@ class RunExecutor:
         return "cancelled"
 
     async def _finish(
-        self, run: RunRecord, worker: Worker, status: RunStatus, thread_status: str, error: dict | None = None
+        self,
+        run: RunRecord,
+        worker: Worker,
+        status: RunStatus,
+        thread_status: str,
+        error: dict | None = None,
+        end: RunEnd | None = None,
     ) -> None:
         """Record how the attempt ended. PostgreSQL unable to take the write now
         (its disk full, or restarting) is asked again until it can: a run that
@@ -209,7 +221,7 @@ class RunExecutor:
         while True:
             try:
                 await self.store.finish(run, worker.worker_id, status, thread_status, error=error)
-                worker.ended_here(run.run_id)
+                worker.ended_here(run.run_id, end or RunEnd(status))
                 return
             except Exception as exc:
                 if storage_fault(exc) is None:

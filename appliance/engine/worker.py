@@ -15,6 +15,8 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -22,6 +24,17 @@ from appliance.engine.events import EventLog
 from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, RunRecord, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended. The process that ran it also hands its waiters the
+    final state (``values``, and the ``interrupts`` it paused on), so a
+    ``wait`` in that process need not read the state back; elsewhere None."""
+
+    status: RunStatus | None
+    values: dict[str, Any] | None = None
+    interrupts: list[Any] = field(default_factory=list)
 
 # How soon a worker that lost the database tries again, doubling up to the most.
 RECONNECT_MIN_S = 0.25
@@ -128,16 +141,18 @@ class Worker:
 
     # Waiting for a run to end (any process) ------------------------------------
 
-    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> RunStatus | None:
-        """Return when the run is no longer pending or running: how it ended (None: it is gone)."""
+    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> RunEnd:
+        """Return when the run is no longer pending or running: how it ended
+        (status None: it is gone), with its final state when it ended in this process."""
         while True:
             status = await self.store.status(run_id)
             if status not in ("pending", "running"):
-                return status
-            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                return RunEnd(status)
+            ended: asyncio.Future[RunEnd | None] = asyncio.get_running_loop().create_future()
             self._ended.setdefault(run_id, []).append(ended)
             try:
-                await asyncio.wait_for(ended, poll_s)
+                if (end := await asyncio.wait_for(ended, poll_s)) is not None:
+                    return end
             except TimeoutError:
                 pass
             finally:
@@ -170,15 +185,16 @@ class Worker:
             self._wake.set()
         elif channel == CANCEL_CHANNEL:
             self._cancel_local(uuid.UUID(payload))
-        elif channel == DONE_CHANNEL:
-            self.ended_here(uuid.UUID(payload))
+        elif channel == DONE_CHANNEL and (run_id := uuid.UUID(payload)) not in self.running:
+            self.ended_here(run_id)  # a run of this process says so itself, with its final state
 
-    def ended_here(self, run_id: uuid.UUID) -> None:
+    def ended_here(self, run_id: uuid.UUID, end: RunEnd | None = None) -> None:
         """The run's end is committed: its waiters in this process look now (the
-        run's own process calls this at once; the others when PostgreSQL tells them)."""
+        run's own process calls this at once, with how it ended; the others
+        when PostgreSQL tells them, and read it back)."""
         for ended in self._ended.pop(run_id, []):
             if not ended.done():
-                ended.set_result(None)
+                ended.set_result(end)
         self.events.touch(run_id)
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
@@ -238,6 +254,7 @@ class Worker:
             self.cancelled.discard(run.run_id)
             self._began.discard(run.run_id)
             self._wake.set()
+            self.ended_here(run.run_id)  # waiters the run left without word look for themselves
 
     async def _keep_alive(self) -> None:
         while True:

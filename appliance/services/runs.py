@@ -345,14 +345,18 @@ class RunService:
         ``created``: the caller has just created the run, so it need not be looked up first."""
         if not created:
             await self.require(tenant, thread_id, run_id)
-        if await self.worker.wait_ended(run_id) == "error":
+        end = await self.worker.wait_ended(run_id)
+        if end.status == "error":
             run = await self.store.get(tenant, thread_id, run_id)
             if run is not None and run.error:
                 raise run_error(run.error)
-        snapshot = await self.graph.aget_state(thread_config(thread_id))
-        values = jsonable(snapshot.values)
-        if snapshot.interrupts:
-            values["__interrupt__"] = jsonable(list(snapshot.interrupts))
+        if end.values is not None:  # it ran here: its final state, as it was committed
+            values, interrupts = jsonable(end.values), end.interrupts
+        else:
+            snapshot = await self.graph.aget_state(thread_config(thread_id))
+            values, interrupts = jsonable(snapshot.values), list(snapshot.interrupts)
+        if interrupts:
+            values["__interrupt__"] = jsonable(interrupts)
         return values
 
     # Reading and cancelling ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, Literal, get_type_hints
 
@@ -42,6 +43,9 @@ def _messages(value: Any, where: str) -> list[dict[str, Any]]:
     convert_to_messages(plain)  # every shape above is one LangChain reads
     return plain
 
+
+# States read at once for a page of threads: a share of the pool, not all of it.
+VALUES_AT_ONCE = 4
 
 # Where the window sits in the archive: only a fold moves it.
 ARCHIVE_KEYS = frozenset({"archived", "archive_head"})
@@ -113,6 +117,17 @@ class ThreadService:
     async def values(self, thread_id: uuid.UUID) -> dict[str, Any]:
         return thread_state(await self.graph.aget_state(thread_config(thread_id)))["values"]
 
+    async def values_of(self, thread_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+        """Several threads' values, read side by side (a search page asks for
+        them all; one after another each waited for the last)."""
+        at_once = asyncio.Semaphore(VALUES_AT_ONCE)
+
+        async def read(thread_id: uuid.UUID) -> dict[str, Any]:
+            async with at_once:
+                return await self.values(thread_id)
+
+        return list(await asyncio.gather(*(read(t) for t in thread_ids)))
+
     async def patch(self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any]) -> ThreadRecord:
         record = await self.store.merge_metadata(tenant, thread_id, metadata)
         if record is None:
@@ -148,6 +163,8 @@ class ThreadService:
     ) -> ConversationPage:
         """Up to ``limit`` messages of the whole conversation, the latest before
         position ``before`` (None: the end); archived ones are read only when asked for."""
+        if before is not None and before < 0:
+            raise Invalid(f"before must be a position in the conversation (0 or more), not {before}", param="before")
         await self.require(tenant, thread_id)
         values = (await self.graph.aget_state(thread_config(thread_id))).values
         window, archived = values.get("messages", []), values.get("archived", 0)

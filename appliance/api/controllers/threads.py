@@ -60,8 +60,10 @@ class ThreadController(Controller):
             descending=data.sort_order == "desc",
         )
         records = await runtime.threads.search(tenant, query)
-        with_values = data.select is None or "values" in data.select
-        return [to_thread(r, await runtime.threads.values(r.thread_id) if with_values else None) for r in records]
+        if data.select is not None and "values" not in data.select:
+            return [to_thread(r) for r in records]
+        values = await runtime.threads.values_of([r.thread_id for r in records])
+        return [to_thread(r, v) for r, v in zip(records, values, strict=True)]
 
     @get("/{thread_id:uuid}", summary="Get a thread")
     async def read(
@@ -141,10 +143,8 @@ class ThreadController(Controller):
         tenant: NamedDependency[str],
         thread_id: FromPath[uuid.UUID],
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="How many messages at most")] = 100,
-        before: Annotated[
-            int | None,
-            QueryParameter(ge=0, description="Where the page ends: before this position (default: the end)"),
-        ] = None,
+        before: Annotated[int, QueryParameter(ge=0, description="Where the page ends: before this position")]
+        | None = None,
     ) -> ConversationPage:
         """The state holds the conversation's latest turns (its window); older ones
         are folded into its summary and archived. This reads any part of the whole."""
