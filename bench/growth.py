@@ -1,7 +1,8 @@
 """(g) Does a turn cost more as the conversation grows? 1,000 turns on one
 thread through POST /threads/{id}/runs/wait with an instant model and the
 default memory budget; time per turn, and bytes the thread's rows gained per
-turn (checkpoints, their blobs and writes, and the message archive), at turns
+turn (checkpoints, their blobs and writes, the message archive and the runs'
+stream events), at turns
 10-30 against turns 980-1,000.
 
     python -m bench.growth [--turns 1000]
@@ -23,6 +24,8 @@ THREAD_BYTES = """
          + (SELECT coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b WHERE b.thread_id = %(t)s)
          + (SELECT coalesce(sum(pg_column_size(w.*)), 0) FROM checkpoint_writes w WHERE w.thread_id = %(t)s)
          + (SELECT coalesce(sum(pg_column_size(a.*)), 0) FROM message_archive a WHERE a.thread_id = %(t)s)
+         + (SELECT coalesce(sum(pg_column_size(e.*)), 0) FROM run_events e JOIN runs r USING (run_id)
+            WHERE r.thread_id = %(t)s::uuid)
       AS n
 """
 

@@ -17,8 +17,8 @@ import sys
 import time
 import uuid
 
-from bench.common import bench_settings, instant_model, summary
 from appliance.store.checkpointer import thread_config
+from bench.common import bench_settings, instant_model, summary
 from tests.support.app import serve_app
 
 SEARCH_PAGE = 50

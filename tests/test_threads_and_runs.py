@@ -69,6 +69,23 @@ async def test_a_wait_reads_the_state_once_and_answers_with_the_state_committed(
     assert values == (await client.get(f"/threads/{tid}/state")).json()["values"]
 
 
+async def test_a_wait_records_only_the_stream_events_it_asks_for(scripted_app):
+    client, tid = scripted_app.client, await new_thread(scripted_app.client)
+    await turn(client, tid, "a first turn")
+    await turn(client, tid, "a second turn", stream_mode=["values"])
+
+    async def recorded(run_id: str) -> list[str]:
+        async with scripted_app.runtime.pool.connection() as conn:
+            rows = await conn.execute("SELECT event FROM run_events WHERE run_id = %s ORDER BY seq", (run_id,))
+            return [r["event"] for r in await rows.fetchall()]
+
+    first, second = sorted((await client.get(f"/threads/{tid}/runs")).json(), key=lambda r: r["created_at"])
+    # Values at every step are the whole window each time: kept only for a caller who asked.
+    assert "values" not in await recorded(first["run_id"])
+    assert (await recorded(second["run_id"])).count("values") >= 2
+    assert first["kwargs"]["stream_mode"] == [] and second["kwargs"]["stream_mode"] == ["values"]
+
+
 async def test_stream_sends_metadata_first_then_tokens_as_they_are_made(scripted_app):
     client, tid = scripted_app.client, await new_thread(scripted_app.client)
     body = user("stream please") | {"stream_mode": ["messages-tuple", "values", "updates"]}

@@ -243,7 +243,8 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     metadata: Metadata = msgspec.field(default_factory=dict)
     config: RunConfig = msgspec.field(default_factory=RunConfig)
     context: Annotated[dict[str, Any], ASSISTANT_CONTEXT] | None = None
-    stream_mode: Annotated[str | list[str], rule(**one_or_many(*STREAM_MODES))] = "values"
+    # None: "values" for a run a stream may follow; nothing for one its caller waits for.
+    stream_mode: Annotated[str | list[str] | None, rule(**one_or_many(*STREAM_MODES))] = None
     stream_subgraphs: bool = False  # the agent has no subgraphs
     stream_resumable: bool = False  # every run's stream is kept, resumable or not
     on_disconnect: Literal["cancel", "continue"] = "cancel"

@@ -420,4 +420,4 @@ def stream_modes(requested: list[str]) -> list[str]:
     unknown = [m for m in requested if m not in STREAM_MODES]
     if unknown:
         raise Invalid(f"stream_mode {unknown[0]!r} is not available; use any of {', '.join(STREAM_MODES)}")
-    return [STREAM_MODES[m] for m in dict.fromkeys(requested)] or ["values"]
+    return [STREAM_MODES[m] for m in dict.fromkeys(requested)]

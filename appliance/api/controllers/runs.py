@@ -30,7 +30,11 @@ def as_list(value: str | list[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else value
 
 
-def to_spec(data: RunCreate) -> RunSpec:
+def to_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
+    """``followed``: a stream may follow the run, so without a stream_mode it
+    records values (the Agent Server's default). A run its caller waits for
+    answers with the final state instead, and records only what is asked:
+    values at every step are the whole window, again and again, for no one."""
     if data.feedback_keys:
         raise Invalid("feedback_keys needs LangSmith, which an offline appliance does not use; leave it out")
     if data.langsmith_tracer:
@@ -43,7 +47,7 @@ def to_spec(data: RunCreate) -> RunSpec:
         configurable=data.config.configurable,
         context=data.context or {},
         recursion_limit=data.config.recursion_limit,
-        stream_mode=as_list(data.stream_mode) or ["values"],
+        stream_mode=as_list(data.stream_mode) or (["values"] if followed else []),
         multitask_strategy=data.multitask_strategy,
         if_not_exists=data.if_not_exists,
         on_disconnect=data.on_disconnect,
@@ -61,7 +65,7 @@ def to_spec(data: RunCreate) -> RunSpec:
 HELD_DELAY_S = 60
 
 
-def held_spec(data: RunCreate) -> RunSpec:
+def held_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
     """The spec of a run the call waits for: one that starts while the call can wait."""
     if (data.after_seconds or 0) > HELD_DELAY_S:
         raise Invalid(
@@ -69,7 +73,7 @@ def held_spec(data: RunCreate) -> RunSpec:
             f"start a later run with POST .../runs and join it when it is due",
             param="after_seconds",
         )
-    return to_spec(data)
+    return to_spec(data, followed=followed)
 
 
 async def disconnected(request: Request) -> None:
@@ -191,7 +195,7 @@ class RunController(Controller):
         request: Request,
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
-        run = await runtime.runs.create(tenant, thread_id, held_spec(data), key_id=actor.key_id)
+        run = await runtime.runs.create(tenant, thread_id, held_spec(data, followed=False), key_id=actor.key_id)
         values = await unless_left(request, runtime.runs.join(tenant, thread_id, run.run_id, created=True))
         return values if isinstance(values, Response) else located(values, run, then="join")
 
@@ -329,7 +333,7 @@ class StatelessRunController(Controller):
         data: JSONBody[RunCreate],
         request: Request,
     ) -> dict[str, Any]:
-        spec = held_spec(data)
+        spec = held_spec(data, followed=False)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
             return await unless_left(request, runtime.runs.join(tenant, run.thread_id, run.run_id, created=True))
