@@ -4,6 +4,7 @@ checkpoint, and for threads written before the archive existed."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 import pytest
@@ -109,6 +110,26 @@ async def test_a_copy_and_a_fork_read_the_archive_as_it_was_at_their_checkpoint(
         archived = await conn.execute("SELECT count(*) AS n FROM message_archive WHERE thread_id = %s", (tid,))
         assert (await archived.fetchone())["n"] == 0
     assert questions(await whole(app, copy)) == conversation
+
+
+async def test_an_openai_client_resending_a_long_history_adds_only_its_new_turn(app):
+    conversation = {"X-Conversation-Id": f"long-{uuid.uuid4().hex[:6]}"}
+    history: list[dict] = []
+    for n in range(1, 41):
+        history.append({"role": "user", "content": f"turn {n}: please remember item number {n}"})
+        response = await app.client.post(
+            "/v1/chat/completions", json={"model": "agent", "messages": history}, headers=conversation
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        history.append({"role": "assistant", "content": body["choices"][0]["message"]["content"]})
+    tid = body["conversation_id"]
+    state = (await app.client.get(f"/threads/{tid}/state")).json()["values"]
+    assert state["archived"] > 0, "the history sent should reach into the archive"
+    # Matched against the whole conversation, archive and window: nothing added twice.
+    assert [(m["type"], m["content"]) for m in await whole(app, tid)] == [
+        ("human" if m["role"] == "user" else "ai", m["content"]) for m in history
+    ]
 
 
 class StateBeforeTheArchive(TypedDict, total=False):

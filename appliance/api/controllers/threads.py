@@ -143,8 +143,13 @@ class ThreadController(Controller):
         tenant: NamedDependency[str],
         thread_id: FromPath[uuid.UUID],
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="How many messages at most")] = 100,
-        before: Annotated[int, QueryParameter(ge=0, description="Where the page ends: before this position")]
-        | None = None,
+        before: Annotated[
+            int | None,
+            QueryParameter(
+                description="Where the page ends: before this position (default: the end)",
+                schema_extra={"minimum": 0},  # checked by the service (as ge=0 it left the description)
+            ),
+        ] = None,
     ) -> ConversationPage:
         """The state holds the conversation's latest turns (its window); older ones
         are folded into its summary and archived. This reads any part of the whole."""
