@@ -13,8 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from tests.support.app import make_settings, serve_app
-from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
+from tests.support.app import serve_scripted
 from tests.support.turns import new_thread, turn
 
 BUDGET = 300
@@ -22,15 +21,15 @@ BUDGET = 300
 
 @pytest.fixture(scope="module")
 async def app(databases, chroma_url, tmp_path_factory):
-    settings = make_settings(
+    async with serve_scripted(
         tmp_path_factory.mktemp("archive"),
         databases.create(),
         chroma_url,
-        context_token_budget=BUDGET,
+        delay=0,
+        context_token_budget=str(BUDGET),
         fold_target="0.85",
-        summary_max_tokens=40,
-    )
-    async with serve_app(settings, scripted_language_model(ScriptedChatModel())) as served:
+        summary_max_tokens="40",
+    ) as served:
         yield served
 
 
