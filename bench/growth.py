@@ -2,8 +2,7 @@
 thread through POST /threads/{id}/runs/wait with an instant model and the
 default memory budget; time per turn, and bytes the thread's rows gained per
 turn (checkpoints, their blobs and writes, the message archive and the runs'
-stream events), at turns
-10-30 against turns 980-1,000.
+stream events), at turns 10-30 against turns 980-1,000.
 
     python -m bench.growth [--turns 1000]
 """
@@ -15,7 +14,7 @@ import asyncio
 import statistics
 import time
 
-from bench.common import bench_settings, instant_model
+from bench.common import bench_settings, instant_model, keep_statistics
 from tests.support.app import serve_app
 
 # Every row the conversation itself writes, wherever it lives.
@@ -28,13 +27,6 @@ THREAD_BYTES = """
             WHERE r.thread_id = %(t)s::uuid)
       AS n
 """
-
-
-# PostgreSQL's autovacuum refreshes the planner's statistics as tables grow,
-# which also replaces the plans connections cached for them while the tables
-# were empty. Its nap is a minute, longer than these 1,000 turns take, so the
-# bench does what it would have done by then.
-ANALYZE_EVERY = 100
 
 
 def window(turns: int) -> tuple[range, range]:
@@ -57,9 +49,7 @@ async def main(turns: int) -> None:
                     return (await (await conn.execute(THREAD_BYTES, {"t": tid})).fetchone())["n"]
 
             for n in range(turns):
-                if n % ANALYZE_EVERY == 0:
-                    async with pool.connection() as conn:
-                        await conn.execute("ANALYZE")
+                await keep_statistics(pool, n)
                 body = {"input": {"messages": [{"role": "user", "content": f"turn {n}: please remember item {n}"}]}}
                 before = await size() if n in measured else 0
                 started = time.perf_counter()

@@ -18,13 +18,10 @@ import time
 import uuid
 
 from appliance.store.checkpointer import thread_config
-from bench.common import bench_settings, instant_model, summary
+from bench.common import bench_settings, instant_model, keep_statistics, summary
 from tests.support.app import serve_app
 
 SEARCH_PAGE = 50
-# PostgreSQL's autovacuum would have analyzed the tables by the time a thread
-# has 1,000 turns; the bench fills them faster than its one-minute nap.
-ANALYZE_EVERY = 100
 
 
 async def fill(settings, turns: int) -> str:
@@ -33,9 +30,7 @@ async def fill(settings, turns: int) -> str:
         tid = (await app.client.post("/threads", json={"metadata": {"long": True}})).json()["thread_id"]
         config = {"configurable": {"thread_id": tid}}
         for n in range(turns):
-            if n % ANALYZE_EVERY == 0:
-                async with app.runtime.pool.connection() as conn:
-                    await conn.execute("ANALYZE")
+            await keep_statistics(app.runtime.pool, n)
             await app.runtime.graph.ainvoke({"messages": [("user", f"message number {n}")]}, config)
         for _ in range(SEARCH_PAGE):
             other = (await app.client.post("/threads", json={"metadata": {"page": True}})).json()["thread_id"]
