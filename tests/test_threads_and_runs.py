@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.support.app import serve_scripted
 from tests.support.turns import checkpoint_count, new_thread, stream, turn, user
 
 
@@ -67,6 +68,43 @@ async def test_a_wait_reads_the_state_once_and_answers_with_the_state_committed(
     assert len(reads) == 1, reads
     monkeypatch.undo()
     assert values == (await client.get(f"/threads/{tid}/state")).json()["values"]
+
+
+async def test_a_turn_on_an_idle_thread_starts_where_it_was_asked_without_a_trip_through_the_queue(
+    scripted_app, monkeypatch
+):
+    client, tid = scripted_app.client, await new_thread(scripted_app.client)
+    await turn(client, tid, "a first turn")
+    store, asked = scripted_app.runtime.worker.store, []
+    for name in ("claim", "status"):
+        original = getattr(store, name)
+
+        async def counted(*args, _name=name, _original=original, **kwargs):
+            asked.append(_name)
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+    await turn(client, tid, "waited for")
+    await stream(client, tid, user("streamed") | {"stream_mode": ["values"]})
+    await asyncio.sleep(0.3)  # a look at the queue after the end would come now
+    # Created running on this process's worker, in the transaction that
+    # queued it; its waiter told of its end by the run itself.
+    assert asked == []
+    runs = (await client.get(f"/threads/{tid}/runs")).json()
+    assert [r["status"] for r in runs] == ["success"] * 3
+
+
+async def test_runs_that_find_no_free_slot_wait_in_the_queue_and_start_as_one_frees(databases, chroma_url, tmp_path):
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0.05, worker_slots="1") as app:
+        threads = [await new_thread(app.client) for _ in range(3)]
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(turn(app.client, t, "hello") for t in threads))
+        elapsed = time.perf_counter() - started
+        look_every = app.runtime.settings.worker_heartbeat_s
+    assert all(a["messages"][-1]["type"] == "ai" for a in answers)
+    # One slot: one run at a time, the next taken from the queue as the one
+    # before it ends, not at the worker's next look at the queue.
+    assert elapsed < look_every, elapsed
 
 
 async def test_a_wait_records_only_the_stream_events_it_asks_for(scripted_app):

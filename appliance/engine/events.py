@@ -185,7 +185,7 @@ class EventLog:
         while True:
             live = self.live.get(run_id)
             if live is not None:
-                if after[0] < live.attempt:  # earlier attempts, from the table
+                if 1 < live.attempt and after[0] < live.attempt:  # earlier attempts, from the table
                     for item in await self._stored(run_id, after):
                         if item.attempt < live.attempt:
                             yield item

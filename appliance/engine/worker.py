@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,15 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from appliance.engine.events import EventLog
-from appliance.store.runs import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE_CHANNEL, RunRecord, RunStatus, RunStore
+from appliance.store.runs import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    INFLIGHT,
+    QUEUE_CHANNEL,
+    RunRecord,
+    RunStatus,
+    RunStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,8 @@ class RunEnd:
     values: dict[str, Any] | None = None
     interrupts: list[Any] = field(default_factory=list)
 
+# Ends kept for waiters that look just after (a wait registered a moment too late).
+RECENT_ENDS = 64
 # How soon a worker that lost the database tries again, doubling up to the most.
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
@@ -71,7 +82,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._began: set[uuid.UUID] = set()
         self._stopping = False
-        self._ended: dict[uuid.UUID, list[asyncio.Future[None]]] = {}
+        self._ended: dict[uuid.UUID, list[asyncio.Future[RunEnd | None]]] = {}
+        # Recent ends heard in this process (None: it ended elsewhere, read how).
+        self._recent: OrderedDict[uuid.UUID, RunEnd | None] = OrderedDict()
+        self._held = 0  # slots held for runs this process is creating (``hold_slot``)
+        self._starved = False  # the last look at the queue found more than the free slots
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: AsyncConnection | None = None  # listens, and holds the liveness lock
         self._beat: AsyncConnection | None = None  # the heartbeat's own
@@ -141,13 +156,21 @@ class Worker:
 
     # Waiting for a run to end (any process) ------------------------------------
 
-    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0) -> RunEnd:
+    async def wait_ended(self, run_id: uuid.UUID, poll_s: float = 1.0, *, in_flight: bool = False) -> RunEnd:
         """Return when the run is no longer pending or running: how it ended
-        (status None: it is gone), with its final state when it ended in this process."""
+        (status None: it is gone), with its final state when it ended in this process.
+        ``in_flight``: the caller knows it was (it just created it), so its status is not read first."""
+        look = not in_flight
         while True:
-            status = await self.store.status(run_id)
-            if status not in ("pending", "running"):
-                return RunEnd(status)
+            if run_id in self._recent:
+                if (end := self._recent[run_id]) is not None:
+                    return end
+                look = True  # it ended elsewhere
+            if look:
+                status = await self.store.status(run_id)
+                if status not in INFLIGHT:
+                    return self._recent.get(run_id) or RunEnd(status)
+            look = True
             ended: asyncio.Future[RunEnd | None] = asyncio.get_running_loop().create_future()
             self._ended.setdefault(run_id, []).append(ended)
             try:
@@ -186,16 +209,47 @@ class Worker:
         elif channel == CANCEL_CHANNEL:
             self._cancel_local(uuid.UUID(payload))
         elif channel == DONE_CHANNEL and (run_id := uuid.UUID(payload)) not in self.running:
-            self.ended_here(run_id)  # a run of this process says so itself, with its final state
+            if self._recent.get(run_id) is None:  # a run of this process says so itself, with its final state
+                self.ended_here(run_id)
 
     def ended_here(self, run_id: uuid.UUID, end: RunEnd | None = None) -> None:
         """The run's end is committed: its waiters in this process look now (the
         run's own process calls this at once, with how it ended; the others
         when PostgreSQL tells them, and read it back)."""
+        if end is not None or run_id not in self._recent:
+            self._recent[run_id] = end
+            self._recent.move_to_end(run_id)
+            if len(self._recent) > RECENT_ENDS:
+                self._recent.popitem(last=False)
         for ended in self._ended.pop(run_id, []):
             if not ended.done():
                 ended.set_result(end)
         self.events.touch(run_id)
+
+    # Starting a run this process creates ---------------------------------------
+
+    def hold_slot(self) -> uuid.UUID | None:
+        """A slot for a run this process is about to create, so it can start
+        here without a trip through the queue: this worker's id, or None when it
+        has no slot free (or is not online). Give it back with ``adopt``."""
+        if self._stopping or not self._online.is_set() or self.slots - len(self.running) - self._held <= 0:
+            return None
+        self._held += 1
+        return self.worker_id
+
+    def adopt(self, run: RunRecord | None) -> None:
+        """Give back a held slot; when ``run`` was created running on this
+        worker, start it in it. (A run claimed under an identity this worker has
+        since lost is not started: the sweep hands it back to the queue.)"""
+        self._held -= 1
+        if run is None or run.status != "running":
+            if self._starved:  # the slot held may be what a queued run waits for
+                self._wake.set()
+            return
+        if run.worker_id == self.worker_id and self._online.is_set() and not self._stopping:
+            self._start(run)
+        else:
+            self._wake.set()
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
         # Recorded as well: a task cancelled before its first step never runs
@@ -213,7 +267,8 @@ class Worker:
             self._wake.clear()
             # Claimed only while the liveness lock is held, or a sweep could hand the run to another at once.
             await self._online.wait()
-            free = self.slots - len(self.running)
+            free = self.slots - len(self.running) - self._held
+            self._starved = free <= 0
             claimed: list[RunRecord] = []
             if free > 0:
                 try:
@@ -224,6 +279,7 @@ class Worker:
             for run in claimed:
                 self._start(run)
             if claimed and len(claimed) == free:
+                self._starved = True
                 continue  # there may be more waiting
             try:
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat_s)
@@ -253,7 +309,8 @@ class Worker:
             self.running.pop(run.run_id, None)
             self.cancelled.discard(run.run_id)
             self._began.discard(run.run_id)
-            self._wake.set()
+            if self._starved:  # runs may be waiting for this slot
+                self._wake.set()
             self.ended_here(run.run_id)  # waiters the run left without word look for themselves
 
     async def _keep_alive(self) -> None:

@@ -165,6 +165,8 @@ class RunService:
                 '{"messages": [{"role": "user", "content": "..."}]}',
                 param="input",
             )
+        # A slot of this process's worker, so the run can start here at once.
+        start_on = self.worker.hold_slot()
         new = NewRun(
             run_id=uuid.uuid4(),
             thread_id=thread_id,
@@ -175,7 +177,9 @@ class RunService:
             multitask_strategy=spec.multitask_strategy,
             delay_s=spec.after_seconds,
             key_id=key_id,
+            start_on=start_on,
         )
+        created = None
         try:
             created = await self.store.create(new, self.limits.defaults)
         except OverLimit as exc:
@@ -186,6 +190,9 @@ class RunService:
             ) from None
         except ThreadMissing:
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
+        finally:
+            if start_on is not None:
+                self.worker.adopt(created.run if created else None)
         return created.run
 
     async def _has_state(self, thread_id: uuid.UUID) -> bool:
@@ -345,7 +352,7 @@ class RunService:
         ``created``: the caller has just created the run, so it need not be looked up first."""
         if not created:
             await self.require(tenant, thread_id, run_id)
-        end = await self.worker.wait_ended(run_id)
+        end = await self.worker.wait_ended(run_id, in_flight=created)
         if end.status == "error":
             run = await self.store.get(tenant, thread_id, run_id)
             if run is not None and run.error:

@@ -40,6 +40,19 @@ _COLUMNS = (
 )
 _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
+_INSERT_RUN = """INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
+                                  multitask_strategy, available_at, key_id, worker_id, attempt)
+                 VALUES (%s, %s, %s, %s, {status}, %s, %s, %s, now() + %s * interval '1 second', %s, {worker})
+                 RETURNING {columns}"""
+# A run that waits: the workers hear that the queue has news.
+_QUEUE_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'pending'", worker="NULL, 0", columns=_COLUMNS)})
+                 SELECT run.* FROM run, pg_notify(%s, '') AS told"""
+# A run that starts at once on the worker named: claimed as ``claim`` would,
+# its thread busy. The thread is locked and idle, so it is the thread's only run in flight.
+_START_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'running'", worker="%s, 1", columns=_COLUMNS)}),
+                      busy AS (UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = %s)
+                 SELECT * FROM run"""
+
 
 class RunRecord(msgspec.Struct, frozen=True):
     run_id: uuid.UUID
@@ -73,6 +86,9 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     delay_s: float = 0
     # The key that asked for it (None: the host's CLI), counted in its runs in flight.
     key_id: uuid.UUID | None = None
+    # A worker of the creating process with a slot held for the run: it starts
+    # there at once when its thread is idle and it is due now (else it queues).
+    start_on: uuid.UUID | None = None
 
 
 class ThreadBusy(Exception):
@@ -109,24 +125,24 @@ class RunStore:
     async def create(self, new: NewRun, limits: LimitSet | None = None) -> Created:
         """Queue a run on its thread, applying its multitask strategy to the
         runs already there, in one transaction; OverLimit when the key or the
-        tenant has as many runs in flight as ``limits`` (with the tenant's own) allow."""
+        tenant has as many runs in flight as ``limits`` (with the tenant's own) allow.
+        A run with ``start_on`` on an idle thread is created running on that
+        worker (claimed in the same transaction); any other waits in the queue."""
         async with self.pool.connection() as conn, conn.transaction():
             if limits is not None:
                 await self._admit(conn, new, limits)
-            owned = await (
+            # The thread's row locked, with its runs in flight (none: one row of NULLs).
+            rows = await (
                 await conn.execute(
-                    "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE",
+                    """SELECT r.run_id, r.status FROM threads t
+                       LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
+                       WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
                     (new.thread_id, new.tenant),
                 )
-            ).fetchone()
-            if owned is None:
-                raise ThreadMissing(str(new.thread_id))
-            inflight = await (
-                await conn.execute(
-                    "SELECT run_id, status FROM runs WHERE thread_id = %s AND status IN ('pending', 'running')",
-                    (new.thread_id,),
-                )
             ).fetchall()
+            if not rows:
+                raise ThreadMissing(str(new.thread_id))
+            inflight = [r for r in rows if r["run_id"] is not None]
             stopping: list[uuid.UUID] = []
             if inflight and new.multitask_strategy == "reject":
                 raise ThreadBusy(str(new.thread_id))
@@ -137,26 +153,22 @@ class RunStore:
                 # A waiting run a worker took meanwhile is stopped like a running one.
                 stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
                 await self._stop_running(conn, stopping, action)
-            row = await (
-                await conn.execute(
-                    f"""INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
-                                          multitask_strategy, available_at, key_id)
-                        VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, now() + %s * interval '1 second', %s)
-                        RETURNING {_COLUMNS}""",
-                    (
-                        new.run_id,
-                        new.thread_id,
-                        new.tenant,
-                        new.assistant_id,
-                        Jsonb(new.kwargs),
-                        Jsonb(new.metadata),
-                        new.multitask_strategy,
-                        new.delay_s,
-                        new.key_id,
-                    ),
-                )
-            ).fetchone()
-            await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
+            start_on = new.start_on if not inflight and new.delay_s <= 0 else None
+            values = (
+                new.run_id,
+                new.thread_id,
+                new.tenant,
+                new.assistant_id,
+                Jsonb(new.kwargs),
+                Jsonb(new.metadata),
+                new.multitask_strategy,
+                new.delay_s,
+                new.key_id,
+            )
+            if start_on is None:
+                row = await (await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))).fetchone()
+            else:
+                row = await (await conn.execute(_START_RUN, (*values, start_on, new.thread_id))).fetchone()
             return Created(run=_record(row), stopping=stopping)
 
     async def _admit(self, conn: AsyncConnection, new: NewRun, defaults: LimitSet) -> None:
@@ -342,21 +354,11 @@ class RunStore:
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Record how an attempt ended; False when this worker no longer owns it."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._lock_thread(conn, run)
-            row = await (
-                await conn.execute(
-                    """UPDATE runs SET status = %s, error = %s, worker_id = NULL,
-                                      updated_at = now(), ended_at = now()
-                       WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'
-                       RETURNING thread_id""",
-                    (status, Jsonb(error) if error else None, run.run_id, worker_id, run.attempt),
-                )
-            ).fetchone()
-            if row is None:
-                return False
-            await self._thread_after(conn, run, thread_status)
-            return True
+        ended = """UPDATE runs SET status = %s, error = %s, worker_id = NULL, updated_at = now(), ended_at = now()
+                   WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'
+                   RETURNING run_id"""
+        params = (status, Jsonb(error) if error else None, run.run_id, worker_id, run.attempt)
+        return await self._end(run, ended, params, thread_status)
 
     async def requeue(self, run: RunRecord, worker_id: uuid.UUID, *, delay_s: float) -> bool:
         """Hand an attempt back to the queue (the run goes on from its last checkpoint)."""
@@ -374,33 +376,41 @@ class RunStore:
 
     async def erase(self, run: RunRecord, worker_id: uuid.UUID) -> bool:
         """A rolled-back run: its row and events go (its checkpoints are already gone)."""
+        ended = "DELETE FROM runs WHERE run_id = %s AND worker_id = %s AND attempt = %s RETURNING run_id"
+        return await self._end(run, ended, (run.run_id, worker_id, run.attempt), "idle")
+
+    async def _end(self, run: RunRecord, ended: str, params: tuple[Any, ...], thread_status: str) -> bool:
+        """End an attempt by ``ended`` (a statement returning the run_id when it
+        applied): then the thread's status, unless another run has it, and the
+        news. The queue hears only when the thread has a run waiting, the one
+        this end lets start; a freed slot is its own process's business."""
         async with self.pool.connection() as conn, conn.transaction():
-            await self._lock_thread(conn, run)
-            cur = await conn.execute(
-                "DELETE FROM runs WHERE run_id = %s AND worker_id = %s AND attempt = %s",
-                (run.run_id, worker_id, run.attempt),
-            )
-            if cur.rowcount != 1:
-                return False
-            await self._thread_after(conn, run, "idle")
-            return True
-
-    async def _lock_thread(self, conn: AsyncConnection, run: RunRecord) -> None:
-        """Every transaction that writes a thread and its runs locks the thread
-        first, as ``create`` does, so two of them never wait on each other."""
-        await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
-
-    async def _thread_after(self, conn: AsyncConnection, run: RunRecord, thread_status: str) -> None:
-        """The thread's status once a run is over, unless another run already has it."""
-        await conn.execute(
-            """UPDATE threads SET status = %s, updated_at = now()
-               WHERE thread_id = %s AND NOT EXISTS (
-                   SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running')""",
-            (thread_status, run.thread_id, run.thread_id),
-        )
-        await conn.execute(
-            "SELECT pg_notify(%s, %s), pg_notify(%s, '')", (DONE_CHANNEL, str(run.run_id), QUEUE_CHANNEL)
-        )
+            # The thread first, as ``create`` does, so two transactions never wait on each other.
+            await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
+            row = await (
+                await conn.execute(
+                    f"""WITH ended AS ({ended}),
+                             thread AS (UPDATE threads SET status = %s, updated_at = now()
+                                        WHERE thread_id = %s AND EXISTS (SELECT 1 FROM ended) AND NOT EXISTS (
+                                            SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'
+                                                                 AND run_id <> %s))
+                        SELECT pg_notify(%s, run_id::text),
+                               CASE WHEN EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending')
+                                    THEN pg_notify(%s, '') END
+                        FROM ended""",
+                    (
+                        *params,
+                        thread_status,
+                        run.thread_id,
+                        run.thread_id,
+                        run.run_id,
+                        DONE_CHANNEL,
+                        run.thread_id,
+                        QUEUE_CHANNEL,
+                    ),
+                )
+            ).fetchone()
+            return row is not None
 
     async def register_worker(self, conn: AsyncConnection, worker_id: uuid.UUID, host: str, pid: int) -> None:
         """On the worker's own long-lived connection: take its liveness lock, then appear."""
