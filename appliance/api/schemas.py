@@ -15,6 +15,7 @@ from appliance.agent.state import AgentState
 from appliance.engine.jsonable import STORABLE_INT_MAX, STORABLE_INT_MIN
 from appliance.services.keys import TENANT_PATTERN
 from appliance.services.runs import CLIENT_ROLES, STREAM_MODES
+from appliance.services.threads import ARCHIVE_KEYS
 from appliance.store.limits import LimitSet
 
 Metadata = dict[str, Any]
@@ -90,10 +91,12 @@ def _storable(schema: Any) -> Any:
 
 
 def _state_values() -> dict[str, Any]:
-    """The agent's state as values a client may write: each key with its type."""
+    """The agent's state as values a client may write: each key with its type
+    (not the archive's place, which only a fold moves)."""
     properties = {
         key: {"type": "array", "items": MESSAGE} if key == "messages" else _storable(msgspec.json.schema(hint))
         for key, hint in get_type_hints(AgentState).items()
+        if key not in ARCHIVE_KEYS
     }
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
