@@ -209,7 +209,8 @@ class Worker:
         elif channel == CANCEL_CHANNEL:
             self._cancel_local(uuid.UUID(payload))
         elif channel == DONE_CHANNEL and (run_id := uuid.UUID(payload)) not in self.running:
-            if self._recent.get(run_id) is None:  # a run of this process says so itself, with its final state
+            # A run of this process said so itself, with its final state: not replaced by this word.
+            if self._recent.get(run_id) is None:
                 self.ended_here(run_id)
 
     def ended_here(self, run_id: uuid.UUID, end: RunEnd | None = None) -> None:

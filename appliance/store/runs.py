@@ -354,11 +354,13 @@ class RunStore:
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Record how an attempt ended; False when this worker no longer owns it."""
-        ended = """UPDATE runs SET status = %s, error = %s, worker_id = NULL, updated_at = now(), ended_at = now()
-                   WHERE run_id = %s AND worker_id = %s AND attempt = %s AND status = 'running'
+        ended = """UPDATE runs SET status = %(status)s, error = %(error)s, worker_id = NULL,
+                                  updated_at = now(), ended_at = now()
+                   WHERE run_id = %(run)s AND worker_id = %(worker)s AND attempt = %(attempt)s
+                     AND status = 'running'
                    RETURNING run_id"""
-        params = (status, Jsonb(error) if error else None, run.run_id, worker_id, run.attempt)
-        return await self._end(run, ended, params, thread_status)
+        changes = {"status": status, "error": Jsonb(error) if error else None}
+        return await self._end(run, worker_id, ended, changes, thread_status)
 
     async def requeue(self, run: RunRecord, worker_id: uuid.UUID, *, delay_s: float) -> bool:
         """Hand an attempt back to the queue (the run goes on from its last checkpoint)."""
@@ -376,12 +378,16 @@ class RunStore:
 
     async def erase(self, run: RunRecord, worker_id: uuid.UUID) -> bool:
         """A rolled-back run: its row and events go (its checkpoints are already gone)."""
-        ended = "DELETE FROM runs WHERE run_id = %s AND worker_id = %s AND attempt = %s RETURNING run_id"
-        return await self._end(run, ended, (run.run_id, worker_id, run.attempt), "idle")
+        ended = """DELETE FROM runs WHERE run_id = %(run)s AND worker_id = %(worker)s AND attempt = %(attempt)s
+                   RETURNING run_id"""
+        return await self._end(run, worker_id, ended, {}, "idle")
 
-    async def _end(self, run: RunRecord, ended: str, params: tuple[Any, ...], thread_status: str) -> bool:
-        """End an attempt by ``ended`` (a statement returning the run_id when it
-        applied): then the thread's status, unless another run has it, and the
+    async def _end(
+        self, run: RunRecord, worker_id: uuid.UUID, ended: str, changes: dict[str, Any], thread_status: str
+    ) -> bool:
+        """End the attempt ``worker_id`` owns by ``ended`` (a statement returning
+        the run_id when it applied, with ``changes`` among its parameters): then
+        the thread's status, unless another run has it, and the
         news. The queue hears only when the thread has a run waiting, the one
         this end lets start; a freed slot is its own process's business."""
         async with self.pool.connection() as conn, conn.transaction():
@@ -390,24 +396,25 @@ class RunStore:
             row = await (
                 await conn.execute(
                     f"""WITH ended AS ({ended}),
-                             thread AS (UPDATE threads SET status = %s, updated_at = now()
-                                        WHERE thread_id = %s AND EXISTS (SELECT 1 FROM ended) AND NOT EXISTS (
-                                            SELECT 1 FROM runs WHERE thread_id = %s AND status = 'running'
-                                                                 AND run_id <> %s))
-                        SELECT pg_notify(%s, run_id::text),
-                               CASE WHEN EXISTS (SELECT 1 FROM runs WHERE thread_id = %s AND status = 'pending')
-                                    THEN pg_notify(%s, '') END
+                             thread AS (UPDATE threads SET status = %(thread_status)s, updated_at = now()
+                                        WHERE thread_id = %(thread)s AND EXISTS (SELECT 1 FROM ended)
+                                          AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %(thread)s
+                                                          AND status = 'running' AND run_id <> %(run)s))
+                        SELECT pg_notify(%(done)s, run_id::text),
+                               CASE WHEN EXISTS (SELECT 1 FROM runs
+                                                 WHERE thread_id = %(thread)s AND status = 'pending')
+                                    THEN pg_notify(%(queue)s, '') END
                         FROM ended""",
-                    (
-                        *params,
-                        thread_status,
-                        run.thread_id,
-                        run.thread_id,
-                        run.run_id,
-                        DONE_CHANNEL,
-                        run.thread_id,
-                        QUEUE_CHANNEL,
-                    ),
+                    changes
+                    | {
+                        "run": run.run_id,
+                        "worker": worker_id,
+                        "attempt": run.attempt,
+                        "thread": run.thread_id,
+                        "thread_status": thread_status,
+                        "done": DONE_CHANNEL,
+                        "queue": QUEUE_CHANNEL,
+                    },
                 )
             ).fetchone()
             return row is not None
