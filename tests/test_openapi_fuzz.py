@@ -113,3 +113,10 @@ async def test_the_description_names_the_agents_own_nodes(fuzzed_app):
     description = (await fuzzed_app.client.get("/docs/openapi.json")).json()
     as_node = description["components"]["schemas"]["ThreadStateUpdate"]["properties"]["as_node"]
     assert {"enum": list(NODES)} in as_node["allOf"][0]["anyOf"]
+
+
+async def test_a_chat_completion_is_described_as_json_or_as_events_when_streamed(fuzzed_app):
+    """`stream: true` answers text/event-stream: the description names both bodies."""
+    description = (await fuzzed_app.client.get("/docs/openapi.json")).json()
+    answered = description["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert set(answered) == {"application/json", "text/event-stream"}

@@ -190,5 +190,7 @@ def complete_description(app: Litestar) -> None:
             responses.setdefault(str(status), {"description": MEANING[status], "content": _error_body(path)})
         if handler.opt.get("event_stream") and "200" in responses:
             responses["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
+        if handler.opt.get("streams_when_asked") and "200" in responses:  # JSON, or events when `stream` is true
+            responses["200"].setdefault("content", {})["text/event-stream"] = {"schema": SSE_EVENT}
         if not handler.opt.get("exclude_from_auth"):
             operation["security"] = [{"apiKey": []}, {"bearer": []}]

@@ -248,7 +248,7 @@ class OpenAIController(Controller):
     @post(
         "/chat/completions",
         status_code=200,
-        opt={"calls_model": True},
+        opt={"calls_model": True, "streams_when_asked": True},
         summary="A chat completion from the agent; name a conversation (X-Conversation-Id) to keep memory",
     )
     async def chat_completions(
