@@ -97,6 +97,7 @@ async def open_database(
             max_size=settings.db_pool_max_size,
             wait_s=wait_s,
             timeout_s=settings.db_pool_timeout_s,
+            queue_s=settings.db_pool_queue_s,
         )
         try:
             await migrate(pool)

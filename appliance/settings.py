@@ -56,8 +56,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_url: str | None = None
     db_pool_min_size: PositiveInt = 2
     db_pool_max_size: PositiveInt = 20
-    # How long a request waits for a pooled connection before it is told 503.
+    # How long a request waits for a pooled connection while none comes back
+    # (the database restarting, unreachable or stuck) before it is told 503.
     db_pool_timeout_s: Seconds = 5.0
+    # How long it may wait in line while connections do come back (a burst of
+    # work, not an outage): overload makes requests slower, never a 503 at 5 s.
+    db_pool_queue_s: Seconds = 300.0
     chroma_url: str | None = None
     chroma_collection: Annotated[str, Meta(pattern=CHROMA_COLLECTION_NAME)] = "appliance_chunks"
     # How often documents published while Chroma was unreachable are indexed again.

@@ -3,10 +3,12 @@ under the data directory) and the connection pool everything shares."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from appliance.settings import Settings
 
@@ -100,13 +102,63 @@ async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+class BusyAwarePool(AsyncConnectionPool):
+    """A pool whose callers tell a busy database from one that is gone.
+
+    A caller that finds every connection in use waits in line while the line
+    moves, up to ``queue_s``: under a burst, connections keep coming back and
+    every request is served in its turn. When no healthy connection has come
+    back for ``timeout`` seconds (PostgreSQL restarting, unreachable, or every
+    connection stuck), the caller is told PoolTimeout (a 503) as before."""
+
+    def __init__(self, *args: Any, queue_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue_s = queue_s
+        self._last_return = time.monotonic()
+        self._returning: set[asyncio.Future[None]] = set()
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:
+        stall_s = self.timeout if timeout is None else timeout
+        if self.get_stats().get("pool_available", 0) or self.queue_s <= stall_s:
+            return await super().getconn(timeout)
+        # One place in line for the whole wait (a retry would go to the back).
+        waiting = asyncio.ensure_future(super().getconn(self.queue_s))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=stall_s)
+                if done:
+                    return waiting.result()
+                stalled = time.monotonic() - self._last_return
+                if stalled >= stall_s:
+                    raise PoolTimeout(f"no connection came back to the pool for {stalled:.1f} s")
+        except BaseException:
+            waiting.cancel()
+            waiting.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, waiting: asyncio.Future[AsyncConnection[Any]]) -> None:
+        """A connection that reached a caller who had given up goes back to the pool
+        (the cancel can come after it was handed over, or be lost in wait_for)."""
+        if not waiting.cancelled() and waiting.exception() is None:
+            returning = asyncio.ensure_future(self.putconn(waiting.result()))
+            self._returning.add(returning)
+            returning.add_done_callback(self._returning.discard)
+
+    async def putconn(self, conn: AsyncConnection[Any]) -> None:
+        if not (conn.closed or conn.broken):
+            self._last_return = time.monotonic()
+        await super().putconn(conn)
+
+
 async def open_pool(
-    url: str, *, min_size: int, max_size: int, wait_s: float = 30, timeout_s: float = 5
+    url: str, *, min_size: int, max_size: int, wait_s: float = 30, timeout_s: float = 5, queue_s: float = 0
 ) -> AsyncConnectionPool:
     """A started pool; ``wait_s`` bounds the wait for the server to accept connections at start,
-    ``timeout_s`` a caller's wait for a connection later (then PoolTimeout: a 503, not a hang)."""
-    pool = AsyncConnectionPool(
+    ``timeout_s`` a caller's wait for a connection later while none comes back (then
+    PoolTimeout: a 503, not a hang), ``queue_s`` its wait while the pool is busy but moving."""
+    pool = BusyAwarePool(
         url,
+        queue_s=queue_s,
         min_size=min_size,
         max_size=max_size,
         kwargs=CONNECTION_KWARGS,

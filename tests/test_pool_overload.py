@@ -1,0 +1,68 @@
+"""The connection pool tells a busy database from one that is gone: a burst
+of work waits its turn in line, a pool where nothing comes back answers
+PoolTimeout (the 503 of an outage) after its timeout, and a caller that gives
+up in line loses no connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from psycopg_pool import PoolTimeout
+
+from appliance.store.database import open_pool
+
+TIMEOUT_S = 0.3
+
+
+async def test_a_burst_longer_than_the_timeout_is_served_in_turn_not_refused(databases):
+    pool = await open_pool(databases.create(), min_size=2, max_size=2, timeout_s=TIMEOUT_S, queue_s=30)
+    try:
+
+        async def one() -> None:
+            async with pool.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.04)")
+
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(one() for _ in range(40)), return_exceptions=True)
+        # 40 callers, two connections, 40 ms each: the last waits about 0.8 s, more than the timeout.
+        assert time.monotonic() - started > 2 * TIMEOUT_S
+        assert [o for o in outcomes if o is not None] == []
+    finally:
+        await pool.close()
+
+
+async def test_a_pool_where_nothing_comes_back_times_out_as_an_outage(databases):
+    pool = await open_pool(databases.create(), min_size=2, max_size=2, timeout_s=TIMEOUT_S, queue_s=30)
+    held = [await pool.getconn(), await pool.getconn()]  # stuck: never returned while the caller waits
+    try:
+        await asyncio.sleep(TIMEOUT_S)
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout):
+            await pool.getconn()
+        assert time.monotonic() - started < 3 * TIMEOUT_S, "an outage answers within its timeout, not the queue's"
+    finally:
+        for conn in held:
+            await pool.putconn(conn)
+        await pool.close()
+
+
+async def test_a_caller_that_gives_up_in_line_loses_no_connection(databases):
+    pool = await open_pool(databases.create(), min_size=2, max_size=2, timeout_s=TIMEOUT_S, queue_s=30)
+    try:
+        held = [await pool.getconn(), await pool.getconn()]
+        waiters = [asyncio.create_task(pool.getconn()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        for conn in held:
+            await pool.putconn(conn)  # handed to the first two in line...
+        for waiter in waiters:
+            waiter.cancel()  # ...who give up as it arrives, or before
+        outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+        for got in outcomes:
+            if not isinstance(got, BaseException):
+                await pool.putconn(got)
+        async with pool.connection(timeout=1), pool.connection(timeout=1):
+            pass  # both connections are back
+    finally:
+        await pool.close()
