@@ -66,3 +66,36 @@ async def test_a_caller_that_gives_up_in_line_loses_no_connection(databases):
             pass  # both connections are back
     finally:
         await pool.close()
+
+
+async def test_a_worker_keeps_its_heartbeat_while_the_pool_is_busy(databases, chroma_url, tmp_path):
+    """The heartbeat has its own connection; the upkeep that waits in line for the
+    pool (the sweep) must not hold it up, or other processes take the worker for dead."""
+    import psycopg
+
+    from tests.support.app import serve_scripted
+
+    url = databases.create()
+    settings = {
+        "worker_heartbeat_s": "0.2",
+        "worker_dead_after_s": "1",
+        "db_pool_min_size": "2",
+        "db_pool_max_size": "2",
+        "db_pool_timeout_s": "3",
+    }
+    async with serve_scripted(tmp_path, url, chroma_url, **settings) as app:
+        pool = app.runtime.pool
+        held = [await pool.getconn(), await pool.getconn()]  # every pooled connection in use
+        oldest = 0.0
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
+                for _ in range(25):  # 2.5 s, longer than the sweep's wait for a connection
+                    await asyncio.sleep(0.1)
+                    row = await (
+                        await look.execute("SELECT extract(epoch FROM now() - min(heartbeat_at)) FROM workers")
+                    ).fetchone()
+                    oldest = max(oldest, float(row[0]))
+        finally:
+            for conn in held:
+                await pool.putconn(conn)
+        assert oldest < 1, f"the heartbeat was {oldest:.1f} s old: the worker would be taken for dead"

@@ -99,6 +99,7 @@ class Worker:
             asyncio.create_task(self._listen(), name="worker-listen"),
             asyncio.create_task(self._claim_loop(), name="worker-claim"),
             asyncio.create_task(self._keep_alive(), name="worker-heartbeat"),
+            asyncio.create_task(self._upkeep(), name="worker-upkeep"),
         ]
         log.info("worker started", extra={"worker_id": str(self.worker_id), "slots": self.slots})
 
@@ -315,6 +316,8 @@ class Worker:
             self.ended_here(run.run_id)  # waiters the run left without word look for themselves
 
     async def _keep_alive(self) -> None:
+        """The heartbeat alone, on its own connection: the upkeep's statements wait
+        in line for the pool, and a busy pool must not make a live worker look dead."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
             if not self._online.is_set():
@@ -325,6 +328,17 @@ class Worker:
                     for task in list(self.running.values()):
                         task.cancel()
                     await self.store.register_worker(self._conn, self.worker_id, socket.gethostname(), os.getpid())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("worker heartbeat failed: %r", exc)
+
+    async def _upkeep(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            if not self._online.is_set():
+                continue
+            try:
                 if await self.store.sweep(self.dead_after_s):
                     self._wake.set()
                 await self.store.forget_events(self.event_retention_s)

@@ -119,22 +119,34 @@ class BusyAwarePool(AsyncConnectionPool):
 
     async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:
         stall_s = self.timeout if timeout is None else timeout
-        if self.get_stats().get("pool_available", 0) or self.queue_s <= stall_s:
+        if self.queue_s <= stall_s:
             return await super().getconn(timeout)
+        started = time.monotonic()
+        if self.get_stats().get("pool_available", 0):
+            try:
+                return await super().getconn(timeout)  # most calls: a connection is ready
+            except PoolTimeout:
+                if self._stalled_s() >= stall_s:
+                    raise  # another caller took the ready one, and none has come back since
+        return await self._wait_in_line(stall_s, started + self.queue_s - time.monotonic())
+
+    async def _wait_in_line(self, stall_s: float, queue_s: float) -> AsyncConnection[Any]:
         # One place in line for the whole wait (a retry would go to the back).
-        waiting = asyncio.ensure_future(super().getconn(self.queue_s))
+        waiting = asyncio.ensure_future(super().getconn(queue_s))
         try:
             while True:
                 done, _ = await asyncio.wait({waiting}, timeout=stall_s)
                 if done:
                     return waiting.result()
-                stalled = time.monotonic() - self._last_return
-                if stalled >= stall_s:
+                if (stalled := self._stalled_s()) >= stall_s:
                     raise PoolTimeout(f"no connection came back to the pool for {stalled:.1f} s")
         except BaseException:
             waiting.cancel()
             waiting.add_done_callback(self._give_back)
             raise
+
+    def _stalled_s(self) -> float:
+        return time.monotonic() - self._last_return
 
     def _give_back(self, waiting: asyncio.Future[AsyncConnection[Any]]) -> None:
         """A connection that reached a caller who had given up goes back to the pool
