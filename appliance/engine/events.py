@@ -115,7 +115,11 @@ class EventLog:
         return live
 
     def publish(self, live: LiveRun, event: str, data: Any) -> Event:
-        item = Event(live.attempt, len(live.events) + 1, event, _encode(data))
+        return self.publish_json(live, event, _encode(data))
+
+    def publish_json(self, live: LiveRun, event: str, data: bytes) -> Event:
+        """``data`` already encoded (stream chunks: see ``jsonable.stream_json``)."""
+        item = Event(live.attempt, len(live.events) + 1, event, data)
         live.events.append(item)
         self._pending.append((live.run_id, item.attempt, item.seq, item.event, item.data))
         live._notify()

@@ -25,7 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from appliance.engine.events import EventLog, LiveRun
-from appliance.engine.jsonable import jsonable, run_json
+from appliance.engine.jsonable import run_json, stream_json
 from appliance.engine.request import RunRequest, from_kwargs
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import RunEnd, Worker
@@ -161,7 +161,7 @@ class RunExecutor:
                 elif mode == "values":
                     values = chunk
                 if mode in wanted:
-                    self.events.publish(live, mode, jsonable(chunk))
+                    self.events.publish_json(live, mode, stream_json(mode, chunk))
             await self.events.flush()
             end = RunEnd("success", values, interrupts)
             await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)

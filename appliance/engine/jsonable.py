@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from langchain_core.messages import BaseMessage
 from langgraph.types import Interrupt, StateSnapshot
 from pydantic import BaseModel
@@ -26,6 +27,31 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """msgspec's hook for what it does not encode itself (it does dicts, lists,
+    strings, numbers, datetimes, UUIDs and dataclasses at C speed)."""
+    if isinstance(value, BaseModel):  # a message, among others
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_plain)
+# The modes that carry messages in bulk, with nothing but dicts, lists and messages
+# around them; the others may hold an Interrupt, which the Agent Server shows as value and id.
+_ONE_PASS_MODES = frozenset({"values", "messages"})
+
+
+def stream_json(mode: str, chunk: Any) -> bytes:
+    """A stream chunk as the JSON bytes a client receives: messages and values
+    encoded in one pass, without a plain copy of the tree built first."""
+    if mode in _ONE_PASS_MODES and not (isinstance(chunk, dict) and "__interrupt__" in chunk):
+        try:
+            return _ENCODER.encode(chunk)
+        except (TypeError, ValueError, OverflowError):
+            pass  # a key msgspec does not take: the slow path makes it a string
+    return _ENCODER.encode(jsonable(chunk))
 
 
 def checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
