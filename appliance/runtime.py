@@ -160,6 +160,7 @@ async def open_runtime(
         )
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
+        metrics.watch_database_pool(pool.get_stats)
         if model.servers is not None:
             metrics.watch_model_servers(model.servers)
         threads = ThreadService(thread_store, graph, checkpointer, run_store, archive)

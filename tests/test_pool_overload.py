@@ -99,3 +99,28 @@ async def test_a_worker_keeps_its_heartbeat_while_the_pool_is_busy(databases, ch
             for conn in held:
                 await pool.putconn(conn)
         assert oldest < 1, f"the heartbeat was {oldest:.1f} s old: the worker would be taken for dead"
+
+
+async def test_the_pools_line_shows_in_the_metrics(databases, chroma_url, tmp_path):
+    """An admin tells a busy database from a broken one on /metrics: requests in line, waits, errors."""
+    from tests.support.app import serve_scripted
+
+    settings = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": "3"}
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, **settings) as app:
+        pool, metrics = app.runtime.pool, app.runtime.metrics
+        held = [await pool.getconn(), await pool.getconn()]
+        in_line = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0.1)
+        busy = metrics.exposition().decode()
+        for conn in held:
+            await pool.putconn(conn)
+        await pool.putconn(await in_line)
+        after = metrics.exposition().decode()
+    assert sample(busy, 'appliance_db_pool_connections{state="idle"}') == 0
+    assert sample(busy, "appliance_db_pool_waiting") >= 1
+    assert sample(busy, "appliance_db_pool_waits_total") >= 1
+    assert sample(after, "appliance_db_pool_errors_total") == 0
+
+
+def sample(exposition: str, name: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name + " "))

@@ -53,6 +53,10 @@ class Metrics:
         """Each model server's state (``llm.ollama_pool.ServerState``), read when scraped."""
         self.registry.register(_ModelServers(states))
 
+    def watch_database_pool(self, stats: Callable[[], dict[str, int]]) -> None:
+        """The database pool's connections and its line (psycopg_pool's own counts), read when scraped."""
+        self.registry.register(_DatabasePool(stats))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -76,3 +80,27 @@ class _ModelServers(Collector):
             calls.add_metric([state.url], state.calls)
             failures.add_metric([state.url], state.failures)
         yield from (up, in_flight, calls, failures)
+
+
+class _DatabasePool(Collector):
+    """A busy database shows here as a line that moves: waits grow, errors do not."""
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.stats()
+        connections = GaugeMetricFamily("appliance_db_pool_connections", "Pooled database connections, open and idle.",
+                                        labels=["state"])  # fmt: skip
+        connections.add_metric(["open"], stats.get("pool_size", 0))
+        connections.add_metric(["idle"], stats.get("pool_available", 0))
+        yield connections
+        yield GaugeMetricFamily("appliance_db_pool_waiting",
+                                "Requests in line for a connection now (one that gave up leaves at the next return).",
+                                value=stats.get("requests_waiting", 0))  # fmt: skip
+        yield CounterMetricFamily("appliance_db_pool_waits", "Requests that had to wait in line.",
+                                  value=stats.get("requests_queued", 0))  # fmt: skip
+        yield CounterMetricFamily("appliance_db_pool_wait_seconds", "Time requests spent in line, summed.",
+                                  value=stats.get("requests_wait_ms", 0) / 1000)  # fmt: skip
+        yield CounterMetricFamily("appliance_db_pool_errors", "Requests that got no connection (timed out, gave up).",
+                                  value=stats.get("requests_errors", 0))  # fmt: skip
