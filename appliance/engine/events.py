@@ -15,14 +15,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
+from appliance.engine.jsonable import to_json
 from appliance.errors import Invalid
 from appliance.store.runs import RunStore
 
 log = logging.getLogger(__name__)
-
-_encode = msgspec.json.Encoder().encode
 
 Position = tuple[int, int]  # (attempt, seq)
 START: Position = (0, 0)
@@ -115,7 +112,7 @@ class EventLog:
         return live
 
     def publish(self, live: LiveRun, event: str, data: Any) -> Event:
-        return self.publish_json(live, event, _encode(data))
+        return self.publish_json(live, event, to_json(data))
 
     def publish_json(self, live: LiveRun, event: str, data: bytes) -> Event:
         """``data`` already encoded (stream chunks: see ``jsonable.stream_json``)."""

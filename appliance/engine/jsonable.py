@@ -37,7 +37,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-_ENCODER = msgspec.json.Encoder(enc_hook=_plain)
+to_json = msgspec.json.Encoder(enc_hook=_plain).encode  # the one JSON encoder of stream events
 # The modes that carry messages in bulk, with nothing but dicts, lists and messages
 # around them; the others may hold an Interrupt, which the Agent Server shows as value and id.
 _ONE_PASS_MODES = frozenset({"values", "messages"})
@@ -48,10 +48,10 @@ def stream_json(mode: str, chunk: Any) -> bytes:
     encoded in one pass, without a plain copy of the tree built first."""
     if mode in _ONE_PASS_MODES and not (isinstance(chunk, dict) and "__interrupt__" in chunk):
         try:
-            return _ENCODER.encode(chunk)
+            return to_json(chunk)
         except (TypeError, ValueError, OverflowError):
             pass  # a key msgspec does not take: the slow path makes it a string
-    return _ENCODER.encode(jsonable(chunk))
+    return to_json(jsonable(chunk))
 
 
 def checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:

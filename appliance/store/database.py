@@ -128,11 +128,11 @@ class BusyAwarePool(AsyncConnectionPool):
             except PoolTimeout:
                 if self._stalled_s() >= stall_s:
                     raise  # another caller took the ready one, and none has come back since
-        return await self._wait_in_line(stall_s, started + self.queue_s - time.monotonic())
+        return await self._wait_in_line(stall_s, budget_s=started + self.queue_s - time.monotonic())
 
-    async def _wait_in_line(self, stall_s: float, queue_s: float) -> AsyncConnection[Any]:
+    async def _wait_in_line(self, stall_s: float, *, budget_s: float) -> AsyncConnection[Any]:
         # One place in line for the whole wait (a retry would go to the back).
-        waiting = asyncio.ensure_future(super().getconn(queue_s))
+        waiting = asyncio.ensure_future(super().getconn(budget_s))
         try:
             while True:
                 done, _ = await asyncio.wait({waiting}, timeout=stall_s)
