@@ -18,11 +18,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import _build_delta_stage1_sql
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.migrations import schema_lock
+from appliance.store.serde import CheckpointSerializer
 
 # Where a conversation's rows live: LangGraph's tables and the message archive.
 CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "message_archive")
@@ -94,6 +96,9 @@ select
             and cw.checkpoint_id = checkpoints.checkpoint_id
     ) as pending_writes
 from checkpoints """
+
+    def __init__(self, conn: Any, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(conn, serde=serde or CheckpointSerializer())
 
     async def setup(self) -> None:
         """LangGraph's own migrations, under the appliance's schema lock: without
