@@ -17,7 +17,6 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.postgres.base import _build_delta_stage1_sql
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
@@ -49,6 +48,28 @@ _SEED_BLOB = """
 SELECT 'b'::text AS _kind, NULL::text AS checkpoint_id, channel, type, blob, NULL::text AS task_id,
        NULL::text AS task_path, NULL::int AS idx, version
 FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = %s"""
+
+
+def _stage1_sql(channels: int, *, first_page: bool) -> str:
+    """LangGraph's first stage of the walk (``_build_delta_stage1_sql``: each
+    checkpoint's version of each channel, and whether a value is stored for
+    it), the same columns and parameters, with the probe for a stored value as
+    a scalar subquery. LangGraph's EXISTS was planned as a hashed subplan: a
+    scan of every blob of that channel in the database, on every read, so a
+    read grew with the whole database."""
+    columns = "".join(
+        f""", c.checkpoint -> 'channel_versions' ->> %s AS ver_{i},
+        (SELECT true FROM checkpoint_blobs b
+         WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = %s
+           AND b.version = c.checkpoint -> 'channel_versions' ->> %s AND b.type <> 'empty'
+         LIMIT 1) IS NOT NULL AS hb_{i},
+        c.checkpoint -> 'channel_values' -> %s AS inline_{i}"""
+        for i in range(channels)
+    )
+    return f"""SELECT c.checkpoint_id, c.parent_checkpoint_id{columns}
+FROM checkpoints c
+WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.checkpoint_id {"<=" if first_page else "<"} %s
+ORDER BY c.checkpoint_id DESC LIMIT %s"""
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -130,8 +151,9 @@ from checkpoints """
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         """LangGraph's own walk (``AsyncPostgresSaver.aget_delta_channel_history``)
-        with two changes, so that rebuilding a state costs what was written
-        since its last snapshot, not what the thread holds:
+        with three changes, so that rebuilding a state costs what was written
+        since its last snapshot, not what the thread (or the database) holds:
+        - the probe for a stored value is a lookup per checkpoint (``_stage1_sql``);
         - the walk back to the snapshot reads DELTA_PAGE checkpoints at a time,
           not 1,024 (a snapshot is at most a few dozen checkpoints back);
         - the writes are fetched checkpoint by checkpoint through the writes'
@@ -160,7 +182,7 @@ from checkpoints """
         walk_cursor_by_ch: dict[str, str | None] = {}
         seeded: set[str] = set()
         cursor: str | None = checkpoint_id
-        stage1_sql = _build_delta_stage1_sql(channels, paged=True, include_cursor=True)
+        stage1_sql = _stage1_sql(len(channels), first_page=True)
         async with self._cursor() as cur:
             while True:
                 params: list[Any] = [p for ch in channels for p in (ch, ch, ch, ch)]
@@ -178,7 +200,7 @@ from checkpoints """
                 if len(seeded) == len(channels) or len(page) < DELTA_PAGE:
                     break
                 cursor = oldest
-                stage1_sql = _build_delta_stage1_sql(channels, paged=True)
+                stage1_sql = _stage1_sql(len(channels), first_page=False)
 
         branches, params = [], []
         for ch in channels:
