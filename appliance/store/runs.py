@@ -11,7 +11,8 @@ and a finish only counts when the worker still owns the attempt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -120,6 +121,16 @@ class RunStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
+    @asynccontextmanager
+    async def _every_turn(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction of the statements every turn makes (queueing a run,
+        recording its end), in pipeline mode: BEGIN and the statements whose
+        results are not read yet travel with the next one that is, so a turn
+        waits on PostgreSQL a few times less. What the statements decide is
+        unchanged: each still runs in order, after the locks before it."""
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            yield conn
+
     # Creating and cancelling ---------------------------------------------------
 
     async def create(self, new: NewRun, limits: LimitSet | None = None) -> Created:
@@ -128,7 +139,7 @@ class RunStore:
         tenant has as many runs in flight as ``limits`` (with the tenant's own) allow.
         A run with ``start_on`` on an idle thread is created running on that
         worker (claimed in the same transaction); any other waits in the queue."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._every_turn() as conn:
             if limits is not None:
                 await self._admit(conn, new, limits)
             # The thread's row locked, with its runs in flight (none: one row of NULLs).
@@ -390,7 +401,7 @@ class RunStore:
         the thread's status, unless another run has it, and the
         news. The queue hears only when the thread has a run waiting, the one
         this end lets start; a freed slot is its own process's business."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._every_turn() as conn:
             # The thread first, as ``create`` does, so two transactions never wait on each other.
             await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
             row = await (
