@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.errors import UniqueViolation
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant, overrides_on
+from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -140,17 +141,19 @@ class RunStore:
         A run with ``start_on`` on an idle thread is created running on that
         worker (claimed in the same transaction); any other waits in the queue."""
         async with self._every_turn() as conn:
-            if limits is not None:
-                await self._admit(conn, new, limits)
+            # The statements up to the first result read go to PostgreSQL together (pipeline mode), in this order.
+            counted = await self._count_in_flight(conn, new) if limits is not None else None
             # The thread's row locked, with its runs in flight (none: one row of NULLs).
-            rows = await (
-                await conn.execute(
-                    """SELECT r.run_id, r.status FROM threads t
-                       LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
-                       WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
-                    (new.thread_id, new.tenant),
-                )
-            ).fetchall()
+            thread = await conn.execute(
+                """SELECT r.run_id, r.status FROM threads t
+                   LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
+                   WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
+                (new.thread_id, new.tenant),
+            )
+            if counted is not None and limits is not None:
+                row = await counted.fetchone()
+                check_in_flight(effective(limits, row["limits"] or {}), "runs", new.key_id, row, RUN_RETRY_AFTER_S)
+            rows = await thread.fetchall()
             if not rows:
                 raise ThreadMissing(str(new.thread_id))
             inflight = [r for r in rows if r["run_id"] is not None]
@@ -182,18 +185,17 @@ class RunStore:
                 row = await (await conn.execute(_START_RUN, (*values, start_on, new.thread_id))).fetchone()
             return Created(run=_record(row), stopping=stopping)
 
-    async def _admit(self, conn: AsyncConnection, new: NewRun, defaults: LimitSet) -> None:
-        # Under the tenant's lock, so two processes queueing at once cannot both take the last slot.
+    async def _count_in_flight(self, conn: AsyncConnection, new: NewRun) -> AsyncCursor[DictRow]:
+        """The tenant's runs in flight (and the key's), with the tenant's own limits,
+        counted under the tenant's lock, so two processes queueing at once cannot
+        both take the last slot (the count is read after the lock is held)."""
         await lock_tenant(conn, "runs", new.tenant)
-        limits = effective(defaults, await overrides_on(conn, new.tenant))
-        row = await (
-            await conn.execute(
-                """SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %s) AS key_n
-                     FROM runs WHERE tenant = %s AND status IN ('pending', 'running')""",
-                (new.key_id, new.tenant),
-            )
-        ).fetchone()
-        check_in_flight(limits, "runs", new.key_id, row, RUN_RETRY_AFTER_S)
+        return await conn.execute(
+            """SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %s) AS key_n,
+                      (SELECT limits FROM tenant_limits WHERE tenant = %s) AS limits
+                 FROM runs WHERE tenant = %s AND status IN ('pending', 'running')""",
+            (new.key_id, new.tenant, new.tenant),
+        )
 
     async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
         """Runs that never started: ``interrupt`` ends them, ``rollback`` erases
