@@ -15,8 +15,13 @@ from appliance.engine.jsonable import jsonable, stream_json
 MESSAGES = [
     HumanMessage("How many legs has a bee?", id="h1"),
     AIMessage("", id="a1", tool_calls=[{"name": "search", "args": {"q": "bee legs"}, "id": "c1"}]),
-    ToolMessage("Bees have six legs.", tool_call_id="c1", id="t1"),
-    AIMessage("Six [1].", id="a2", usage_metadata={"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}),
+    ToolMessage("Bees have six legs.", tool_call_id="c1", id="t1", artifact={"hits": 1}, source_page=3),
+    AIMessage(
+        [{"type": "text", "text": "Six [1]."}],
+        id="a2",
+        usage_metadata={"input_tokens": 9, "output_tokens": 3, "total_tokens": 12},
+        response_metadata={"citations": [{"n": 1, "source": uuid.uuid4()}]},
+    ),
 ]
 VALUES = {
     "messages": MESSAGES,

@@ -32,7 +32,12 @@ def jsonable(value: Any) -> Any:
 def _plain(value: Any) -> Any:
     """msgspec's hook for what it does not encode itself (it does dicts, lists,
     strings, numbers, datetimes, UUIDs and dataclasses at C speed)."""
-    if isinstance(value, BaseModel):  # a message, among others
+    if isinstance(value, BaseMessage):
+        # Its fields as they are, for msgspec to encode: what model_dump gives
+        # (a message has no serializer of its own), without pydantic's copy first.
+        extra = value.__pydantic_extra__
+        return {**value.__dict__, **extra} if extra else value.__dict__
+    if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return str(value)
 
