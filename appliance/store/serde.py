@@ -7,8 +7,9 @@ about two thirds of a read's CPU went there. A message is written as its
 ``model_dump()``, so one whose fields are exactly its class's was valid when
 it was written: it is rebuilt from a class table without validating it
 again, as pydantic's ``model_construct`` builds a model (its four slots set
-directly, which is three times faster than ``model_construct`` itself). Anything else (another class, a message written
-by another version of LangChain with other fields) takes LangGraph's own path.
+directly, which is three times faster than ``model_construct`` itself).
+Anything else (another class, a message written by another version of
+LangChain with other fields) takes LangGraph's own path.
 """
 
 from __future__ import annotations
