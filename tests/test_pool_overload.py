@@ -68,6 +68,39 @@ async def test_a_caller_that_gives_up_in_line_loses_no_connection(databases):
         await pool.close()
 
 
+async def test_a_caller_cancelled_as_its_pipeline_starts_leaves_no_connection_in_pipeline_mode(databases, monkeypatch):
+    """psycopg's wait yields to the loop once a generator is done, when the loop has
+    been busy (MAX_BUSY_TIME): a cancel landing there, as pipeline mode is entered,
+    skips the block's exit, and the connection comes back still in the mode. The
+    pool must not hand it out again: its next caller's COPY was refused and its
+    statements answered wrongly (a turn's run queued on a thread said missing)."""
+    from psycopg import waiting
+
+    monkeypatch.setattr(waiting, "MAX_BUSY_TIME", 0)  # the loop counts as busy on every wait
+    pool = await open_pool(databases.create(), min_size=1, max_size=1, timeout_s=TIMEOUT_S)
+    try:
+        async with pool.connection() as conn:
+            await conn.execute("CREATE TABLE copied (n int)")
+
+        async def turn() -> None:
+            async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+                await conn.execute("SELECT 1")
+
+        for yields in range(12):  # a cancel at each of the caller's first suspensions
+            caller = asyncio.create_task(turn())
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            caller.cancel()
+            await asyncio.gather(caller, return_exceptions=True)
+            async with pool.connection(timeout=1) as conn:
+                answer = await (await conn.execute("SELECT %s::int AS n", (yields,))).fetchone()
+                assert answer == {"n": yields}, f"cancelled after {yields} yields: {answer}"
+                async with conn.cursor().copy("COPY copied (n) FROM STDIN") as copy:
+                    await copy.write_row((yields,))
+    finally:
+        await pool.close()
+
+
 async def test_a_worker_keeps_its_heartbeat_while_the_pool_is_busy(databases, chroma_url, tmp_path):
     """The heartbeat has its own connection; the upkeep that waits in line for the
     pool (the sweep) must not hold it up, or other processes take the worker for dead."""

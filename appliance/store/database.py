@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -157,6 +157,13 @@ class BusyAwarePool(AsyncConnectionPool):
             returning.add_done_callback(self._returning.discard)
 
     async def putconn(self, conn: AsyncConnection[Any]) -> None:
+        if not conn.closed and conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            # A caller cancelled as psycopg entered pipeline mode (its wait yields to the
+            # loop once the mode is on, before the block starts) leaves the connection
+            # in it: handed out again, it would answer the next caller's statements
+            # wrongly or hang. Closed, the pool replaces it.
+            log.warning("closing a connection returned in pipeline mode")
+            await conn.close()
         if not (conn.closed or conn.broken):
             self._last_return = time.monotonic()
         await super().putconn(conn)
