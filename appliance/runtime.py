@@ -51,6 +51,7 @@ from appliance.store.knowledge import KnowledgeStore
 from appliance.store.limits import LimitStore
 from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
+from appliance.store.state_renderings import StateRenderings
 from appliance.store.threads import ThreadStore
 from appliance.store.tool_calls import ToolCallLedger
 from appliance.store.tool_servers import ToolServerStore
@@ -163,7 +164,7 @@ async def open_runtime(
         metrics.watch_database_pool(pool.get_stats)
         if model.servers is not None:
             metrics.watch_model_servers(model.servers)
-        threads = ThreadService(thread_store, graph, checkpointer, run_store, archive)
+        threads = ThreadService(thread_store, graph, checkpointer, run_store, archive, StateRenderings(pool))
         limits = Limits(LimitStore(pool), defaults_from(settings))
         reconciling = asyncio.create_task(
             knowledge.ingestor.keep_reconciling(settings.index_reconcile_s), name="index-reconcile"

@@ -11,11 +11,12 @@ from langchain_core.messages import BaseMessage, convert_to_messages
 from langgraph.graph.state import CompiledStateGraph
 
 from appliance.agent.state import AgentState
-from appliance.engine.jsonable import checkpoint_ref, integral, jsonable, oversized_int, thread_state
+from appliance.engine.jsonable import checkpoint_ref, integral, jsonable, oversized_int, thread_state, to_json
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.store.archive import MessageArchive
 from appliance.store.checkpointer import PooledPostgresSaver, thread_config
 from appliance.store.runs import RunStore
+from appliance.store.state_renderings import StateRenderings
 from appliance.store.threads import ThreadExists, ThreadQuery, ThreadRecord, ThreadStore
 
 Role = Literal["user", "human", "assistant", "ai"]
@@ -89,12 +90,14 @@ class ThreadService:
         checkpointer: PooledPostgresSaver,
         runs: RunStore,
         archive: MessageArchive,
+        renderings: StateRenderings,
     ) -> None:
         self.store = store
         self.graph = graph
         self.checkpointer = checkpointer
         self.runs = runs
         self.archive = archive
+        self.renderings = renderings
 
     async def require(self, tenant: str, thread_id: uuid.UUID) -> ThreadRecord:
         record = await self.store.get(tenant, thread_id)
@@ -152,6 +155,22 @@ class ThreadService:
         if checkpoint_id and snapshot.created_at is None:
             raise NotFound(f"checkpoint {checkpoint_id} not found in thread {thread_id}")
         return thread_state(snapshot)
+
+    async def latest_state_json(self, tenant: str, thread_id: uuid.UUID) -> bytes:
+        """The thread's latest state, encoded: the rendering kept for its latest
+        checkpoint when there is one, else built (and kept when the state is
+        at rest: no step pending, so nothing but a new checkpoint changes it)."""
+        latest = await self.renderings.latest(tenant, thread_id)
+        if latest is None:
+            raise NotFound(f"thread {thread_id} not found")
+        if latest.body is not None:
+            return latest.body
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        body = to_json(thread_state(snapshot))
+        rendered = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
+        if rendered and not snapshot.next and not snapshot.tasks:
+            await self.renderings.keep(thread_id, rendered, body)
+        return body
 
     async def conversation(self, thread_id: uuid.UUID, values: dict[str, Any]) -> list[BaseMessage]:
         """The whole conversation of a state (``values``, at any checkpoint): its archived messages, then its window."""

@@ -309,6 +309,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "rendered thread states",
+        """
+        -- The latest state of a thread as GET /threads/{id}/state answers it,
+        -- with the checkpoint it renders (store/state_renderings.py); served
+        -- again only while that checkpoint is the thread's latest.
+        CREATE TABLE thread_state_renderings (
+            thread_id     uuid PRIMARY KEY REFERENCES threads (thread_id) ON DELETE CASCADE,
+            checkpoint_id text NOT NULL,
+            format        integer NOT NULL,
+            body          bytea NOT NULL
+        );
+        """,
+    ),
 ]
 
 _LOCK_KEY = 0x6170706C69616E63  # "applianc"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, MediaType, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -92,8 +92,9 @@ class ThreadController(Controller):
     @get("/{thread_id:uuid}/state", summary="The thread's latest state")
     async def state(
         self, runtime: NamedDependency[Runtime], tenant: NamedDependency[str], thread_id: FromPath[uuid.UUID]
-    ) -> ThreadState:
-        return ThreadState(**await runtime.threads.state(tenant, thread_id))
+    ) -> Response[ThreadState]:
+        # Already encoded: a long thread's state is sent as kept (store/state_renderings.py).
+        return Response(await runtime.threads.latest_state_json(tenant, thread_id), media_type=MediaType.JSON)
 
     @get("/{thread_id:uuid}/state/{checkpoint_id:str}", summary="The thread's state at a checkpoint")
     async def state_at(

@@ -1,0 +1,73 @@
+"""The latest state of each thread as GET /threads/{id}/state answers it, kept
+with the checkpoint it renders. A read of a long thread sends it again while
+that checkpoint is still the thread's latest, instead of rebuilding the window
+from the checkpoint's writes and encoding it. Whatever changes the state
+(a turn, an update, a fork, a rollback) makes another checkpoint the latest,
+so a rendering is never served for a state it does not show."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import msgspec
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# The rendering's shape (engine.jsonable.thread_state): a rendering of another is not served.
+FORMAT = 1
+
+
+class LatestState(msgspec.Struct, frozen=True):
+    """A thread's latest checkpoint (None: no state yet) and its rendering, when one is kept for it."""
+
+    checkpoint_id: str | None
+    body: bytes | None
+
+
+class StateRenderings:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def latest(self, tenant: str, thread_id: uuid.UUID) -> LatestState | None:
+        """The thread's latest checkpoint with its rendering, in one round trip; None
+        when the tenant has no such thread. A checkpoint with pending writes
+        (a step under way, an interrupt) is never served from a rendering."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    """SELECT c.checkpoint_id, r.body
+                       FROM threads t
+                       LEFT JOIN LATERAL (
+                           SELECT checkpoint_id FROM checkpoints
+                           WHERE thread_id = t.thread_id::text AND checkpoint_ns = ''
+                           ORDER BY checkpoint_id DESC LIMIT 1) c ON true
+                       LEFT JOIN thread_state_renderings r
+                         ON r.thread_id = t.thread_id AND r.checkpoint_id = c.checkpoint_id AND r.format = %s
+                        AND NOT EXISTS (SELECT 1 FROM checkpoint_writes w
+                                        WHERE w.thread_id = t.thread_id::text AND w.checkpoint_ns = ''
+                                          AND w.checkpoint_id = c.checkpoint_id)
+                       WHERE t.thread_id = %s AND t.tenant = %s""",
+                    (FORMAT, thread_id, tenant),
+                )
+            ).fetchone()
+        if row is None:
+            return None
+        return LatestState(row["checkpoint_id"], bytes(row["body"]) if row["body"] is not None else None)
+
+    async def keep(self, thread_id: uuid.UUID, checkpoint_id: str, body: bytes) -> None:
+        """Keep ``body`` as the rendering of ``checkpoint_id``. A read that cannot
+        keep it (the thread deleted meanwhile, the disk full) still answers."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    """INSERT INTO thread_state_renderings (thread_id, checkpoint_id, format, body)
+                       VALUES (%s, %s, %s, %s)
+                       ON CONFLICT (thread_id) DO UPDATE
+                       SET checkpoint_id = EXCLUDED.checkpoint_id, format = EXCLUDED.format, body = EXCLUDED.body""",
+                    (thread_id, checkpoint_id, FORMAT, body),
+                )
+        except psycopg.Error as exc:
+            log.warning("could not keep the rendered state of thread %s: %r", thread_id, exc)
