@@ -70,6 +70,29 @@ async def test_a_wait_reads_the_state_once_and_answers_with_the_state_committed(
     assert values == (await client.get(f"/threads/{tid}/state")).json()["values"]
 
 
+async def test_a_waits_answer_is_encoded_in_one_pass_as_the_streams_values_are(scripted_app, monkeypatch):
+    """The final values go straight to JSON (stream_json), not first copied into
+    a plain tree of dicts message by message; the answer is the same state."""
+    from appliance.services import runs
+
+    client, tid = scripted_app.client, await new_thread(scripted_app.client)
+    await turn(client, tid, "first question")
+    copied, plain_tree = [], runs.jsonable
+
+    def copying(value):
+        copied.append(value)
+        return plain_tree(value)
+
+    monkeypatch.setattr(runs, "jsonable", copying)
+    values = await turn(client, tid, "second question")
+    latest = (await client.get(f"/threads/{tid}/runs")).json()[0]["run_id"]
+    joined = await client.get(f"/threads/{tid}/runs/{latest}/join")
+    assert [c for c in copied if isinstance(c, dict)] == [], "the final values were copied into plain dicts"
+    monkeypatch.undo()
+    assert values == joined.json() == (await client.get(f"/threads/{tid}/state")).json()["values"]
+    assert [m["content"] for m in values["messages"] if m["type"] == "human"] == ["first question", "second question"]
+
+
 async def test_a_turn_on_an_idle_thread_starts_where_it_was_asked_without_a_trip_through_the_queue(
     scripted_app, monkeypatch
 ):

@@ -23,7 +23,7 @@ from appliance.agent.context import AssistantContext
 from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import Event, EventLog, Position
-from appliance.engine.jsonable import jsonable, oversized_int
+from appliance.engine.jsonable import jsonable, oversized_int, stream_json
 from appliance.engine.request import RunCommand, RunRequest, to_kwargs
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
@@ -350,6 +350,18 @@ class RunService:
         """Wait for the run to end; the thread's values then (with ``__interrupt__``
         when it paused for a human). A run that failed raises its error.
         ``created``: the caller has just created the run, so it need not be looked up first."""
+        return jsonable(await self._final_values(tenant, thread_id, run_id, created))
+
+    async def join_json(
+        self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, *, created: bool = False
+    ) -> bytes:
+        """``join``'s values as the JSON a client receives, encoded in one pass as a
+        stream's values event is (a window of messages is not copied into plain dicts first)."""
+        return stream_json("values", await self._final_values(tenant, thread_id, run_id, created))
+
+    async def _final_values(
+        self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, created: bool
+    ) -> dict[str, Any]:
         if not created:
             await self.require(tenant, thread_id, run_id)
         end = await self.worker.wait_ended(run_id, in_flight=created)
@@ -358,13 +370,11 @@ class RunService:
             if run is not None and run.error:
                 raise run_error(run.error)
         if end.values is not None:  # it ran here: its final state, as it was committed
-            values, interrupts = jsonable(end.values), end.interrupts
+            values, interrupts = end.values, end.interrupts
         else:
             snapshot = await self.graph.aget_state(thread_config(thread_id))
-            values, interrupts = jsonable(snapshot.values), list(snapshot.interrupts)
-        if interrupts:
-            values["__interrupt__"] = jsonable(interrupts)
-        return values
+            values, interrupts = snapshot.values, list(snapshot.interrupts)
+        return {**values, "__interrupt__": interrupts} if interrupts else values
 
     # Reading and cancelling ----------------------------------------------------
 

@@ -196,7 +196,7 @@ class RunController(Controller):
     ) -> Response[dict[str, Any]]:
         # The turn goes on if the caller stops waiting; it can join the run later.
         run = await runtime.runs.create(tenant, thread_id, held_spec(data, followed=False), key_id=actor.key_id)
-        values = await unless_left(request, runtime.runs.join(tenant, thread_id, run.run_id, created=True))
+        values = await unless_left(request, runtime.runs.join_json(tenant, thread_id, run.run_id, created=True))
         return values if isinstance(values, Response) else located(values, run, then="join")
 
     @get("/", summary="The thread's runs, newest first")
@@ -243,13 +243,14 @@ class RunController(Controller):
         run_id: FromPath[uuid.UUID],
         request: Request,
         cancel_on_disconnect: FromQuery[bool] = False,
-    ) -> dict[str, Any]:
+    ) -> Response[dict[str, Any]]:
         async def stop() -> None:  # the caller left first: the run stops, keeping its work
             await runtime.runs.stop(await runtime.runs.require(tenant, thread_id, run_id), "interrupt")
 
-        return await unless_left(
-            request, runtime.runs.join(tenant, thread_id, run_id), stop if cancel_on_disconnect else None
+        values = await unless_left(
+            request, runtime.runs.join_json(tenant, thread_id, run_id), stop if cancel_on_disconnect else None
         )
+        return values if isinstance(values, Response) else Response(values)
 
     @get(
         "/{run_id:uuid}/stream",
@@ -332,11 +333,12 @@ class StatelessRunController(Controller):
         actor: NamedDependency[Actor],
         data: JSONBody[RunCreate],
         request: Request,
-    ) -> dict[str, Any]:
+    ) -> Response[dict[str, Any]]:
         spec = held_spec(data, followed=False)
         run = await runtime.runs.create_stateless(tenant, spec, key_id=actor.key_id)
         try:
-            return await unless_left(request, runtime.runs.join(tenant, run.thread_id, run.run_id, created=True))
+            values = await unless_left(request, runtime.runs.join_json(tenant, run.thread_id, run.run_id, created=True))
+            return values if isinstance(values, Response) else Response(values)
         finally:
             if spec.on_completion == "delete":
                 await asyncio.shield(runtime.runs.discard_stateless(run))
