@@ -3,8 +3,9 @@ thread with 1,000 turns, read by a fresh process through the service
 (graph.aget_state, which rebuilds it each time) and through
 GET /threads/{id}/state (the first read builds it and keeps its rendering,
 the next are sent as kept); then a search page of
-50 such threads with their values, read one after another (as the search did)
-against side by side (as it does).
+50 such threads with their values, read one after another against together
+(as the search does: the states kept found in one query, the others built side
+by side).
 
     python -m bench.state_read [--turns 1000] [--reads 300]
 """
@@ -93,10 +94,10 @@ async def measure(env: dict[str, str], tid: str, reads: int) -> None:
     print(summary("HTTP GET /threads/{id}/state", http))
     print("target: p50 under 5 ms over HTTP")
     print(summary(f"{SEARCH_PAGE} threads' values, one by one", one_by_one))
-    print(summary(f"{SEARCH_PAGE} threads' values, side by side", side_by_side))
+    print(summary(f"{SEARCH_PAGE} threads' values, together", side_by_side))
     print(summary(f"HTTP POST /threads/search, {SEARCH_PAGE} with values", search))
     ratio = sorted(one_by_one)[len(one_by_one) // 2] / sorted(side_by_side)[len(side_by_side) // 2]
-    print(f"ratio one by one / side by side: p50 {ratio:.2f}x")
+    print(f"ratio one by one / together: p50 {ratio:.2f}x")
 
 
 def _page_query():

@@ -48,6 +48,11 @@ async def test_a_state_at_rest_is_built_once_and_then_sent_as_kept(scripted_app,
     again = [(await client.get(f"/threads/{tid}/state")).json() for _ in range(3)]
     assert again == [first] * 3
     assert len(state_builds) == built, "a state at rest was rebuilt on each read"
+    # The thread, and a search page with values, take their values from it too.
+    assert (await client.get(f"/threads/{tid}")).json()["values"] == first["values"]
+    found = await client.post("/threads/search", json={"ids": [tid], "select": ["thread_id", "values"]})
+    assert [t["values"] for t in found.json()] == [first["values"]]
+    assert len(state_builds) == built, "a thread's values were rebuilt while its state is kept"
 
 
 async def test_a_new_turn_an_update_a_rollback_and_a_copy_each_show_at_once(scripted_app):
@@ -58,6 +63,8 @@ async def test_a_new_turn_an_update_a_rollback_and_a_copy_each_show_at_once(scri
 
     await turn(client, tid, "second question")
     assert texts(await read_state(app, tid)) == ["first question", "second question"]
+    thread = (await client.get(f"/threads/{tid}")).json()
+    assert thread["values"] == (await read_state(app, tid))["values"]
 
     updated = await client.post(f"/threads/{tid}/state", json={"values": {"summary": "spoke of two things"}})
     assert updated.status_code == 200, updated.text
@@ -95,6 +102,6 @@ async def test_another_tenants_thread_and_a_deleted_one_have_no_state(scripted_a
     client, tid = scripted_app.client, await new_thread(scripted_app.client)
     await turn(client, tid, "first question")
     await read_state(scripted_app, tid)
-    assert await scripted_app.runtime.threads.renderings.latest("someone-else", uuid.UUID(tid)) is None
+    assert await scripted_app.runtime.threads.renderings.latest([uuid.UUID(tid)], "someone-else") == {}
     assert (await client.delete(f"/threads/{tid}")).status_code == 204
     assert (await client.get(f"/threads/{tid}/state")).status_code == 404

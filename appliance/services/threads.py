@@ -82,6 +82,15 @@ def checked_values(values: dict[str, Any], where: str = "values") -> dict[str, A
     return checked
 
 
+class _StateValues(msgspec.Struct):
+    """What a thread's values need of its kept state (the rest is skipped unread)."""
+
+    values: dict[str, Any]
+
+
+_VALUES = msgspec.json.Decoder(_StateValues)
+
+
 class ThreadService:
     def __init__(
         self,
@@ -118,16 +127,23 @@ class ThreadService:
             raise Conflict(f"thread {thread_id} already exists; pass if_exists='do_nothing' to reuse it") from None
 
     async def values(self, thread_id: uuid.UUID) -> dict[str, Any]:
-        return thread_state(await self.graph.aget_state(thread_config(thread_id)))["values"]
+        """The thread's latest values (its tenant already checked)."""
+        return (await self.values_of([thread_id]))[0]
 
     async def values_of(self, thread_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
-        """Several threads' values, read side by side (a search page asks for
-        them all; one after another each waited for the last)."""
+        """Several threads' latest values (their tenant already checked): from
+        their kept renderings, found in one query; the others built side by side
+        (a search page asks for them all; one after another each waited for the last)."""
+        kept = await self.renderings.latest(thread_ids)
         at_once = asyncio.Semaphore(VALUES_AT_ONCE)
 
         async def read(thread_id: uuid.UUID) -> dict[str, Any]:
+            latest = kept.get(thread_id)
+            if latest is not None and latest.body is not None:
+                return _VALUES.decode(latest.body).values
             async with at_once:
-                return await self.values(thread_id)
+                state, _ = await self._render(thread_id)
+            return state["values"]
 
         return list(await asyncio.gather(*(read(t) for t in thread_ids)))
 
@@ -160,17 +176,24 @@ class ThreadService:
         """The thread's latest state, encoded: the rendering kept for its latest
         checkpoint when there is one, else built (and kept when the state is
         at rest: no step pending, so nothing but a new checkpoint changes it)."""
-        latest = await self.renderings.latest(tenant, thread_id)
+        latest = (await self.renderings.latest([thread_id], tenant)).get(thread_id)
         if latest is None:
             raise NotFound(f"thread {thread_id} not found")
         if latest.body is not None:
             return latest.body
+        _, body = await self._render(thread_id)
+        return body
+
+    async def _render(self, thread_id: uuid.UUID) -> tuple[dict[str, Any], bytes]:
+        """The thread's latest state built, and encoded; the encoding kept when
+        the state is at rest (no step pending: only a new checkpoint changes it)."""
         snapshot = await self.graph.aget_state(thread_config(thread_id))
-        body = to_json(thread_state(snapshot))
+        state = thread_state(snapshot)
+        body = to_json(state)
         rendered = (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
         if rendered and not snapshot.next and not snapshot.tasks:
             await self.renderings.keep(thread_id, rendered, body)
-        return body
+        return state, body
 
     async def conversation(self, thread_id: uuid.UUID, values: dict[str, Any]) -> list[BaseMessage]:
         """The whole conversation of a state (``values``, at any checkpoint): its archived messages, then its window."""

@@ -31,14 +31,15 @@ class StateRenderings:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def latest(self, tenant: str, thread_id: uuid.UUID) -> LatestState | None:
-        """The thread's latest checkpoint with its rendering, in one round trip; None
-        when the tenant has no such thread. A checkpoint with pending writes
-        (a step under way, an interrupt) is never served from a rendering."""
+    async def latest(self, thread_ids: list[uuid.UUID], tenant: str | None = None) -> dict[uuid.UUID, LatestState]:
+        """Each thread's latest checkpoint with its rendering, in one round trip;
+        a thread missing (or, with ``tenant``, not the tenant's) is left out.
+        A checkpoint with pending writes (a step under way, an interrupt) is
+        never served from a rendering."""
         async with self.pool.connection() as conn:
-            row = await (
+            rows = await (
                 await conn.execute(
-                    """SELECT c.checkpoint_id, r.body
+                    """SELECT t.thread_id, c.checkpoint_id, r.body
                        FROM threads t
                        LEFT JOIN LATERAL (
                            SELECT checkpoint_id FROM checkpoints
@@ -49,13 +50,14 @@ class StateRenderings:
                         AND NOT EXISTS (SELECT 1 FROM checkpoint_writes w
                                         WHERE w.thread_id = t.thread_id::text AND w.checkpoint_ns = ''
                                           AND w.checkpoint_id = c.checkpoint_id)
-                       WHERE t.thread_id = %s AND t.tenant = %s""",
-                    (FORMAT, thread_id, tenant),
+                       WHERE t.thread_id = ANY(%s) AND (%s::text IS NULL OR t.tenant = %s)""",
+                    (FORMAT, thread_ids, tenant, tenant),
                 )
-            ).fetchone()
-        if row is None:
-            return None
-        return LatestState(row["checkpoint_id"], bytes(row["body"]) if row["body"] is not None else None)
+            ).fetchall()
+        return {
+            r["thread_id"]: LatestState(r["checkpoint_id"], bytes(r["body"]) if r["body"] is not None else None)
+            for r in rows
+        }
 
     async def keep(self, thread_id: uuid.UUID, checkpoint_id: str, body: bytes) -> None:
         """Keep ``body`` as the rendering of ``checkpoint_id``. A read that cannot
