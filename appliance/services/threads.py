@@ -138,9 +138,8 @@ class ThreadService:
         at_once = asyncio.Semaphore(VALUES_AT_ONCE)
 
         async def read(thread_id: uuid.UUID) -> dict[str, Any]:
-            latest = kept.get(thread_id)
-            if latest is not None and latest.body is not None:
-                return _VALUES.decode(latest.body).values
+            if body := kept.get(thread_id):
+                return _VALUES.decode(body).values
             async with at_once:
                 state, _ = await self._render(thread_id)
             return state["values"]
@@ -176,11 +175,11 @@ class ThreadService:
         """The thread's latest state, encoded: the rendering kept for its latest
         checkpoint when there is one, else built (and kept when the state is
         at rest: no step pending, so nothing but a new checkpoint changes it)."""
-        latest = (await self.renderings.latest([thread_id], tenant)).get(thread_id)
-        if latest is None:
+        kept = await self.renderings.latest([thread_id], tenant)
+        if thread_id not in kept:
             raise NotFound(f"thread {thread_id} not found")
-        if latest.body is not None:
-            return latest.body
+        if body := kept[thread_id]:
+            return body
         _, body = await self._render(thread_id)
         return body
 

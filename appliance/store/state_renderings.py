@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,26 +19,19 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 
 
-class LatestState(msgspec.Struct, frozen=True):
-    """A thread's latest checkpoint (None: no state yet) and its rendering, when one is kept for it."""
-
-    checkpoint_id: str | None
-    body: bytes | None
-
-
 class StateRenderings:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def latest(self, thread_ids: list[uuid.UUID], tenant: str | None = None) -> dict[uuid.UUID, LatestState]:
-        """Each thread's latest checkpoint with its rendering, in one round trip;
-        a thread missing (or, with ``tenant``, not the tenant's) is left out.
-        A checkpoint with pending writes (a step under way, an interrupt) is
-        never served from a rendering."""
+    async def latest(self, thread_ids: list[uuid.UUID], tenant: str | None = None) -> dict[uuid.UUID, bytes | None]:
+        """Each thread's rendering of its latest checkpoint (None: none is kept
+        for it), in one round trip; a thread missing (or, with ``tenant``, not
+        the tenant's) is left out. A checkpoint with pending writes (a step
+        under way, an interrupt) is never served from a rendering."""
         async with self.pool.connection() as conn:
             rows = await (
                 await conn.execute(
-                    """SELECT t.thread_id, c.checkpoint_id, r.body
+                    """SELECT t.thread_id, r.body
                        FROM threads t
                        LEFT JOIN LATERAL (
                            SELECT checkpoint_id FROM checkpoints
@@ -54,10 +46,7 @@ class StateRenderings:
                     (FORMAT, thread_ids, tenant, tenant),
                 )
             ).fetchall()
-        return {
-            r["thread_id"]: LatestState(r["checkpoint_id"], bytes(r["body"]) if r["body"] is not None else None)
-            for r in rows
-        }
+        return {r["thread_id"]: bytes(r["body"]) if r["body"] is not None else None for r in rows}
 
     async def keep(self, thread_id: uuid.UUID, checkpoint_id: str, body: bytes) -> None:
         """Keep ``body`` as the rendering of ``checkpoint_id``. A read that cannot
