@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar.response import Stream
@@ -49,6 +49,10 @@ async def sse(
         yield chunk
 
 
+class _Ended(NamedTuple):
+    error: BaseException | None
+
+
 async def with_heartbeat(
     chunks: AsyncIterator[bytes],
     *,
@@ -56,31 +60,46 @@ async def with_heartbeat(
     on_early_close: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """``chunks``, with a heartbeat comment after ``heartbeat_s`` quiet seconds.
-    If the client leaves before the chunks end, ``on_early_close`` runs."""
+    If the client leaves before the chunks end, ``on_early_close`` runs.
+
+    One task reads the chunks, at most one ahead of the client, and hands each
+    over through a queue of one: waiting for the next chunk (a turn streams
+    dozens) makes no task of its own, and a heartbeat's timeout leaves the
+    read in progress untouched."""
+    handed: asyncio.Queue[bytes | _Ended] = asyncio.Queue(maxsize=1)
+
+    async def read() -> None:
+        ended = _Ended(None)
+        try:
+            async for chunk in chunks:
+                await handed.put(chunk)
+        except Exception as exc:  # raised on the client's side, where the stream is
+            ended = _Ended(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+        await handed.put(ended)
+
+    reader = asyncio.ensure_future(read())
     finished = False
-    upcoming: asyncio.Future[bytes] | None = None
     try:
         while True:
-            if upcoming is None:
-                upcoming = asyncio.ensure_future(anext(chunks))
-            done, _ = await asyncio.wait({upcoming}, timeout=heartbeat_s)
-            if not done:
+            try:
+                async with asyncio.timeout(heartbeat_s):
+                    item = await handed.get()
+            except TimeoutError:
                 yield HEARTBEAT
                 continue
-            try:
-                item = upcoming.result()
-            except StopAsyncIteration:
+            if isinstance(item, _Ended):
+                if item.error is not None:
+                    raise item.error
                 finished = True
                 return
-            upcoming = None
             yield item
     finally:
-        if upcoming is not None and not upcoming.done():
-            upcoming.cancel()
-            with contextlib.suppress(BaseException):
-                await upcoming
+        reader.cancel()
         with contextlib.suppress(BaseException):
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await reader
         if not finished and on_early_close is not None:
             await asyncio.shield(on_early_close())
 

@@ -1,0 +1,77 @@
+"""A stream's heartbeat (api/sse.py, with_heartbeat): quiet seconds get a comment
+line, every chunk arrives once and in order, a client that leaves early is told
+to the caller and the source is closed, and waiting for a chunk makes no task."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from appliance.api.sse import HEARTBEAT, with_heartbeat
+
+
+class Source:
+    """Chunks with pauses between them; remembers whether it was closed."""
+
+    def __init__(self, plan: list[bytes | float], fail: Exception | None = None) -> None:
+        self.plan, self.fail, self.closed = plan, fail, False
+
+    async def chunks(self):
+        try:
+            for step in self.plan:
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                else:
+                    yield step
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.closed = True
+
+
+async def test_quiet_seconds_get_a_heartbeat_and_every_chunk_arrives_in_order():
+    source, left = Source([b"a", 0.25, b"b", b"c", 0.05, b"d"]), []
+    got = [c async for c in with_heartbeat(source.chunks(), heartbeat_s=0.1, on_early_close=lambda: left.append(1))]
+    assert [c for c in got if c != HEARTBEAT] == [b"a", b"b", b"c", b"d"]
+    assert got.index(HEARTBEAT) == 1 and 1 <= got.count(HEARTBEAT) <= 3
+    assert source.closed and left == []
+
+
+async def test_a_client_that_leaves_early_is_told_and_the_source_is_closed():
+    source, left = Source([b"a", b"b", 5.0, b"never"]), []
+
+    async def leaving():
+        left.append("left")
+
+    stream = with_heartbeat(source.chunks(), heartbeat_s=1, on_early_close=leaving)
+    assert await anext(stream) == b"a"
+    await stream.aclose()
+    assert left == ["left"] and source.closed
+
+
+async def test_an_error_of_the_source_reaches_the_client():
+    source = Source([b"a"], fail=RuntimeError("the events could not be read"))
+    stream = with_heartbeat(source.chunks(), heartbeat_s=1)
+    assert await anext(stream) == b"a"
+    with pytest.raises(RuntimeError, match="could not be read"):
+        await anext(stream)
+    assert source.closed
+
+
+async def test_waiting_for_chunks_makes_no_task_for_each():
+    loop, made = asyncio.get_running_loop(), []
+    factory = loop.get_task_factory()
+
+    def counting(loop, coro, **kwargs):
+        made.append(coro)
+        return factory(loop, coro, **kwargs) if factory else asyncio.Task(coro, loop=loop, **kwargs)
+
+    source = Source([step for n in range(100) for step in (0.0005, f"{n}".encode())])
+    loop.set_task_factory(counting)
+    try:
+        got = [c async for c in with_heartbeat(source.chunks(), heartbeat_s=5)]
+    finally:
+        loop.set_task_factory(factory)
+    assert len(got) == 100
+    assert len(made) <= 2, f"{len(made)} tasks for 100 chunks"
