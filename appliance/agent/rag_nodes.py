@@ -91,15 +91,25 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
                 "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None, "degraded": None,
                 "tool_steps": 0, "tool_failures": {}}  # fmt: skip
         if context.response_format != "text":
-            return turn | {"use_documents": False}  # a structured answer is the model's own
-        if context.documents_only:
-            return turn | {"use_documents": True}
-        if retriever is None or not knowledge_bases(context):
-            return turn | {"use_documents": False}
-        progress("plan", status="deciding whether the documents are needed")
-        return turn | {"use_documents": not is_small_talk(question)}
+            use = False  # a structured answer is the model's own
+        elif context.documents_only:
+            use = True
+        elif retriever is None or not knowledge_bases(context):
+            use = False
+        else:
+            progress("plan", status="deciding whether the documents are needed")
+            use = not is_small_talk(question)
+        return changed(state, turn | {"use_documents": use})
 
     return plan
+
+
+def changed(state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``update`` the state does not already hold with that value.
+    Each key written costs a turn a checkpoint write, and a stored blob when
+    its value is a list or a dict, every turn, even when it resets a key
+    already reset; an absent key is still written, so every key is in the values."""
+    return {key: value for key, value in update.items() if key not in state or state[key] != value}
 
 
 def reviewed_query(query: str, question: str) -> str:
