@@ -1,6 +1,7 @@
 """What the rate limiter costs each request: the API key's lookup alone (what
 authentication did before), against the lookup and the request counted in
-PostgreSQL (what it does now), with the same concurrent callers, in one run.
+PostgreSQL in the same statement (what it does now), with the same concurrent
+callers, in one run.
 
     python -m bench.rate_limit_cost [--callers 16] [--requests 4000]
 """
@@ -47,8 +48,7 @@ async def main(callers: int, requests: int) -> None:
             await keys.authenticate(secret)
 
         async def authenticate_and_count() -> None:
-            key = await keys.authenticate(secret)
-            await limits.admit_request(key)
+            limits.check_requests(await keys.admit(secret))
 
         results = {}
         for name, step in (("key lookup", authenticate), ("key lookup + counted", authenticate_and_count)):

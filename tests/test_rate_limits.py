@@ -200,6 +200,32 @@ async def test_a_tenants_limits_are_checked_and_admins_only(scripted_app):
         assert (await user_client.put(f"/tenants/{tenant}/limits", json={})).status_code == 403
 
 
+async def test_a_request_is_authenticated_and_counted_in_one_round_trip(scripted_app):
+    """The key's lookup and the request's count are one statement: ``/metrics``,
+    which reads nothing from PostgreSQL itself, takes one pooled connection, and
+    the request is counted for its key. (The fewest of five: the worker's
+    heartbeat may take a connection meanwhile.)"""
+    pool, client = scripted_app.runtime.pool, scripted_app.client
+    key = await scripted_app.runtime.keys.authenticate(scripted_app.admin_key)
+
+    async def counted() -> int:
+        async with pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT coalesce(sum(n), 0) AS n FROM request_counts WHERE scope = %s", (f"key:{key.key_id}",)
+                )
+            ).fetchone()
+        return row["n"]
+
+    taken = []
+    for _ in range(5):
+        before, requests_before = pool.get_stats()["requests_num"], await counted()
+        assert (await client.get("/metrics")).status_code == 200
+        taken.append(pool.get_stats()["requests_num"] - before - 1)  # less the count read just above
+        assert await counted() - requests_before == 1
+    assert min(taken) == 1, taken
+
+
 def test_the_api_names_every_limit_the_store_keeps():
     from appliance.api.schemas import LimitsUpdate
     from appliance.store.limits import LIMIT_NAMES

@@ -40,14 +40,14 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
                 "an API key is required: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        key = await runtime.keys.authenticate(secret)
-        if key is None:
+        admission = await runtime.keys.admit(secret)
+        if admission is None:
             await runtime.audit.failed_authentication(client_address(connection), "unknown or revoked key")
             raise NotAuthorizedException(
                 "the API key is not valid (unknown or revoked)", headers={"WWW-Authenticate": "Bearer"}
             )
-        await runtime.limits.admit_request(key)
-        return AuthenticationResult(user=key, auth=secret)
+        runtime.limits.check_requests(admission)
+        return AuthenticationResult(user=admission.key, auth=secret)
 
 
 def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.store.audit import Actor
-from appliance.store.keys import ApiKey, KeyStore, LastAdminKey, OwnKey
+from appliance.store.keys import Admission, ApiKey, KeyStore, LastAdminKey, OwnKey
 
 TENANT_MAX = 64
 # ASCII only: a tenant name is an identifier in logs, metrics and metadata.
@@ -52,6 +52,10 @@ class KeyService:
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         return await self.store.authenticate(secret)
+
+    async def admit(self, secret: str) -> Admission | None:
+        """A request's key, with the request counted (``Limits.check_requests`` says whether it may go on)."""
+        return await self.store.admit(secret)
 
     async def bootstrap_admin(self, path: Path) -> str | None:
         """On a new appliance (no keys at all), create an admin key and save it

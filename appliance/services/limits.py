@@ -14,7 +14,7 @@ from typing import Any
 from appliance.errors import Invalid, RateLimited
 from appliance.settings import Settings
 from appliance.store.audit import Actor
-from appliance.store.keys import ApiKey
+from appliance.store.keys import Admission
 from appliance.store.limits import LIMIT_NAMES, LimitSet, LimitStore, OverLimit, effective, over
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,14 @@ class Limits:
         self.store = store
         self.defaults = defaults
 
-    async def admit_request(self, key: ApiKey) -> None:
-        """Count the request; RateLimited when the key or its tenant is over its requests a minute."""
-        counted, overrides = await self.store.count_request(key.key_id, key.tenant)
-        limits = effective(self.defaults, overrides)
+    def check_requests(self, admission: Admission) -> None:
+        """RateLimited when the request just counted (``KeyService.admit``) puts its key
+        or its tenant over their requests a minute."""
+        limits, counted = effective(self.defaults, admission.overrides), admission.requests
         for name, count in (("key_requests_per_minute", counted.key), ("tenant_requests_per_minute", counted.tenant)):
             limit = getattr(limits, name)
             if over(limit, count):
-                raise rate_limited(OverLimit(name, limit, counted.retry_after_s), key.tenant)
+                raise rate_limited(OverLimit(name, limit, counted.retry_after_s), admission.key.tenant)
 
     @asynccontextmanager
     async def uploading(self, key_id: uuid.UUID | None, tenant: str) -> AsyncIterator[None]:

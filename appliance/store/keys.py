@@ -1,4 +1,5 @@
-"""API keys: stored as SHA-256 hashes, shown once at creation."""
+"""API keys: stored as SHA-256 hashes, shown once at creation. A request's
+key is looked up and the request counted against its limits in one statement."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.audit import Actor, record
+from appliance.store.limits import RequestCount
 
 KEY_PREFIX = "apk_"
 _COLUMNS = "key_id, tenant, name, prefix, is_admin, created_at, revoked_at"
@@ -24,6 +26,35 @@ class ApiKey(msgspec.Struct, frozen=True):
     is_admin: bool
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """A live key, with the request counted for it and for its tenant in this
+    minute's window, and the tenant's own limits (none: the appliance's)."""
+
+    key: ApiKey
+    requests: RequestCount
+    overrides: dict[str, int]
+
+
+# The key of a hash, unless revoked; for it, one request counted for the key and
+# one for its tenant, with the tenant's own limits: one round trip a request.
+_ADMIT = f"""WITH key AS (SELECT {_COLUMNS} FROM api_keys WHERE key_hash = %(hash)s AND revoked_at IS NULL),
+counted AS (
+    INSERT INTO request_counts AS c (scope, window_start, n)
+    SELECT scope, date_trunc('minute', now()), 1
+      FROM key CROSS JOIN LATERAL (VALUES ('key:' || key.key_id::text), ('tenant:' || key.tenant)) AS s(scope)
+    ON CONFLICT (scope, window_start) DO UPDATE SET n = c.n + 1
+    RETURNING scope, n)
+SELECT key.*,
+       (SELECT n FROM counted WHERE scope = 'key:' || key.key_id::text) AS key_n,
+       (SELECT n FROM counted WHERE scope = 'tenant:' || key.tenant) AS tenant_n,
+       ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int AS retry_after_s,
+       (SELECT limits FROM tenant_limits WHERE tenant = key.tenant) AS limits,
+       -- This statement's own commit: a count lost in a crash is harmless,
+       -- waiting for the WAL to reach the disk on every request is not.
+       set_config('synchronous_commit', 'off', true) AS unflushed
+FROM key"""
 
 
 class LastAdminKey(Exception):
@@ -71,6 +102,16 @@ class KeyStore:
                 )
             ).fetchone()
         return ApiKey(**row) if row else None
+
+    async def admit(self, secret: str) -> Admission | None:
+        """The live key of ``secret`` with this request counted (None: unknown or revoked, nothing counted)."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(_ADMIT, {"hash": hash_key(secret)})).fetchone()
+        if row is None:
+            return None
+        key = ApiKey(**{name: row[name] for name in ApiKey.__struct_fields__})
+        requests = RequestCount(row["key_n"], row["tenant_n"], max(1, row["retry_after_s"]))
+        return Admission(key, requests, row["limits"] or {})
 
     async def list(self, tenant: str | None = None) -> list[ApiKey]:
         query, params = f"SELECT {_COLUMNS} FROM api_keys", ()

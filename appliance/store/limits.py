@@ -50,6 +50,8 @@ class OverLimit(Exception):
 
 
 class RequestCount(msgspec.Struct, frozen=True):
+    """One request counted in its minute's window (``KeyStore.admit``)."""
+
     key: int
     tenant: int
     # Seconds until the window ends (when the counts start again).
@@ -84,31 +86,6 @@ async def overrides_on(conn: AsyncConnection, tenant: str) -> dict[str, int]:
 class LimitStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-
-    async def count_request(self, key_id: uuid.UUID, tenant: str) -> tuple[RequestCount, dict[str, int]]:
-        """Count one request for the key and for its tenant in this minute's window;
-        return both counts and the tenant's own limits, in one statement."""
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    """WITH counted AS (
-                           INSERT INTO request_counts AS c (scope, window_start, n)
-                           VALUES (%(key)s, date_trunc('minute', now()), 1),
-                                  (%(tenant)s, date_trunc('minute', now()), 1)
-                           ON CONFLICT (scope, window_start) DO UPDATE SET n = c.n + 1
-                           RETURNING scope, n)
-                       SELECT (SELECT n FROM counted WHERE scope = %(key)s) AS key_n,
-                              (SELECT n FROM counted WHERE scope = %(tenant)s) AS tenant_n,
-                              ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int
-                                  AS retry_after_s,
-                              (SELECT limits FROM tenant_limits WHERE tenant = %(name)s) AS limits,
-                              -- This statement's own commit: a count lost in a crash is harmless,
-                              -- waiting for the WAL to reach the disk on every request is not.
-                              set_config('synchronous_commit', 'off', true) AS unflushed""",
-                    {"key": f"key:{key_id}", "tenant": f"tenant:{tenant}", "name": tenant},
-                )
-            ).fetchone()
-        return RequestCount(row["key_n"], row["tenant_n"], max(1, row["retry_after_s"])), row["limits"] or {}
 
     async def overrides(self, tenant: str) -> dict[str, int]:
         async with self.pool.connection() as conn:
