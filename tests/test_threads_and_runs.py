@@ -117,6 +117,27 @@ async def test_a_turn_on_an_idle_thread_starts_where_it_was_asked_without_a_trip
     assert [r["status"] for r in runs] == ["success"] * 3
 
 
+async def test_a_threads_first_run_names_its_assistant_in_the_transaction_that_queues_it(scripted_app, monkeypatch):
+    client, tid = scripted_app.client, await new_thread(scripted_app.client)
+    store, merged = scripted_app.runtime.runs.thread_service.store, []
+    original = store.merge_metadata
+
+    async def counted(*args, **kwargs):
+        merged.append(args)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "merge_metadata", counted)
+    await turn(client, tid, "a first turn")
+    [run] = (await client.get(f"/threads/{tid}/runs")).json()
+    assert (await client.get(f"/threads/{tid}")).json()["metadata"]["assistant_id"] == run["assistant_id"]
+    assert merged == []  # no second write of the thread after the run's
+
+    # The first assistant stays the thread's; a run naming another does not replace it.
+    other = (await client.post("/assistants", json={"graph_id": "agent", "name": "other"})).json()
+    await client.post(f"/threads/{tid}/runs/wait", json=user("with another") | {"assistant_id": other["assistant_id"]})
+    assert (await client.get(f"/threads/{tid}")).json()["metadata"]["assistant_id"] == run["assistant_id"]
+
+
 async def test_runs_that_find_no_free_slot_wait_in_the_queue_and_start_as_one_frees(databases, chroma_url, tmp_path):
     async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0.05, worker_slots="1") as app:
         threads = [await new_thread(app.client) for _ in range(3)]

@@ -130,11 +130,9 @@ class RunService:
         if thread is None:
             metadata = (new_thread_metadata or {}) | {"assistant_id": prepared.assistant_id}
             await self.thread_service.create(tenant, thread_id, metadata, "do_nothing")
-        run = await self._queue(tenant, thread_id, spec, prepared, key_id)
-        if thread is not None and "assistant_id" not in thread.metadata:
-            # The thread remembers the assistant it began with; runs without one use it.
-            await self.thread_service.store.merge_metadata(tenant, thread_id, {"assistant_id": prepared.assistant_id})
-        return run
+        # The thread remembers the assistant it began with; runs without one use it.
+        remember = thread is not None and "assistant_id" not in thread.metadata
+        return await self._queue(tenant, thread_id, spec, prepared, key_id, remember_assistant=remember)
 
     async def create_stateless(self, tenant: str, spec: RunSpec, *, key_id: uuid.UUID | None) -> RunRecord:
         """A run on a thread of its own, made for it (deleted after unless on_completion='keep')."""
@@ -153,7 +151,14 @@ class RunService:
             await self.thread_service.delete(run.tenant, run.thread_id)
 
     async def _queue(
-        self, tenant: str, thread_id: uuid.UUID, spec: RunSpec, prepared: Prepared, key_id: uuid.UUID | None
+        self,
+        tenant: str,
+        thread_id: uuid.UUID,
+        spec: RunSpec,
+        prepared: Prepared,
+        key_id: uuid.UUID | None,
+        *,
+        remember_assistant: bool = False,
     ) -> RunRecord:
         if spec.checkpoint_id:
             await self.thread_service.state(tenant, thread_id, spec.checkpoint_id)  # 404 if unknown
@@ -178,6 +183,7 @@ class RunService:
             delay_s=spec.after_seconds,
             key_id=key_id,
             start_on=start_on,
+            remember_assistant=remember_assistant,
         )
         created = None
         try:
@@ -352,9 +358,7 @@ class RunService:
         ``created``: the caller has just created the run, so it need not be looked up first."""
         return jsonable(await self._final_values(tenant, thread_id, run_id, created))
 
-    async def join_json(
-        self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, *, created: bool = False
-    ) -> bytes:
+    async def join_json(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, *, created: bool = False) -> bytes:
         """``join``'s values as the JSON a client receives, encoded in one pass as a
         stream's values event is (a window of messages is not copied into plain dicts first)."""
         return stream_json("values", await self._final_values(tenant, thread_id, run_id, created))

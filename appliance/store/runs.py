@@ -55,6 +55,12 @@ _START_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'running'", worker="%s
                       busy AS (UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = %s)
                  SELECT * FROM run"""
 
+# The first run's assistant, kept by a thread that has none (a run of another
+# process may have set one meanwhile: the first one stays).
+_REMEMBER_ASSISTANT = """UPDATE threads SET metadata = metadata || jsonb_build_object('assistant_id', %s::text),
+                                updated_at = now()
+                         WHERE thread_id = %s AND NOT metadata ? 'assistant_id'"""
+
 
 class RunRecord(msgspec.Struct, frozen=True):
     run_id: uuid.UUID
@@ -91,6 +97,9 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     # A worker of the creating process with a slot held for the run: it starts
     # there at once when its thread is idle and it is due now (else it queues).
     start_on: uuid.UUID | None = None
+    # The thread has no assistant of its own yet: it takes this run's
+    # (metadata.assistant_id), in the run's own transaction.
+    remember_assistant: bool = False
 
 
 class ThreadBusy(Exception):
@@ -167,6 +176,8 @@ class RunStore:
                 # A waiting run a worker took meanwhile is stopped like a running one.
                 stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
                 await self._stop_running(conn, stopping, action)
+            if new.remember_assistant:
+                await conn.execute(_REMEMBER_ASSISTANT, (new.assistant_id, new.thread_id))
             start_on = new.start_on if not inflight and new.delay_s <= 0 else None
             values = (
                 new.run_id,
