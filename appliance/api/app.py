@@ -3,7 +3,6 @@ and the lifespan that opens the runtime."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from appliance.api.openapi import complete_description
 from appliance.api.preflight import answer_options
 from appliance.api.strict_body import check_body_types
 from appliance.api.text_guard import TextGuardMiddleware
+from appliance.collector import settle_after_startup
 from appliance.knowledge.embeddings import Embedder
 from appliance.llm.provider import LanguageModel
 from appliance.runtime import open_runtime
@@ -100,10 +100,7 @@ def create_app(
                 key = await runtime.keys.bootstrap_admin(settings.admin_key_path)
                 if key:
                     print(first_key_banner(key, settings.admin_key_path, settings), flush=True)
-            # Start-up left millions of long-lived objects (torch, chromadb, the model);
-            # moving them out of the collector's reach keeps full collections short.
-            gc.collect()
-            gc.freeze()
+            settle_after_startup()
             log.info("appliance ready", extra={"profile": settings.profile, "model": runtime.model.name})
             yield
 

@@ -14,9 +14,11 @@ from appliance.settings import Settings
 
 
 async def run_worker(settings: Settings) -> None:
+    from appliance.collector import settle_after_startup
     from appliance.runtime import open_runtime
 
     async with open_runtime(settings) as runtime:
+        settle_after_startup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
