@@ -5,21 +5,36 @@ is given a pool (langgraph issue 7259), so all threads' reads and writes queue
 behind each other. With a pool each call gets its own connection, so the lock
 guards nothing; ``PooledPostgresSaver`` skips it (bench/checkpointer_lock.py
 measures the difference).
+
+It also writes a checkpoint with its blobs, and a task's writes, in one
+statement each: LangGraph sends a statement a row (``executemany`` in a
+pipeline), and a turn writes about thirty rows over seven calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    DeltaChannelHistory,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.migrations import schema_lock
@@ -70,6 +85,40 @@ def _stage1_sql(channels: int, *, first_page: bool) -> str:
 FROM checkpoints c
 WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.checkpoint_id {"<=" if first_page else "<"} %s
 ORDER BY c.checkpoint_id DESC LIMIT %s"""
+
+
+# A checkpoint and the blobs of its new channel versions, in one statement (a
+# data-modifying WITH runs once, whether or not the rest reads it). The columns
+# and conflict rules are LangGraph's (UPSERT_CHECKPOINT_BLOBS_SQL, UPSERT_CHECKPOINTS_SQL).
+_PUT_CHECKPOINT = """
+INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+VALUES (%(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s, %(checkpoint)s, %(metadata)s)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata"""
+_PUT_CHECKPOINT_WITH_BLOBS = (
+    """
+WITH blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
+    FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+        AS b(channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)"""
+    + _PUT_CHECKPOINT
+)
+# A task's writes in one statement (LangGraph's UPSERT_ and INSERT_CHECKPOINT_WRITES_SQL).
+_PUT_WRITES = """
+INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s, w.idx, w.channel, w.type, w.blob
+FROM unnest(%(idx)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """
+_REPLACE_WRITES = _PUT_WRITES + "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+_KEEP_WRITES = _PUT_WRITES + "NOTHING"
+
+
+def _columns(rows: Sequence[Sequence[Any]], **at: int) -> dict[str, list[Any]]:
+    """Rows as the arrays ``unnest`` takes: each name, the column at its index."""
+    return {name: [row[i] for row in rows] for name, i in at.items()}
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -146,6 +195,63 @@ from checkpoints """
             else:
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """LangGraph's ``aput`` (the same rows: primitive values inline, the
+        others as blobs of their new versions) in one statement."""
+        if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        configurable = config["configurable"]
+        thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
+        inline = dict(checkpoint["channel_values"])
+        blob_values = {}
+        for key, value in checkpoint["channel_values"].items():
+            if isinstance(value, _DeltaSnapshot):
+                blob_values[key] = inline.pop(key)
+                inline[key] = True  # the marker LangGraph reads a snapshot's blob by
+            elif not (value is None or isinstance(value, (str, int, float, bool))):
+                blob_values[key] = inline.pop(key)
+        params: dict[str, Any] = {
+            "thread_id": thread_id,
+            "ns": ns,
+            "checkpoint_id": checkpoint["id"],
+            "parent_id": configurable.get("checkpoint_id"),
+            "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
+            "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+        }
+        query = _PUT_CHECKPOINT
+        if blob_versions := {k: v for k, v in new_versions.items() if k in blob_values}:
+            rows = await asyncio.to_thread(self._dump_blobs, thread_id, ns, blob_values, blob_versions)
+            params |= _columns(rows, channels=2, versions=3, types=4, blobs=5)
+            query = _PUT_CHECKPOINT_WITH_BLOBS
+        async with self.conn.connection() as conn:
+            await conn.execute(query, params, binary=True)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        """LangGraph's ``aput_writes`` (the same rows and conflict rules) in one statement."""
+        if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
+            return await super().aput_writes(config, writes, task_id, task_path)
+        if not writes:
+            return
+        where = config["configurable"]
+        thread_id, ns, checkpoint_id = where["thread_id"], where["checkpoint_ns"], where["checkpoint_id"]
+        rows = await asyncio.to_thread(self._dump_writes, thread_id, ns, checkpoint_id, task_id, task_path, writes)
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        if replace:  # one row an index, the last, as one upsert after another would leave it
+            rows = list({row[5]: row for row in rows}.values())
+        params = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id, "task_id": task_id}
+        params |= {"task_path": task_path} | _columns(rows, idx=5, channels=6, types=7, blobs=8)
+        async with self.conn.connection() as conn:
+            await conn.execute(_REPLACE_WRITES if replace else _KEEP_WRITES, params, binary=True)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -1,0 +1,148 @@
+"""A checkpoint with its blobs, and a task's writes, go to PostgreSQL in one
+statement each, as the same rows LangGraph's own saver writes."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections import Counter
+from typing import Annotated
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import ERROR, INTERRUPT, RESUME, empty_checkpoint
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from langgraph.graph import START, StateGraph
+from psycopg import AsyncCursor
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from typing_extensions import TypedDict
+
+from appliance.agent.messages import merge_messages
+from appliance.store.checkpointer import PooledPostgresSaver, thread_config
+
+
+class State(TypedDict):
+    messages: Annotated[list, DeltaChannel(merge_messages, snapshot_frequency=2)]
+    sources: list[str]
+    turns: int
+
+
+def answer(state: State) -> dict:
+    return {"messages": [AIMessage("an answer")], "sources": ["a", "b"], "turns": state.get("turns", 0) + 1}
+
+
+@pytest.fixture
+async def pool(databases):
+    connections = {"autocommit": True, "row_factory": dict_row}
+    async with AsyncConnectionPool(databases.create(), kwargs=connections, open=False) as pool:
+        await PooledPostgresSaver(pool).setup()
+        yield pool
+
+
+async def test_each_checkpoint_and_each_tasks_writes_is_one_statement(pool, monkeypatch):
+    saver = PooledPostgresSaver(pool)
+    calling: contextvars.ContextVar[str | None] = contextvars.ContextVar("calling", default=None)
+    sent: Counter[str] = Counter()  # statements sent while a write method runs
+    calls: Counter[str] = Counter()
+
+    def counted(method):
+        async def call(*args, **kwargs):
+            calls[method.__name__] += 1
+            token = calling.set(method.__name__)
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                calling.reset(token)
+
+        return call
+
+    execute, executemany = AsyncCursor.execute, AsyncCursor.executemany
+
+    async def counting_execute(self, query, params=None, **kwargs):
+        if (name := calling.get()) is not None:
+            sent[name] += 1
+        return await execute(self, query, params, **kwargs)
+
+    async def counting_executemany(self, query, params_seq, **kwargs):
+        params_seq = list(params_seq)
+        if (name := calling.get()) is not None:
+            sent[name] += len(params_seq)  # one statement a row
+        return await executemany(self, query, params_seq, **kwargs)
+
+    monkeypatch.setattr(AsyncCursor, "execute", counting_execute)
+    monkeypatch.setattr(AsyncCursor, "executemany", counting_executemany)
+    monkeypatch.setattr(saver, "aput", counted(saver.aput))
+    monkeypatch.setattr(saver, "aput_writes", counted(saver.aput_writes))
+
+    builder = StateGraph(State)
+    builder.add_node(answer)
+    builder.add_edge(START, "answer")
+    graph = builder.compile(checkpointer=saver)
+    config = thread_config(uuid.uuid4())
+    for n in range(3):  # the second turn stores a snapshot of the messages
+        await graph.ainvoke({"messages": [HumanMessage(f"question {n}", id=f"q{n}")]}, config, durability="sync")
+
+    assert calls["aput"] >= 9 and calls["aput_writes"] >= 6
+    assert sent == calls  # LangGraph's saver sends a statement for each blob and each write
+    values = (await graph.aget_state(config)).values
+    assert [m.content for m in values["messages"]][-2:] == ["question 2", "an answer"]
+    assert values["sources"] == ["a", "b"] and values["turns"] == 3
+
+
+async def rows(pool, thread_id: str) -> dict[str, list[tuple]]:
+    queries = {
+        "checkpoints": "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
+        "FROM checkpoints WHERE thread_id = %s ORDER BY 1, 2",
+        "blobs": "SELECT checkpoint_ns, channel, version, type, blob FROM checkpoint_blobs WHERE thread_id = %s "
+        "ORDER BY 1, 2, 3",
+        "writes": "SELECT checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob "
+        "FROM checkpoint_writes WHERE thread_id = %s ORDER BY 1, 2, 3, 5",
+    }
+    found = {}
+    async with pool.connection() as conn:
+        for table, query in queries.items():
+            found[table] = [tuple(row.values()) for row in await (await conn.execute(query, (thread_id,))).fetchall()]
+    return found
+
+
+async def test_the_rows_are_those_langgraphs_saver_writes(pool):
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {
+        "messages": _DeltaSnapshot([HumanMessage("hello", id="h1")]),
+        "sources": ["a", "b"],
+        "context": {"k": [1, 2]},
+        "turns": 3,
+        "name": "x",
+        "draft": None,
+    }
+    versions = {channel: f"{1:032}.{n:016}" for n, channel in enumerate(checkpoint["channel_values"])}
+    checkpoint["channel_versions"] = versions
+    metadata = {"source": "loop", "step": 1, "run_id": "r1"}
+    writes = {
+        "task-normal": [("messages", [AIMessage("hi", id="a1")]), ("sources", []), ("turns", 4)],
+        "task-special": [(INTERRUPT, ["first"]), (RESUME, "yes"), (INTERRUPT, ["second"])],  # the last kept
+        "task-mixed": [(ERROR, "boom"), ("turns", 5), (ERROR, "again")],  # the first kept
+    }
+
+    unchanged = {**checkpoint, "id": str(uuid.uuid4())}
+    written = {}
+    for saver in (PooledPostgresSaver(pool), AsyncPostgresSaver(pool)):
+        thread_id = str(uuid.uuid4())
+        parent = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": "parent-1"}}
+        config = await saver.aput(parent, checkpoint, metadata, versions)
+        assert config["configurable"] == parent["configurable"] | {"checkpoint_id": checkpoint["id"]}
+        await saver.aput(config, unchanged, metadata, {})  # nothing new to store: no blob rows
+        for task_id, task_writes in writes.items():
+            await saver.aput_writes(config, task_writes, task_id, task_path="~path")
+        await saver.aput_writes(config, [], "task-empty")
+        written[type(saver).__name__] = await rows(pool, thread_id)
+        tuple_ = await saver.aget_tuple(config)
+        assert tuple_.checkpoint["channel_values"]["sources"] == ["a", "b"]
+        assert tuple_.checkpoint["channel_values"]["turns"] == 3
+
+    ours, langgraphs = written["PooledPostgresSaver"], written["AsyncPostgresSaver"]
+    assert len(ours["blobs"]) == 3 and len(ours["writes"]) == 7
+    assert ours == langgraphs
