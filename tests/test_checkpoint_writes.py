@@ -4,6 +4,7 @@ statement each, as the same rows LangGraph's own saver writes."""
 from __future__ import annotations
 
 import contextvars
+import threading
 import uuid
 from collections import Counter
 from typing import Annotated
@@ -42,7 +43,7 @@ async def pool(databases):
         yield pool
 
 
-async def test_each_checkpoint_and_each_tasks_writes_is_one_statement(pool, monkeypatch):
+async def test_each_checkpoint_and_each_tasks_writes_is_one_statement_encoded_on_the_loop(pool, monkeypatch):
     saver = PooledPostgresSaver(pool)
     calling: contextvars.ContextVar[str | None] = contextvars.ContextVar("calling", default=None)
     sent: Counter[str] = Counter()  # statements sent while a write method runs
@@ -76,6 +77,17 @@ async def test_each_checkpoint_and_each_tasks_writes_is_one_statement(pool, monk
     monkeypatch.setattr(AsyncCursor, "executemany", counting_executemany)
     monkeypatch.setattr(saver, "aput", counted(saver.aput))
     monkeypatch.setattr(saver, "aput_writes", counted(saver.aput_writes))
+    encoded_on: set[int] = set()  # the threads that serialised the values
+
+    def on_thread(dump):
+        def call(*args):
+            encoded_on.add(threading.get_ident())
+            return dump(*args)
+
+        return call
+
+    monkeypatch.setattr(saver, "_dump_blobs", on_thread(saver._dump_blobs))
+    monkeypatch.setattr(saver, "_dump_writes", on_thread(saver._dump_writes))
 
     builder = StateGraph(State)
     builder.add_node(answer)
@@ -87,6 +99,7 @@ async def test_each_checkpoint_and_each_tasks_writes_is_one_statement(pool, monk
 
     assert calls["aput"] >= 9 and calls["aput_writes"] >= 6
     assert sent == calls  # LangGraph's saver sends a statement for each blob and each write
+    assert encoded_on == {threading.get_ident()}  # on the event loop, without a hop to a thread for each call
     values = (await graph.aget_state(config)).values
     assert [m.content for m in values["messages"]][-2:] == ["question 2", "an answer"]
     assert values["sources"] == ["a", "b"] and values["turns"] == 3
