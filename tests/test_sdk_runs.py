@@ -94,6 +94,22 @@ async def test_background_run_is_joined_listed_and_read(sdk_app):
     assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
 
 
+async def test_a_run_checkpoints_each_step_unless_it_asks_for_its_turns_end_only(sdk_app):
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "agent", input=said("first"))
+    each_step = len(await client.threads.get_history(tid, limit=100))
+    assert each_step >= 3  # the input, and a checkpoint after each step
+
+    for durability, more in (("exit", 1), ("async", each_step), ("sync", each_step)):
+        before = len(await client.threads.get_history(tid, limit=100))
+        values = await client.runs.wait(tid, "agent", input=said(f"with {durability}"), durability=durability)
+        assert values["messages"][-1]["type"] == "ai"
+        assert len(await client.threads.get_history(tid, limit=100)) == before + more, durability
+    state = await client.threads.get_state(tid)
+    assert human_texts(state) == ["first", "with exit", "with async", "with sync"] and not state["next"]
+
+
 async def test_cancel_interrupt_keeps_the_work_and_rollback_erases_it(slow):
     client = slow.sdk
     thread = await client.threads.create()

@@ -13,6 +13,7 @@ from appliance.agent.context import schema as assistant_context_schema
 from appliance.agent.graph import NODES
 from appliance.agent.state import AgentState
 from appliance.engine.jsonable import STORABLE_INT_MAX, STORABLE_INT_MIN
+from appliance.engine.request import Durability
 from appliance.services.keys import TENANT_PATTERN
 from appliance.services.runs import CLIENT_ROLES, STREAM_MODES
 from appliance.services.threads import ARCHIVE_KEYS
@@ -232,6 +233,16 @@ class AssistantConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
 # Runs ---------------------------------------------------------------------
 
 
+DURABILITY = Meta(
+    description=(
+        "When the run's checkpoints are written. sync (the default here): each step's before the next "
+        "begins, so a run cut off goes on from its last step. async: while the next step runs (a run "
+        "cut off may redo a step). exit: only the turn's last, one a turn instead of one a step: the "
+        "lightest, and a run cut off starts its turn again"
+    )
+)
+
+
 class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
     tags: list[str] = msgspec.field(default_factory=list)
     recursion_limit: Annotated[int, Meta(ge=1, le=1000)] | None = None
@@ -254,9 +265,9 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
     on_completion: Literal["delete", "keep"] = "delete"
-    # Runs always checkpoint every step, durably: these change nothing.
+    # Replaced by durability in the Agent Server; changes nothing here.
     checkpoint_during: bool | None = None
-    durability: Literal["sync", "async", "exit"] | None = None
+    durability: Annotated[Durability | None, DURABILITY] = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: Annotated[str | None, Meta(description="the checkpoint to run from; over checkpoint")] = None
     webhook: (

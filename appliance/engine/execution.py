@@ -153,7 +153,7 @@ class RunExecutor:
                 context=request.context,
                 interrupt_before=request.interrupt_before,
                 interrupt_after=request.interrupt_after,
-                durability="sync",
+                durability=request.durability,
             ):
                 if mode == "updates" and "__interrupt__" in chunk:
                     paused = True

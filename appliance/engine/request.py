@@ -4,11 +4,14 @@ whichever process that is (stored as the run's ``kwargs``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from appliance.agent.context import AssistantContext
+
+# When a run's checkpoints are written (LangGraph's ``durability``).
+Durability = Literal["sync", "async", "exit"]
 
 
 class RunCommand(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -34,6 +37,8 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     interrupt_after: list[str] | None = None
     checkpoint_id: str | None = None
     webhook: str | None = None
+    # Each step's checkpoint before the next step by default: a run cut off goes on from its last step.
+    durability: Durability = "sync"
 
 
 def to_kwargs(request: RunRequest) -> dict[str, Any]:

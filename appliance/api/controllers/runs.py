@@ -57,6 +57,7 @@ def to_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
         webhook=data.webhook,
         after_seconds=data.after_seconds or 0,
         on_completion=data.on_completion,
+        durability=data.durability or "sync",
     )
 
 
