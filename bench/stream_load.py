@@ -7,6 +7,8 @@ set to the number of streams). This process opens --streams SSE streams, each
 a turn on its own thread, spread over the servers and ramped at --ramp per
 second, and times each until its last event.
 
+--durability: what each run asks (sync, async or exit; none: the appliance's default).
+
 Printed: how many completed, the appliance's own overhead per turn (the
 turn's time minus the model's) at p50 and p99, the most streams open at once,
 the servers' CPU per turn and their peak memory. Run: python -m bench.stream_load [--streams 10000]
@@ -65,14 +67,13 @@ class Tally:
         self.failures: list[str] = []
 
 
-async def one_stream(port: int, key: str, thread_id: str, tally: Tally) -> None:
-    body = json.dumps(
-        {
-            "assistant_id": "agent",
-            "input": {"messages": [{"role": "user", "content": "hello"}]},
-            "stream_mode": ["messages-tuple", "values"],
-        }
-    ).encode()
+async def one_stream(port: int, key: str, thread_id: str, tally: Tally, durability: str | None) -> None:
+    asked = {
+        "assistant_id": "agent",
+        "input": {"messages": [{"role": "user", "content": "hello"}]},
+        "stream_mode": ["messages-tuple", "values"],
+    }
+    body = json.dumps(asked | ({"durability": durability} if durability else {})).encode()
     request = (
         f"POST /threads/{thread_id}/runs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -118,13 +119,15 @@ async def make_threads(url: str, key: str, count: int) -> list[str]:
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def drive(ports: list[int], key: str, threads: list[str], ramp: int) -> tuple[Tally, float]:
+async def drive(
+    ports: list[int], key: str, threads: list[str], ramp: int, durability: str | None
+) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
     tasks = []
     for i, thread_id in enumerate(threads):
         port = ports[i % len(ports)]
-        tasks.append(asyncio.create_task(one_stream(port, key, thread_id, tally)))
+        tasks.append(asyncio.create_task(one_stream(port, key, thread_id, tally, durability)))
         if i % 100 == 99:
             await asyncio.sleep(100 / ramp)
     await asyncio.gather(*tasks)
@@ -161,6 +164,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=10)
     parser.add_argument("--ramp", type=int, default=2000, help="new streams a second")
     parser.add_argument("--servers", type=int, default=2, help="server processes sharing the database and queue")
+    parser.add_argument("--durability", choices=["sync", "async", "exit"], help="what each run asks (default: none)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -194,7 +198,7 @@ def main() -> None:
             key = (Path(tmp) / "admin-key").read_text().strip()
             threads = asyncio.run(make_threads(f"http://127.0.0.1:{port}", key, args.streams))
             cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp))
+            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, args.durability))
             cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
             rss = sum(peak_rss_mb(s.pid) for s in servers)
         finally:
@@ -206,7 +210,7 @@ def main() -> None:
     overhead = [t - args.answer_seconds for t in tally.turns]
     print(
         f"streams: {args.streams} (ramped at {args.ramp}/s) over {args.servers} server process(es); "
-        f"model: {args.answer_seconds:.1f} s an answer"
+        f"model: {args.answer_seconds:.1f} s an answer; durability: {args.durability or 'the default'}"
     )
     print(f"completed: {len(tally.turns)}   failed: {len(tally.failures)}   most open at once: {tally.most_open}")
     if tally.failures:
