@@ -6,8 +6,10 @@ Three fake Ollama servers, each its own HTTP server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
+import httpx
 import pytest
 
 from tests.support.app import ollama_settings, serve_app
@@ -43,6 +45,22 @@ def metric(text: str, name: str, server: str) -> float:
     match = re.search(rf'^{name}{{server="{re.escape(server)}"}} ([0-9.e+]+)$', text, re.MULTILINE)
     assert match, (name, server)
     return float(match.group(1))
+
+
+def test_a_killed_fake_ollama_closes_its_kept_alive_connections_as_a_dead_process_does():
+    """A client's pooled connection must not reach the killed server's threads
+    once another server has the port (the test below restarts one)."""
+    fake = FakeOllama().__enter__()
+    body = {"model": "qwen2.5:3b", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with httpx.Client(base_url=fake.url, timeout=10) as client:
+            assert client.post("/api/chat", json=body).status_code == 200  # the connection is kept alive
+            fake.kill()
+            fake = fake.restarted()
+            lines = client.post("/api/chat", json=body).text.splitlines()
+            assert json.loads(lines[-1])["done"] is True, lines
+    finally:
+        fake.__exit__()
 
 
 async def test_calls_spread_over_the_servers_and_a_killed_one_is_taken_out_and_back(databases, chroma_url, tmp_path):

@@ -7,8 +7,8 @@ with ``tools``, it can answer with tool calls as Ollama does: one
 in a chunk of its own before the final one.
 
 It serves on loopback only, in a background thread. ``kill()`` stops it as
-a dead process would: the port refuses connections and answers under way
-break off; ``restarted()`` is the same server back on the same port.
+a dead process would: the port refuses connections, answers under way
+break off and kept-alive connections close; ``restarted()`` is the same server back on the same port.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class FakeOllama:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.dead = False
+        self._open: set[socket.socket] = set()  # connections accepted and not yet closed
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -67,6 +68,14 @@ class FakeOllama:
     def kill(self) -> None:
         self.dead = True
         self.__exit__()
+        # A dead process's sockets all close: a client's kept-alive connection
+        # must not reach this server's threads after a restart on the same port.
+        with self._lock:
+            for connection in list(self._open):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def restarted(self) -> FakeOllama:
         """A new server on this one's port, answering as it did (started)."""
@@ -95,6 +104,16 @@ class FakeOllama:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
