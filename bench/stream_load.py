@@ -67,13 +67,17 @@ class Tally:
         self.failures: list[str] = []
 
 
-async def one_stream(port: int, key: str, thread_id: str, tally: Tally, durability: str | None) -> None:
+def run_body(durability: str | None) -> bytes:
+    """What every stream asks: a turn streamed token by token, then its values."""
     asked = {
         "assistant_id": "agent",
         "input": {"messages": [{"role": "user", "content": "hello"}]},
         "stream_mode": ["messages-tuple", "values"],
     }
-    body = json.dumps(asked | ({"durability": durability} if durability else {})).encode()
+    return json.dumps(asked | ({"durability": durability} if durability else {})).encode()
+
+
+async def one_stream(port: int, key: str, thread_id: str, body: bytes, tally: Tally) -> None:
     request = (
         f"POST /threads/{thread_id}/runs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -119,15 +123,13 @@ async def make_threads(url: str, key: str, count: int) -> list[str]:
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def drive(
-    ports: list[int], key: str, threads: list[str], ramp: int, durability: str | None
-) -> tuple[Tally, float]:
+async def drive(ports: list[int], key: str, threads: list[str], ramp: int, body: bytes) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
     tasks = []
     for i, thread_id in enumerate(threads):
         port = ports[i % len(ports)]
-        tasks.append(asyncio.create_task(one_stream(port, key, thread_id, tally, durability)))
+        tasks.append(asyncio.create_task(one_stream(port, key, thread_id, body, tally)))
         if i % 100 == 99:
             await asyncio.sleep(100 / ramp)
     await asyncio.gather(*tasks)
@@ -198,7 +200,7 @@ def main() -> None:
             key = (Path(tmp) / "admin-key").read_text().strip()
             threads = asyncio.run(make_threads(f"http://127.0.0.1:{port}", key, args.streams))
             cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, args.durability))
+            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, run_body(args.durability)))
             cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
             rss = sum(peak_rss_mb(s.pid) for s in servers)
         finally:
