@@ -3,6 +3,10 @@ against graph.ainvoke with the same checkpointer, both with an instant model;
 and against graph.ainvoke checkpointing each step before the next, as a run does
 (durability="sync"), which tells the engine's choice apart from the rest.
 
+Each side's CPU a turn too (this process's: the server, and for the HTTP turn
+also its client, httpx, in the same process): what the graph alone costs,
+against what the whole turn does.
+
     python -m bench.http_turn [--turns 300]
 """
 
@@ -27,11 +31,13 @@ async def main(turns: int) -> None:
             raw_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
             for _ in range(20):
                 await runtime.graph.ainvoke({"messages": [("user", "warm up")]}, raw_thread)
-            raw = []
+            raw, cpu = [], {}
+            spent = time.process_time()
             for _ in range(turns):
                 started = time.perf_counter()
                 await runtime.graph.ainvoke({"messages": [("user", "hello there")]}, raw_thread)
                 raw.append(time.perf_counter() - started)
+            cpu["raw"] = (time.process_time() - spent) / turns
 
             # The same, checkpointing each step before the next as a run does (durability="sync"):
             # what the engine's choice costs, apart from the HTTP layer and the run's bookkeeping.
@@ -39,20 +45,24 @@ async def main(turns: int) -> None:
             for _ in range(20):
                 await runtime.graph.ainvoke({"messages": [("user", "warm up")]}, synced_thread, durability="sync")
             synced = []
+            spent = time.process_time()
             for _ in range(turns):
                 started = time.perf_counter()
                 await runtime.graph.ainvoke({"messages": [("user", "hello there")]}, synced_thread, durability="sync")
                 synced.append(time.perf_counter() - started)
+            cpu["synced"] = (time.process_time() - spent) / turns
 
             tid = (await client.post("/threads", json={})).json()["thread_id"]
             for _ in range(20):
                 await client.post(f"/threads/{tid}/runs/wait", json=body)
             http = []
+            spent = time.process_time()
             for _ in range(turns):
                 started = time.perf_counter()
                 response = await client.post(f"/threads/{tid}/runs/wait", json=body)
                 http.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
+            cpu["http"] = (time.process_time() - spent) / turns
 
             # Throughput with 8 conversations at once (one client each, one thread each).
             threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
@@ -69,6 +79,10 @@ async def main(turns: int) -> None:
     print(summary('raw, durability="sync"', synced))
     print(summary("HTTP runs/wait (sequential)", http))
     print(f"{'HTTP runs/wait, 8 threads at once':<34} rate={concurrent_rate:7.1f} turns/s")
+    print(
+        f'CPU a turn: raw {cpu["raw"] * 1000:.2f} ms, raw with durability="sync" {cpu["synced"] * 1000:.2f} ms, '
+        f"HTTP {cpu['http'] * 1000:.2f} ms ({cpu['http'] / cpu['synced']:.2f}x the synced raw turn)"
+    )
     print(
         f"ratio HTTP/raw: p50 {percentile(http, 50) / percentile(raw, 50):.2f}x  "
         f"p99 {percentile(http, 99) / percentile(raw, 99):.2f}x  (target <= 1.3x)"
