@@ -97,12 +97,9 @@ async def test_background_run_is_joined_listed_and_read(sdk_app):
 async def test_a_run_checkpoints_each_step_unless_it_asks_for_its_turns_end_only(sdk_app):
     client = sdk_app.sdk
     tid = (await client.threads.create())["thread_id"]
-    first = await client.runs.create(tid, "agent", input=said("first"))
-    await client.runs.join(tid, first["run_id"])
+    await client.runs.wait(tid, "agent", input=said("first"))
     each_step = len(await client.threads.get_history(tid, limit=100))
     assert each_step >= 3  # the input, and a checkpoint after each step
-    # Asking nothing, a run checkpoints as the Agent Server's default does: while the next step runs.
-    assert (await client.runs.get(tid, first["run_id"]))["kwargs"]["durability"] == "async"
 
     for durability, more in (("exit", 1), ("async", each_step), ("sync", each_step)):
         before = len(await client.threads.get_history(tid, limit=100))

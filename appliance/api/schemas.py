@@ -235,11 +235,10 @@ class AssistantConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
 
 DURABILITY = Meta(
     description=(
-        "When the run's checkpoints are written. async (the default, as the Agent Server's): each step's "
-        "while the next step runs, every one before the run ends (a run cut off goes on from its last "
-        "checkpoint written, and may redo a step). sync: each step's before the next begins, so a run cut "
-        "off goes on from its last step. exit: only the turn's last, one a turn instead of one a step: "
-        "the lightest, and a run cut off starts its turn again"
+        "When the run's checkpoints are written. sync (the default here): each step's before the next "
+        "begins, so a run cut off goes on from its last step. async: while the next step runs (a run "
+        "cut off may redo a step). exit: only the turn's last, one a turn instead of one a step: the "
+        "lightest, and a run cut off starts its turn again"
     )
 )
 

@@ -12,10 +12,6 @@ from appliance.agent.context import AssistantContext
 
 # When a run's checkpoints are written (LangGraph's ``durability``).
 Durability = Literal["sync", "async", "exit"]
-# As LangGraph and the Agent Server: each step's checkpoint is written while the
-# next step runs, and every one is written before the run ends. A run cut off goes
-# on from its last checkpoint written, at most one step back of where it was.
-DEFAULT_DURABILITY: Durability = "async"
 
 
 class RunCommand(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -41,7 +37,8 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
     interrupt_after: list[str] | None = None
     checkpoint_id: str | None = None
     webhook: str | None = None
-    durability: Durability = DEFAULT_DURABILITY
+    # Each step's checkpoint before the next step by default: a run cut off goes on from its last step.
+    durability: Durability = "sync"
 
 
 def to_kwargs(request: RunRequest) -> dict[str, Any]:
