@@ -24,7 +24,7 @@ from appliance.agent.graph import GRAPH_ID
 from appliance.agent.memory import MemoryPolicy
 from appliance.engine.events import Event, EventLog, Position
 from appliance.engine.jsonable import jsonable, oversized_int, stream_json
-from appliance.engine.request import Durability, RunCommand, RunRequest, to_kwargs
+from appliance.engine.request import DEFAULT_DURABILITY, Durability, RunCommand, RunRequest, to_kwargs
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError, Conflict, Invalid, NotFound
@@ -75,7 +75,7 @@ class RunSpec:
     webhook: str | None = None
     after_seconds: float = 0
     on_completion: Literal["delete", "keep"] = "delete"
-    durability: Durability = "sync"
+    durability: Durability = DEFAULT_DURABILITY
 
 
 class Prepared(NamedTuple):

@@ -17,6 +17,7 @@ from appliance.api.schemas import MAX_OFFSET, Run, RunCreate
 from appliance.api.sse import event_stream, frame, run_location, sse
 from appliance.engine.events import START, parse_event_id
 from appliance.engine.jsonable import run_json
+from appliance.engine.request import DEFAULT_DURABILITY
 from appliance.errors import Invalid
 from appliance.runtime import Runtime
 from appliance.services.runs import RunSpec
@@ -57,7 +58,7 @@ def to_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
         webhook=data.webhook,
         after_seconds=data.after_seconds or 0,
         on_completion=data.on_completion,
-        durability=data.durability or "sync",
+        durability=data.durability or DEFAULT_DURABILITY,
     )
 
 
