@@ -11,7 +11,8 @@ second, and times each until its last event.
 
 Printed: how many completed, the appliance's own overhead per turn (the
 turn's time minus the model's) at p50 and p99, the most streams open at once,
-the servers' CPU per turn and their peak memory. Run: python -m bench.stream_load [--streams 10000]
+the servers' CPU per turn and their peak memory; and as it happens, each
+garbage collection that held a server's loop half a second or more. Run: python -m bench.stream_load [--streams 10000]
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ def raise_file_limit() -> None:
 # The server side ---------------------------------------------------------------
 
 
+def report_long_collections(threshold_s: float = 0.5) -> None:
+    """Say on stderr each garbage collection that held the server's loop for ``threshold_s`` or more."""
+    import gc
+
+    started: list[float] = []
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter(), time.process_time()]
+        elif started and (took := time.perf_counter() - started[0]) >= threshold_s:
+            cpu = time.process_time() - started[1]
+            print(
+                f"server {os.getpid()}: a generation {info['generation']} collection took {took:.1f} s "
+                f"({cpu:.1f} s of CPU, {info['collected']} objects freed)",
+                flush=True,
+            )
+
+    gc.callbacks.append(timed)
+
+
 def serve(port: int, words: int, answer_s: float) -> None:
     import uvicorn
 
@@ -49,6 +70,7 @@ def serve(port: int, words: int, answer_s: float) -> None:
     from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
 
     raise_file_limit()
+    report_long_collections()
     reply = " ".join(f"word{i}" for i in range(words))
     chat = ScriptedChatModel(delay=answer_s / words, reply=lambda messages, calls: reply)
     app = create_app(model=scripted_language_model(chat, name="five-seconds"))
