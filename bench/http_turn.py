@@ -16,9 +16,22 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from bench.common import bench_settings, instant_model, percentile, summary
 from tests.support.app import serve_app
+
+
+async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list[float], float]:
+    """Each turn's seconds, after 20 to warm up, and the CPU a turn (this process's)."""
+    for _ in range(20):
+        await turn()
+    seconds, spent = [], time.process_time()
+    for _ in range(turns):
+        started = time.perf_counter()
+        await turn()
+        seconds.append(time.perf_counter() - started)
+    return seconds, (time.process_time() - spent) / turns
 
 
 async def main(turns: int) -> None:
@@ -26,43 +39,27 @@ async def main(turns: int) -> None:
         async with serve_app(settings, instant_model()) as app:
             runtime, client = app.runtime, app.client
             body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hello there"}]}}
+            said = {"messages": [("user", "hello there")]}
+            cpu = {}
 
             # Raw: the compiled graph and its checkpointer, no HTTP, no services.
             raw_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            for _ in range(20):
-                await runtime.graph.ainvoke({"messages": [("user", "warm up")]}, raw_thread)
-            raw, cpu = [], {}
-            spent = time.process_time()
-            for _ in range(turns):
-                started = time.perf_counter()
-                await runtime.graph.ainvoke({"messages": [("user", "hello there")]}, raw_thread)
-                raw.append(time.perf_counter() - started)
-            cpu["raw"] = (time.process_time() - spent) / turns
+            raw, cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, raw_thread))
 
             # The same, checkpointing each step before the next as a run does (durability="sync"):
             # what the engine's choice costs, apart from the HTTP layer and the run's bookkeeping.
             synced_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            for _ in range(20):
-                await runtime.graph.ainvoke({"messages": [("user", "warm up")]}, synced_thread, durability="sync")
-            synced = []
-            spent = time.process_time()
-            for _ in range(turns):
-                started = time.perf_counter()
-                await runtime.graph.ainvoke({"messages": [("user", "hello there")]}, synced_thread, durability="sync")
-                synced.append(time.perf_counter() - started)
-            cpu["synced"] = (time.process_time() - spent) / turns
+            synced, cpu["synced"] = await timed(
+                turns, lambda: runtime.graph.ainvoke(said, synced_thread, durability="sync")
+            )
 
             tid = (await client.post("/threads", json={})).json()["thread_id"]
-            for _ in range(20):
-                await client.post(f"/threads/{tid}/runs/wait", json=body)
-            http = []
-            spent = time.process_time()
-            for _ in range(turns):
-                started = time.perf_counter()
+
+            async def http_turn() -> None:
                 response = await client.post(f"/threads/{tid}/runs/wait", json=body)
-                http.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
-            cpu["http"] = (time.process_time() - spent) / turns
+
+            http, cpu["http"] = await timed(turns, http_turn)
 
             # Throughput with 8 conversations at once (one client each, one thread each).
             threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
