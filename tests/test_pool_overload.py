@@ -6,6 +6,8 @@ up in line loses no connection."""
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
 
 import pytest
@@ -157,3 +159,33 @@ async def test_the_pools_line_shows_in_the_metrics(databases, chroma_url, tmp_pa
 
 def sample(exposition: str, name: str) -> float:
     return next(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(name + " "))
+
+
+@pytest.fixture
+def descriptors_past_select():
+    """This process with more than 1,024 descriptors open, as a server holding a
+    thousand streams is: a connection opened now gets a descriptor select() refuses."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for fd in opened:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_connection_past_descriptor_1024_is_handed_out_at_once(databases, descriptors_past_select):
+    pool = await open_pool(databases.create(), min_size=1, max_size=1, timeout_s=TIMEOUT_S, queue_s=30)
+    try:
+        started = time.monotonic()
+        for _ in range(20):  # every checkout checks the connection first
+            async with pool.connection() as conn:
+                assert conn.fileno() >= 1024
+                await conn.execute("SELECT 1")
+        assert time.monotonic() - started < 2, "each checkout waits on nothing"
+    finally:
+        await pool.close()

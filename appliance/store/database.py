@@ -97,9 +97,18 @@ async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
     replaced). A round trip on every checkout cost a turn some 20 of them."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    if has_input(conn.fileno()):
         await AsyncConnectionPool.check_connection(conn)
+
+
+def has_input(fd: int) -> bool:
+    """Whether ``fd`` has something to read, now. poll, not select: select takes
+    no descriptor from 1,024 up, and a server with a thousand streams open gets
+    its new database connections there (select raised for each, and every
+    caller handed one backed off for minutes while it sat ready in the pool)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class BusyAwarePool(AsyncConnectionPool):
