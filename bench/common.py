@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,3 +82,15 @@ def summary(name: str, seconds: list[float]) -> str:
         f"p99={percentile(seconds, 99) * 1000:7.2f} ms  mean={statistics.fmean(seconds) * 1000:7.2f} ms  "
         f"rate={len(seconds) / sum(seconds):7.1f}/s"
     )
+
+
+async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list[float], float]:
+    """Each turn's seconds, after 20 to warm up, and the CPU a turn (this process's)."""
+    for _ in range(20):
+        await turn()
+    seconds, spent = [], time.process_time()
+    for _ in range(turns):
+        started = time.perf_counter()
+        await turn()
+        seconds.append(time.perf_counter() - started)
+    return seconds, (time.process_time() - spent) / turns

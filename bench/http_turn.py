@@ -16,22 +16,9 @@ import argparse
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
-from bench.common import bench_settings, instant_model, percentile, summary
+from bench.common import bench_settings, instant_model, percentile, summary, timed
 from tests.support.app import serve_app
-
-
-async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list[float], float]:
-    """Each turn's seconds, after 20 to warm up, and the CPU a turn (this process's)."""
-    for _ in range(20):
-        await turn()
-    seconds, spent = [], time.process_time()
-    for _ in range(turns):
-        started = time.perf_counter()
-        await turn()
-        seconds.append(time.perf_counter() - started)
-    return seconds, (time.process_time() - spent) / turns
 
 
 async def main(turns: int) -> None:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 import uuid
+from functools import partial
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
 
 from appliance.agent.state import AgentState
-from bench.common import bench_settings, instant_model
+from bench.common import bench_settings, instant_model, timed
 from tests.support.app import serve_app
 
 
@@ -43,6 +43,7 @@ def chain(nodes: int, saver):
 
 async def main(turns: int, rounds: int) -> None:
     cpu: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    said = {"messages": [("user", "hi")]}
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             saver = app.runtime.graph.checkpointer
@@ -50,12 +51,8 @@ async def main(turns: int, rounds: int) -> None:
                 for nodes in cpu:
                     graph = chain(nodes, saver)
                     thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-                    for _ in range(20):
-                        await graph.ainvoke({"messages": [("user", "hi")]}, thread, durability="sync")
-                    spent = time.process_time()
-                    for _ in range(turns):
-                        await graph.ainvoke({"messages": [("user", "hi")]}, thread, durability="sync")
-                    cpu[nodes].append((time.process_time() - spent) / turns * 1000)
+                    _, spent = await timed(turns, partial(graph.ainvoke, said, thread, durability="sync"))
+                    cpu[nodes].append(spent * 1000)
     for nodes, figures in cpu.items():
         runs = "  ".join(f"{f:.2f}" for f in figures)
         print(f"{nodes} node(s): CPU a turn {runs} ms (mean {statistics.fmean(figures):.2f} ms)")
