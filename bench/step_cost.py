@@ -1,14 +1,18 @@
-"""What LangGraph itself costs a turn, with the appliance's saver: the floor
-under any turn of the agent, apart from HTTP, the run's bookkeeping and the model.
+"""What LangGraph itself costs a turn, with and without the appliance's saver:
+the floor under any turn of the agent, apart from HTTP, the run's bookkeeping
+and the model.
 
 Graphs of 1, 2 and 3 nodes over the agent's state (the last node answers
-with one message, the others write nothing), each run --turns turns on its own
-thread with durability="sync", as a run checkpoints; the blocks alternate,
---rounds times. Printed: the CPU a turn of each (this process's, the saver's
-PostgreSQL client included; the server's own CPU is not), the mean, and what
-one more node (one more super-step and its checkpoint) adds. A turn of n nodes
-writes n + 2 checkpoints: the input's, the ``__start__`` step's and one a node.
-The agent's plain turn is a turn of two nodes (``plan`` and ``respond``).
+with one message, the others write nothing), --turns turns each, every turn a
+new conversation on a thread of its own (as each of bench.stream_load's turns
+is): compiled without a checkpointer (LangGraph's step machinery alone), and
+with the appliance's saver at durability="sync", as a run checkpoints. The
+blocks alternate, --rounds times. Printed: the CPU a turn of each (this
+process's, the saver's PostgreSQL client included; the server's own CPU is
+not), what checkpointing adds, and what one more node (one more super-step,
+and its checkpoint) adds. A checkpointed turn of n nodes writes n + 2
+checkpoints: the input's, the ``__start__`` step's and one a node. The agent's
+plain turn is a turn of two nodes (``plan`` and ``respond``).
 
     python -m bench.step_cost [--turns 200] [--rounds 3]
 """
@@ -19,7 +23,6 @@ import argparse
 import asyncio
 import statistics
 import uuid
-from functools import partial
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
@@ -27,6 +30,8 @@ from langgraph.graph import END, START, StateGraph
 from appliance.agent.state import AgentState
 from bench.common import bench_settings, instant_model, timed
 from tests.support.app import serve_app
+
+NODES = (1, 2, 3)
 
 
 def chain(nodes: int, saver):
@@ -42,22 +47,40 @@ def chain(nodes: int, saver):
 
 
 async def main(turns: int, rounds: int) -> None:
-    cpu: dict[int, list[float]] = {1: [], 2: [], 3: []}
     said = {"messages": [("user", "hi")]}
+    bare: dict[int, list[float]] = {n: [] for n in NODES}
+    saved: dict[int, list[float]] = {n: [] for n in NODES}
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             saver = app.runtime.graph.checkpointer
             for _ in range(rounds):
-                for nodes in cpu:
+                for nodes in NODES:
+                    graph = chain(nodes, None)
+                    _, spent = await timed(turns, lambda graph=graph: graph.ainvoke(said))
+                    bare[nodes].append(spent * 1000)
+
                     graph = chain(nodes, saver)
-                    thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-                    _, spent = await timed(turns, partial(graph.ainvoke, said, thread, durability="sync"))
-                    cpu[nodes].append(spent * 1000)
-    for nodes, figures in cpu.items():
-        runs = "  ".join(f"{f:.2f}" for f in figures)
-        print(f"{nodes} node(s): CPU a turn {runs} ms (mean {statistics.fmean(figures):.2f} ms)")
-    one, three = statistics.fmean(cpu[1]), statistics.fmean(cpu[3])
-    print(f"one more node adds {(three - one) / 2:.2f} ms a turn; three nodes cost {three / one:.2f}x one")
+
+                    def new_conversation(graph=graph):
+                        thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
+                        return graph.ainvoke(said, thread, durability="sync")
+
+                    _, spent = await timed(turns, new_conversation)
+                    saved[nodes].append(spent * 1000)
+
+    def mean(figures: dict[int, list[float]], nodes: int) -> float:
+        return statistics.fmean(figures[nodes])
+
+    for name, figures in (("no checkpointer", bare), ('the saver, durability="sync"', saved)):
+        for nodes in NODES:
+            runs = "  ".join(f"{f:.2f}" for f in figures[nodes])
+            print(f"{name:<30} {nodes} node(s): CPU a turn {runs} ms (mean {mean(figures, nodes):.2f} ms)")
+    first, last = NODES[0], NODES[-1]
+    for name, figures in (("no checkpointer", bare), ("the saver", saved)):
+        step = (mean(figures, last) - mean(figures, first)) / (last - first)
+        print(f"{name}: one more node adds {step:.2f} ms a turn")
+    for nodes in NODES:
+        print(f"checkpointing adds {mean(saved, nodes) - mean(bare, nodes):.2f} ms to a turn of {nodes} node(s)")
 
 
 if __name__ == "__main__":
