@@ -3,6 +3,10 @@ against graph.ainvoke with the same checkpointer, both with an instant model;
 and against graph.ainvoke checkpointing each step before the next, as a run does
 (durability="sync"), which tells the engine's choice apart from the rest.
 
+Measured twice, as issue 17 asks: on a new conversation (each turn on a
+thread of its own, made beforehand) and along one conversation of --turns
+turns, whose last LATE turns are the turns "at turn 300".
+
 Each side's CPU a turn too (this process's: the server, and for the HTTP turn
 also its client, httpx, in the same process): what the graph alone costs,
 against what the whole turn does.
@@ -20,6 +24,19 @@ import uuid
 from bench.common import bench_settings, instant_model, percentile, summary, timed
 from tests.support.app import serve_app
 
+# The turns of the long conversation its late figures are taken from (the last of them).
+LATE = 40
+# What timed() runs before it times.
+WARM_UP = 20
+
+
+def ratios(name: str, http: list[float], raw: list[float], synced: list[float]) -> str:
+    return (
+        f"{name}: HTTP/raw p50 {percentile(http, 50) / percentile(raw, 50):.2f}x, "
+        f"p99 {percentile(http, 99) / percentile(raw, 99):.2f}x (target <= 1.3x); "
+        f'HTTP/raw with durability="sync" (as a run) p50 {percentile(http, 50) / percentile(synced, 50):.2f}x'
+    )
+
 
 async def main(turns: int) -> None:
     with bench_settings() as settings:
@@ -27,54 +44,65 @@ async def main(turns: int) -> None:
             runtime, client = app.runtime, app.client
             body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hello there"}]}}
             said = {"messages": [("user", "hello there")]}
-            cpu = {}
 
-            # Raw: the compiled graph and its checkpointer, no HTTP, no services.
-            raw_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            raw, cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, raw_thread))
+            def new_thread() -> dict:
+                return {"configurable": {"thread_id": str(uuid.uuid4())}}
 
-            # The same, checkpointing each step before the next as a run does (durability="sync"):
-            # what the engine's choice costs, apart from the HTTP layer and the run's bookkeeping.
-            synced_thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
-            synced, cpu["synced"] = await timed(
-                turns, lambda: runtime.graph.ainvoke(said, synced_thread, durability="sync")
-            )
-
-            tid = (await client.post("/threads", json={})).json()["thread_id"]
-
-            async def http_turn() -> None:
-                response = await client.post(f"/threads/{tid}/runs/wait", json=body)
+            async def http_turn(thread_id: str) -> None:
+                response = await client.post(f"/threads/{thread_id}/runs/wait", json=body)
                 assert response.status_code == 200, response.text
 
-            http, cpu["http"] = await timed(turns, http_turn)
+            # A new conversation each turn.
+            fresh, fresh_cpu = {}, {}
+            fresh["raw"], fresh_cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, new_thread()))
+            fresh["synced"], fresh_cpu["synced"] = await timed(
+                turns, lambda: runtime.graph.ainvoke(said, new_thread(), durability="sync")
+            )
+            made = iter([(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP)])
+            fresh["http"], fresh_cpu["http"] = await timed(turns, lambda: http_turn(next(made)))
+
+            # One conversation of `turns` turns. Raw: the compiled graph and its checkpointer, no HTTP, no services.
+            long, cpu = {}, {}
+            raw_thread = new_thread()
+            long["raw"], cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, raw_thread))
+            # The same, checkpointing each step before the next as a run does (durability="sync"):
+            # what the engine's choice costs, apart from the HTTP layer and the run's bookkeeping.
+            synced_thread = new_thread()
+            long["synced"], cpu["synced"] = await timed(
+                turns, lambda: runtime.graph.ainvoke(said, synced_thread, durability="sync")
+            )
+            tid = (await client.post("/threads", json={})).json()["thread_id"]
+            long["http"], cpu["http"] = await timed(turns, lambda: http_turn(tid))
 
             # Throughput with 8 conversations at once (one client each, one thread each).
             threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
 
             async def converse(thread_id: str, n: int) -> None:
                 for _ in range(n):
-                    assert (await client.post(f"/threads/{thread_id}/runs/wait", json=body)).status_code == 200
+                    await http_turn(thread_id)
 
             started = time.perf_counter()
             await asyncio.gather(*(converse(t, turns // 8) for t in threads))
             concurrent_rate = 8 * (turns // 8) / (time.perf_counter() - started)
 
-    print(summary("raw graph.ainvoke", raw))
-    print(summary('raw, durability="sync"', synced))
-    print(summary("HTTP runs/wait (sequential)", http))
+    late_from, late_to = WARM_UP + turns - LATE + 1, WARM_UP + turns
+    print(summary("raw graph.ainvoke, new conversation", fresh["raw"]))
+    print(summary('  raw, durability="sync"', fresh["synced"]))
+    print(summary("  HTTP runs/wait", fresh["http"]))
+    print(summary(f"raw graph.ainvoke, turns 21-{late_to}", long["raw"]))
+    print(summary('  raw, durability="sync"', long["synced"]))
+    print(summary("  HTTP runs/wait", long["http"]))
     print(f"{'HTTP runs/wait, 8 threads at once':<34} rate={concurrent_rate:7.1f} turns/s")
-    print(
-        f'CPU a turn: raw {cpu["raw"] * 1000:.2f} ms, raw with durability="sync" {cpu["synced"] * 1000:.2f} ms, '
-        f"HTTP {cpu['http'] * 1000:.2f} ms ({cpu['http'] / cpu['synced']:.2f}x the synced raw turn)"
-    )
-    print(
-        f"ratio HTTP/raw: p50 {percentile(http, 50) / percentile(raw, 50):.2f}x  "
-        f"p99 {percentile(http, 99) / percentile(raw, 99):.2f}x  (target <= 1.3x)"
-    )
-    print(
-        f'ratio HTTP/raw with durability="sync" (as a run): p50 {percentile(http, 50) / percentile(synced, 50):.2f}x  '
-        f"p99 {percentile(http, 99) / percentile(synced, 99):.2f}x"
-    )
+    for name, spent in (("new conversation", fresh_cpu), ("one conversation", cpu)):
+        print(
+            f'CPU a turn, {name}: raw {spent["raw"] * 1000:.2f} ms, raw with durability="sync" '
+            f"{spent['synced'] * 1000:.2f} ms, HTTP {spent['http'] * 1000:.2f} ms "
+            f"({spent['http'] / spent['synced']:.2f}x the synced raw turn)"
+        )
+    print(ratios("new conversation", fresh["http"], fresh["raw"], fresh["synced"]))
+    print(ratios(f"turns 21-{late_to}", long["http"], long["raw"], long["synced"]))
+    late = {side: times[-LATE:] for side, times in long.items()}
+    print(ratios(f"at turns {late_from}-{late_to}", late["http"], late["raw"], late["synced"]))
 
 
 if __name__ == "__main__":
