@@ -86,7 +86,7 @@ async def main(turns: int) -> None:
             concurrent_rate = 8 * (turns // 8) / (time.perf_counter() - started)
 
     late_from, late_to = WARM_UP + turns - LATE + 1, WARM_UP + turns
-    print(summary("raw graph.ainvoke, new conversation", fresh["raw"]))
+    print(summary("raw graph.ainvoke, new thread", fresh["raw"]))
     print(summary('  raw, durability="sync"', fresh["synced"]))
     print(summary("  HTTP runs/wait", fresh["http"]))
     print(summary(f"raw graph.ainvoke, turns 21-{late_to}", long["raw"]))
