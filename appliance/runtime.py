@@ -159,6 +159,7 @@ async def open_runtime(
             toolbox=toolbox,
             archive=archive,
         )
+        checkpointer.keep_windows(graph.channels)
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         metrics.watch_database_pool(pool.get_stats)

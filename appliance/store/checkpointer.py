@@ -16,12 +16,14 @@ snapshot takes about a millisecond to encode, less than seven hops a turn cost.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     ChannelVersions,
@@ -41,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
+from appliance.store.windows import Windows
 
 # Where a conversation's rows live: LangGraph's tables and the message archive.
 CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "message_archive")
@@ -48,6 +51,9 @@ CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "
 
 # How many checkpoints the walk to a DeltaChannel's last snapshot reads at a time.
 DELTA_PAGE = 64
+# Where a walk stops at a window this process has kept (store/windows.py), as at a stored value.
+_KEPT = object()
+_NO_SEED = object()
 
 # One channel's writes at each checkpoint of a chain, each found through the
 # writes' primary key (OFFSET 0 keeps the lateral lookup from being flattened).
@@ -171,6 +177,14 @@ from checkpoints """
 
     def __init__(self, conn: Any, serde: SerializerProtocol | None = None) -> None:
         super().__init__(conn, serde=serde or CheckpointSerializer())
+        self.windows = Windows()
+        self._rebuilt: dict[str, DeltaChannel] = {}
+
+    def keep_windows(self, channels: Mapping[str, Any]) -> None:
+        """Keep the values this process rebuilds of these channels of its graph
+        (its ``DeltaChannel``s; store/windows.py), and start the next read of
+        each from the newest one kept on its checkpoint's chain."""
+        self._rebuilt = {name: spec for name, spec in channels.items() if isinstance(spec, DeltaChannel)}
 
     async def setup(self) -> None:
         """LangGraph's own migrations, under the appliance's schema lock: without
@@ -266,7 +280,9 @@ from checkpoints """
           not 1,024 (a snapshot is at most a few dozen checkpoints back);
         - the writes are fetched checkpoint by checkpoint through the writes'
           primary key. LangGraph's ``checkpoint_id = ANY(...)`` is planned as a
-          filter over every write of the thread.
+          filter over every write of the thread;
+        - with ``keep_windows``, a walk also stops at a version this process
+          has kept, and the channel comes back rebuilt (``seed``, no writes).
         """
         if not channels:
             return {}
@@ -289,6 +305,7 @@ from checkpoints """
         seed_inline_by_ch: dict[str, Any] = {}
         walk_cursor_by_ch: dict[str, str | None] = {}
         seeded: set[str] = set()
+        kept: dict[tuple[str, str], Any] = {}  # (channel, version) -> a kept window a walk may stop at
         cursor: str | None = checkpoint_id
         stage1_sql = _stage1_sql(len(channels), first_page=True)
         async with self._cursor() as cur:
@@ -301,6 +318,21 @@ from checkpoints """
                 oldest = self._ingest_stage1_page(
                     page, channels, parent_of, ver_by_i_by_cid, hb_by_i_by_cid, inline_by_i_by_cid
                 )
+                for i, ch in enumerate(channels):
+                    if ch not in self._rebuilt or ch in seeded:
+                        continue
+                    for row in page:  # a kept version reads as a stored value, where the walk stops
+                        cid = row["checkpoint_id"]
+                        version = ver_by_i_by_cid[i].get(cid)
+                        value = None if version is None else self.windows.get((thread_id, checkpoint_ns, ch), version)
+                        if value is None:
+                            continue
+                        kept[(ch, version)] = value
+                        hb_by_i_by_cid[i][cid], inline_by_i_by_cid[i][cid] = False, _KEPT
+                        if cid == checkpoint_id:  # the target's own: nothing to walk
+                            seed_ver_by_ch[ch], seed_inline_by_ch[ch] = version, _KEPT
+                            seeded.add(ch)
+                            break
                 self._try_advance_walks(
                     checkpoint_id, channels, parent_of, ver_by_i_by_cid, hb_by_i_by_cid, inline_by_i_by_cid,
                     chain_by_ch, seed_ver_by_ch, seed_inline_by_ch, walk_cursor_by_ch, seeded,
@@ -316,7 +348,7 @@ from checkpoints """
                 branches.append(_CHAIN_WRITES)
                 params += [chain_by_ch[ch], thread_id, checkpoint_ns, ch]
         for ch in channels:
-            if seed_ver_by_ch[ch] is not None:
+            if seed_ver_by_ch[ch] is not None and seed_inline_by_ch.get(ch) is not _KEPT:
                 branches.append(_SEED_BLOB)
                 params += [thread_id, checkpoint_ns, ch, seed_ver_by_ch[ch]]
         rows: list[Any] = []
@@ -324,13 +356,34 @@ from checkpoints """
             async with self._cursor() as cur:
                 await cur.execute(" UNION ALL ".join(branches), params)
                 rows = await cur.fetchall()
-        return self._build_delta_channels_writes_history(
+        histories = self._build_delta_channels_writes_history(
             channels=channels,
             chain_by_ch=chain_by_ch,
             seed_ver_by_ch=seed_ver_by_ch,
             seed_inline_by_ch=seed_inline_by_ch,
             stage2_rows=rows,
         )
+        for i, ch in enumerate(channels):
+            version = ver_by_i_by_cid[i].get(checkpoint_id)
+            if ch in self._rebuilt and version is not None:
+                at = ((thread_id, checkpoint_ns, ch), version)
+                histories[ch] = self._rebuild(ch, histories[ch], kept.get((ch, seed_ver_by_ch[ch])), at)
+        return histories
+
+    def _rebuild(
+        self, channel: str, history: DeltaChannelHistory, kept: Any, at: tuple[tuple[str, str, str], str]
+    ) -> DeltaChannelHistory:
+        """The channel's value at the target, replayed here from ``history``
+        (its seed a kept window when the walk stopped at one) and kept; handed
+        to LangGraph as a seed with nothing to replay."""
+        spec = self._rebuilt[channel]
+        seed = history.get("seed", _NO_SEED)
+        if seed is _KEPT:
+            seed = copy.copy(kept)  # a reducer must not change the kept list
+        rebuilt = spec.from_checkpoint(spec.typ() if seed is _NO_SEED else seed)
+        rebuilt.replay_writes(history["writes"])
+        self.windows.keep(*at, rebuilt.value)
+        return {"seed": copy.copy(rebuilt.value), "writes": []}
 
     async def ahas_run(self, thread_id: str, run_id: str) -> bool:
         """Whether a run has written any checkpoint (a retried run goes on from there)."""
@@ -367,6 +420,7 @@ from checkpoints """
         async with self.conn.connection() as conn, conn.transaction():
             for table in CONVERSATION_TABLES:
                 await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (str(thread_id),))
+        self.windows.forget_thread(str(thread_id))
 
     async def adelete_run(self, thread_id: str, run_id: str) -> int:
         """Remove every checkpoint a run wrote (a failed turn leaves nothing
