@@ -305,7 +305,8 @@ from checkpoints """
         seed_inline_by_ch: dict[str, Any] = {}
         walk_cursor_by_ch: dict[str, str | None] = {}
         seeded: set[str] = set()
-        kept: dict[tuple[str, str], Any] = {}  # (channel, version) -> a kept window a walk may stop at
+        # The window this process kept of each channel: (its version, its value), where a walk may stop.
+        kept = {ch: self.windows.get((str(thread_id), checkpoint_ns, ch)) for ch in channels if ch in self._rebuilt}
         cursor: str | None = checkpoint_id
         stage1_sql = _stage1_sql(len(channels), first_page=True)
         async with self._cursor() as cur:
@@ -319,15 +320,13 @@ from checkpoints """
                     page, channels, parent_of, ver_by_i_by_cid, hb_by_i_by_cid, inline_by_i_by_cid
                 )
                 for i, ch in enumerate(channels):
-                    if ch not in self._rebuilt or ch in seeded:
+                    if kept.get(ch) is None or ch in seeded:
                         continue
-                    for row in page:  # a kept version reads as a stored value, where the walk stops
+                    version = kept[ch][0]
+                    for row in page:  # the kept version reads as a stored value, where the walk stops
                         cid = row["checkpoint_id"]
-                        version = ver_by_i_by_cid[i].get(cid)
-                        value = None if version is None else self.windows.get((thread_id, checkpoint_ns, ch), version)
-                        if value is None:
+                        if ver_by_i_by_cid[i].get(cid) != version:
                             continue
-                        kept[(ch, version)] = value
                         hb_by_i_by_cid[i][cid], inline_by_i_by_cid[i][cid] = False, _KEPT
                         if cid == checkpoint_id:  # the target's own: nothing to walk
                             seed_ver_by_ch[ch], seed_inline_by_ch[ch] = version, _KEPT
@@ -365,24 +364,23 @@ from checkpoints """
         )
         for i, ch in enumerate(channels):
             version = ver_by_i_by_cid[i].get(checkpoint_id)
-            if ch in self._rebuilt and version is not None:
-                at = ((thread_id, checkpoint_ns, ch), version)
-                histories[ch] = self._rebuild(ch, histories[ch], kept.get((ch, seed_ver_by_ch[ch])), at)
+            if ch in kept and version is not None:
+                histories[ch] = self._rebuild((str(thread_id), checkpoint_ns, ch), version, histories[ch], kept[ch])
         return histories
 
     def _rebuild(
-        self, channel: str, history: DeltaChannelHistory, kept: Any, at: tuple[tuple[str, str, str], str]
+        self, channel: tuple[str, str, str], version: str, history: DeltaChannelHistory, kept: tuple[str, Any] | None
     ) -> DeltaChannelHistory:
-        """The channel's value at the target, replayed here from ``history``
-        (its seed a kept window when the walk stopped at one) and kept; handed
-        to LangGraph as a seed with nothing to replay."""
-        spec = self._rebuilt[channel]
+        """The channel's value at the target (``version``), replayed here from
+        ``history`` (its seed the ``kept`` window when the walk stopped there)
+        and kept; handed to LangGraph as a seed with nothing to replay."""
+        spec = self._rebuilt[channel[2]]
         seed = history.get("seed", _NO_SEED)
-        if seed is _KEPT:
-            seed = copy.copy(kept)  # a reducer must not change the kept list
+        if seed is _KEPT and kept is not None:
+            seed = copy.copy(kept[1])  # a reducer must not change the kept list
         rebuilt = spec.from_checkpoint(spec.typ() if seed is _NO_SEED else seed)
         rebuilt.replay_writes(history["writes"])
-        self.windows.keep(*at, rebuilt.value)
+        self.windows.keep(channel, version, rebuilt.value)
         return {"seed": copy.copy(rebuilt.value), "writes": []}
 
     async def ahas_run(self, thread_id: str, run_id: str) -> bool:

@@ -31,13 +31,12 @@ class Windows:
         self.size = size
         self._kept: OrderedDict[Channel, tuple[str, Any]] = OrderedDict()
 
-    def get(self, channel: Channel, version: str) -> Any | None:
-        """The value kept of ``channel`` at ``version``, if that is the one kept."""
+    def get(self, channel: Channel) -> tuple[str, Any] | None:
+        """The version kept of ``channel`` and its value, if one is kept."""
         kept = self._kept.get(channel)
-        if kept is None or kept[0] != version:
-            return None
-        self._kept.move_to_end(channel)
-        return kept[1]
+        if kept is not None:
+            self._kept.move_to_end(channel)
+        return kept
 
     def keep(self, channel: Channel, version: str, value: Any) -> None:
         self._kept[channel] = (version, value)
