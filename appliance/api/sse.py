@@ -53,50 +53,107 @@ class _Ended(NamedTuple):
     error: BaseException | None
 
 
+# How many chunks the reader may hold that the client has not taken yet.
+MOST_AHEAD = 256
+
+
+class _Relay:
+    """Chunks read by one task, handed to the response in batches.
+
+    Per chunk the reader only appends it (and wakes the response if it waits),
+    and what is ready when the response next looks leaves as one write: a
+    stream costs a wake-up per batch, not a hand-over through a queue, a timer
+    and two task switches per chunk (the tokens of a long answer were most of
+    a turn's CPU). One timer a stream keeps the heartbeat, re-armed at each
+    heartbeat interval rather than at each chunk."""
+
+    def __init__(self, heartbeat_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.heartbeat_s = heartbeat_s
+        self.ready: list[bytes] = []
+        self.ended: _Ended | None = None
+        self.last_sent = self.loop.time()
+        self._response: asyncio.Future[bool] | None = None  # the response waiting: True wakes it for a heartbeat
+        self._room: asyncio.Future[None] | None = None  # the reader waiting for the client to take some
+        self._timer = self.loop.call_later(heartbeat_s, self._beat)
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> None:
+        ended = _Ended(None)
+        try:
+            async for chunk in chunks:
+                self.ready.append(chunk)
+                self._wake(False)
+                if len(self.ready) >= MOST_AHEAD:
+                    self._room = self.loop.create_future()
+                    await self._room
+        except Exception as exc:  # raised on the client's side, where the stream is
+            ended = _Ended(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+        self.ended = ended
+        self._wake(False)
+
+    async def batches(self) -> AsyncIterator[bytes]:
+        while True:
+            if self.ready:
+                batch = self.ready[0] if len(self.ready) == 1 else b"".join(self.ready)
+                self.ready = []
+                if self._room is not None and not self._room.done():
+                    self._room.set_result(None)
+                self.last_sent = self.loop.time()
+                yield batch
+            elif self.ended is not None:
+                if self.ended.error is not None:
+                    raise self.ended.error
+                return
+            else:
+                self._response = self.loop.create_future()
+                try:
+                    beat = await self._response
+                finally:
+                    self._response = None
+                if beat:
+                    self.last_sent = self.loop.time()
+                    yield HEARTBEAT
+
+    def _wake(self, beat: bool) -> None:
+        if self._response is not None and not self._response.done():
+            self._response.set_result(beat)
+
+    def _beat(self) -> None:
+        now = self.loop.time()
+        due = self.last_sent + self.heartbeat_s
+        if now >= due:  # quiet that long: a heartbeat, unless the response is still sending
+            self._wake(True)
+            due = now + self.heartbeat_s
+        self._timer = self.loop.call_at(due, self._beat)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
 async def with_heartbeat(
     chunks: AsyncIterator[bytes],
     *,
     heartbeat_s: float,
     on_early_close: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """``chunks``, with a heartbeat comment after ``heartbeat_s`` quiet seconds.
-    If the client leaves before the chunks end, ``on_early_close`` runs.
+    """``chunks``, with a heartbeat comment after ``heartbeat_s`` quiet seconds;
+    chunks ready together are joined into one. If the client leaves before the
+    chunks end, ``on_early_close`` runs.
 
-    One task reads the chunks, at most one ahead of the client, and hands each
-    over through a queue of one: waiting for the next chunk (a turn streams
-    dozens) makes no task of its own, and a heartbeat's timeout leaves the
-    read in progress untouched."""
-    handed: asyncio.Queue[bytes | _Ended] = asyncio.Queue(maxsize=1)
-
-    async def read() -> None:
-        ended = _Ended(None)
-        try:
-            async for chunk in chunks:
-                await handed.put(chunk)
-        except Exception as exc:  # raised on the client's side, where the stream is
-            ended = _Ended(exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
-        await handed.put(ended)
-
-    reader = asyncio.ensure_future(read())
+    One task reads the chunks, at most ``MOST_AHEAD`` ahead of the client
+    (``_Relay``); a heartbeat leaves the read in progress untouched."""
+    relay = _Relay(heartbeat_s)
+    reader = asyncio.ensure_future(relay.read(chunks))
     finished = False
     try:
-        while True:
-            try:
-                async with asyncio.timeout(heartbeat_s):
-                    item = await handed.get()
-            except TimeoutError:
-                yield HEARTBEAT
-                continue
-            if isinstance(item, _Ended):
-                if item.error is not None:
-                    raise item.error
-                finished = True
-                return
-            yield item
+        async for batch in relay.batches():
+            yield batch
+        finished = True
     finally:
+        relay.close()
         reader.cancel()
         with contextlib.suppress(BaseException):
             await reader
