@@ -4,6 +4,9 @@ store a dozen empty lists and nulls again and again."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 from langchain_core.messages import HumanMessage
 
 from appliance.agent.rag_nodes import changed
@@ -47,3 +50,23 @@ def test_a_key_holding_something_is_reset_and_an_absent_one_is_written():
     state = {"messages": [HumanMessage("hi")], "passages": [{"chunk_id": "a"}], "draft": "", "question": "hi"}
     update = {"passages": [], "draft": "", "question": "hi", "citations": []}
     assert changed(state, update) == {"passages": [], "citations": []}
+
+
+async def test_a_plain_turn_hands_nothing_to_a_thread(scripted_app):
+    """Its edges are decided on the event loop (``agent.graph.on_loop``): LangGraph
+    hands a plain function to its executor, a thread hop per decision."""
+    loop, handed = asyncio.get_running_loop(), []
+    run_in_executor = loop.run_in_executor
+
+    def counting(executor, func, *args):
+        handed.append(repr(func))
+        return run_in_executor(executor, func, *args)
+
+    thread = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    loop.run_in_executor = counting
+    try:
+        for n in range(2):
+            await scripted_app.runtime.graph.ainvoke({"messages": [HumanMessage(f"hello {n}")]}, thread)
+    finally:
+        del loop.run_in_executor
+    assert handed == []

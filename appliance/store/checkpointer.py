@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
+    CheckpointTuple,
     DeltaChannelHistory,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
@@ -268,6 +269,26 @@ from checkpoints """
         params |= {"task_path": task_path} | _columns(rows, idx=5, channels=6, types=7, blobs=8)
         async with self.conn.connection() as conn:
             await conn.execute(_REPLACE_WRITES if replace else _KEEP_WRITES, params, binary=True)
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        """LangGraph's, with the pending writes decoded on the loop like the
+        blobs beside them: LangGraph hops to a thread for them, even for none,
+        on every checkpoint a run starts from or a history lists."""
+        row = {"thread_id": value["thread_id"], "checkpoint_ns": value["checkpoint_ns"]}
+        parent = value["parent_checkpoint_id"]
+        return CheckpointTuple(
+            {"configurable": row | {"checkpoint_id": value["checkpoint_id"]}},
+            {
+                **value["checkpoint"],
+                "channel_values": {
+                    **(value["checkpoint"].get("channel_values") or {}),
+                    **self._load_blobs(value["channel_values"]),
+                },
+            },
+            value["metadata"],
+            {"configurable": row | {"checkpoint_id": parent}} if parent else None,
+            self._load_writes(value["pending_writes"]),
+        )
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
