@@ -42,6 +42,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.arrays import ByteaArray, Int4Array, TextArray
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
 from appliance.store.windows import Windows
@@ -125,9 +126,9 @@ _REPLACE_WRITES = _PUT_WRITES + "UPDATE SET channel = EXCLUDED.channel, type = E
 _KEEP_WRITES = _PUT_WRITES + "NOTHING"
 
 
-def _columns(rows: Sequence[Sequence[Any]], **at: int) -> dict[str, list[Any]]:
-    """Rows as the arrays ``unnest`` takes: each name, the column at its index."""
-    return {name: [row[i] for row in rows] for name, i in at.items()}
+def _columns(rows: Sequence[Sequence[Any]], **at: tuple[int, type[list]]) -> dict[str, list[Any]]:
+    """Rows as the arrays ``unnest`` takes: each name, the column at its index, as an array of its type."""
+    return {name: array(row[i] for row in rows) for name, (i, array) in at.items()}
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -245,7 +246,9 @@ from checkpoints """
         query = _PUT_CHECKPOINT
         if blob_versions := {k: v for k, v in new_versions.items() if k in blob_values}:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
-            params |= _columns(rows, channels=2, versions=3, types=4, blobs=5)
+            params |= _columns(
+                rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
+            )
             query = _PUT_CHECKPOINT_WITH_BLOBS
         async with self.conn.connection() as conn:
             await conn.execute(query, params, binary=True)
@@ -266,7 +269,9 @@ from checkpoints """
         if replace:  # one row an index, the last, as one upsert after another would leave it
             rows = list({row[5]: row for row in rows}.values())
         params = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id, "task_id": task_id}
-        params |= {"task_path": task_path} | _columns(rows, idx=5, channels=6, types=7, blobs=8)
+        params |= {"task_path": task_path} | _columns(
+            rows, idx=(5, Int4Array), channels=(6, TextArray), types=(7, TextArray), blobs=(8, ByteaArray)
+        )
         async with self.conn.connection() as conn:
             await conn.execute(_REPLACE_WRITES if replace else _KEEP_WRITES, params, binary=True)
 
