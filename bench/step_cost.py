@@ -6,8 +6,10 @@ Graphs of 1, 2 and 3 nodes over the agent's state (the last node answers
 with one message, the others write nothing), --turns turns each, every turn a
 new conversation on a thread of its own (as each of bench.stream_load's turns
 is): compiled without a checkpointer (LangGraph's step machinery alone), and
-with the appliance's saver at durability="sync", as a run checkpoints. The
-blocks alternate, --rounds times. Printed: the CPU a turn of each (this
+with the appliance's saver at durability="sync", once as a bare graph.ainvoke
+stores a turn (a statement a step's writes) and once as a run does (each
+step's writes in the next checkpoint's statement). The blocks alternate,
+--rounds times. Printed: the CPU a turn of each (this
 process's, the saver's PostgreSQL client included; the server's own CPU is
 not), what checkpointing adds, and what one more node (one more super-step,
 and its checkpoint) adds. A checkpointed turn of n nodes writes n + 2
@@ -50,6 +52,7 @@ async def main(turns: int, rounds: int) -> None:
     said = {"messages": [("user", "hi")]}
     bare: dict[int, list[float]] = {n: [] for n in NODES}
     saved: dict[int, list[float]] = {n: [] for n in NODES}
+    as_run: dict[int, list[float]] = {n: [] for n in NODES}
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             saver = app.runtime.graph.checkpointer
@@ -68,19 +71,30 @@ async def main(turns: int, rounds: int) -> None:
                     _, spent = await timed(turns, new_conversation)
                     saved[nodes].append(spent * 1000)
 
+                    async def as_a_run(new_conversation=new_conversation):
+                        async with saver.writes_with_next_checkpoint():
+                            await new_conversation()
+
+                    _, spent = await timed(turns, as_a_run)
+                    as_run[nodes].append(spent * 1000)
+
     def mean(figures: dict[int, list[float]], nodes: int) -> float:
         return statistics.fmean(figures[nodes])
 
-    for name, figures in (("no checkpointer", bare), ('the saver, durability="sync"', saved)):
+    modes = (("no checkpointer", bare), ('the saver, durability="sync"', saved), ("the saver as a run", as_run))
+    for name, figures in modes:
         for nodes in NODES:
             runs = "  ".join(f"{f:.2f}" for f in figures[nodes])
             print(f"{name:<30} {nodes} node(s): CPU a turn {runs} ms (mean {mean(figures, nodes):.2f} ms)")
     first, last = NODES[0], NODES[-1]
-    for name, figures in (("no checkpointer", bare), ("the saver", saved)):
+    for name, figures in modes:
         step = (mean(figures, last) - mean(figures, first)) / (last - first)
         print(f"{name}: one more node adds {step:.2f} ms a turn")
     for nodes in NODES:
-        print(f"checkpointing adds {mean(saved, nodes) - mean(bare, nodes):.2f} ms to a turn of {nodes} node(s)")
+        print(
+            f"checkpointing adds {mean(saved, nodes) - mean(bare, nodes):.2f} ms to a turn of {nodes} node(s), "
+            f"{mean(as_run, nodes) - mean(bare, nodes):.2f} ms as a run"
+        )
 
 
 if __name__ == "__main__":

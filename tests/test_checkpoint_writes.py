@@ -3,6 +3,7 @@ statement each, as the same rows LangGraph's own saver writes."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import uuid
@@ -121,7 +122,8 @@ async def rows(pool, thread_id: str) -> dict[str, list[tuple]]:
     return found
 
 
-async def test_the_rows_are_those_langgraphs_saver_writes(pool):
+def sample() -> tuple[dict, dict, dict, dict]:
+    """A checkpoint of every kind of value, its versions and metadata, and tasks' writes of every kind."""
     checkpoint = empty_checkpoint()
     checkpoint["channel_values"] = {
         "messages": _DeltaSnapshot([HumanMessage("hello", id="h1")]),
@@ -139,7 +141,11 @@ async def test_the_rows_are_those_langgraphs_saver_writes(pool):
         "task-special": [(INTERRUPT, ["first"]), (RESUME, "yes"), (INTERRUPT, ["second"])],  # the last kept
         "task-mixed": [(ERROR, "boom"), ("turns", 5), (ERROR, "again")],  # the first kept
     }
+    return checkpoint, versions, metadata, writes
 
+
+async def test_the_rows_are_those_langgraphs_saver_writes(pool):
+    checkpoint, versions, metadata, writes = sample()
     unchanged = {**checkpoint, "id": str(uuid.uuid4())}
     written = {}
     for saver in (PooledPostgresSaver(pool), AsyncPostgresSaver(pool)):
@@ -159,3 +165,42 @@ async def test_the_rows_are_those_langgraphs_saver_writes(pool):
     ours, langgraphs = written["PooledPostgresSaver"], written["AsyncPostgresSaver"]
     assert len(ours["blobs"]) == 3 and len(ours["writes"]) == 7
     assert ours == langgraphs
+
+
+@pytest.mark.parametrize("ending", ["ends", "fails"])
+async def test_within_a_run_a_steps_writes_go_into_the_next_checkpoints_statement(pool, monkeypatch, ending):
+    """The same rows as LangGraph's saver, one statement fewer a step; the
+    writes no checkpoint followed are stored on the way out, however the run ends."""
+    checkpoint, versions, metadata, writes = sample()
+    following = {**checkpoint, "id": str(uuid.uuid4())}
+    statements: Counter[str] = Counter()
+    execute = AsyncCursor.execute
+
+    async def counting(self, query, params=None, **kwargs):
+        statements["writes" if "checkpoints" not in str(query) else "checkpoint"] += 1
+        return await execute(self, query, params, **kwargs)
+
+    async def turn(saver) -> str:
+        thread_id = str(uuid.uuid4())
+        parent = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": "parent-1"}}
+        config = await saver.aput(parent, checkpoint, metadata, versions)
+        for task_id, task_writes in writes.items():
+            await saver.aput_writes(config, task_writes, task_id, task_path="~path")
+        last = await saver.aput(config, following, metadata, {})
+        await saver.aput_writes(last, [(INTERRUPT, ["paused"])], "task-paused")  # no checkpoint follows
+        await saver.aput_writes(last, [("turns", 6)], "task-paused")
+        return thread_id
+
+    langgraphs = await rows(pool, await turn(AsyncPostgresSaver(pool)))
+    saver = PooledPostgresSaver(pool)
+    monkeypatch.setattr(AsyncCursor, "execute", counting)
+    with contextlib.suppress(RuntimeError):
+        async with saver.writes_with_next_checkpoint():
+            thread_id = await turn(saver)
+            if ending == "fails":
+                raise RuntimeError("the run failed after its last step")
+    monkeypatch.undo()
+    assert await rows(pool, thread_id) == langgraphs
+    assert len(langgraphs["writes"]) == 9
+    # Two checkpoints, the first step's writes in the second's statement, the last step's on the way out.
+    assert statements == {"checkpoint": 2, "writes": 1}

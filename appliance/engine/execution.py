@@ -146,22 +146,23 @@ class RunExecutor:
             # Updates are always watched: an "__interrupt__" one says the graph
             # paused for a person. Values too: the last is the final state, which
             # this process's waiters then need not read back.
-            async for mode, chunk in self.graph.astream(
-                value,
-                config,
-                stream_mode=list(dict.fromkeys([*wanted, "updates", "values"])),
-                context=request.context,
-                interrupt_before=request.interrupt_before,
-                interrupt_after=request.interrupt_after,
-                durability=request.durability,
-            ):
-                if mode == "updates" and "__interrupt__" in chunk:
-                    paused = True
-                    interrupts.extend(chunk["__interrupt__"])
-                elif mode == "values":
-                    values = chunk
-                if mode in wanted:
-                    self.events.publish_json(live, mode, stream_json(mode, chunk))
+            async with self.checkpointer.writes_with_next_checkpoint():
+                async for mode, chunk in self.graph.astream(
+                    value,
+                    config,
+                    stream_mode=list(dict.fromkeys([*wanted, "updates", "values"])),
+                    context=request.context,
+                    interrupt_before=request.interrupt_before,
+                    interrupt_after=request.interrupt_after,
+                    durability=request.durability,
+                ):
+                    if mode == "updates" and "__interrupt__" in chunk:
+                        paused = True
+                        interrupts.extend(chunk["__interrupt__"])
+                    elif mode == "values":
+                        values = chunk
+                    if mode in wanted:
+                        self.events.publish_json(live, mode, stream_json(mode, chunk))
             await self.events.flush()
             end = RunEnd("success", values, interrupts)
             await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)

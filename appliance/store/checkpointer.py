@@ -8,18 +8,23 @@ measures the difference).
 
 It also writes a checkpoint with its blobs, and a task's writes, in one
 statement each: LangGraph sends a statement a row (``executemany`` in a
-pipeline), and a turn writes about thirty rows over seven calls. And it
-serialises them on the event loop, where LangGraph hops to a thread for each
-call: a thread's state is bounded by its memory window, so the largest
+pipeline), and a turn writes about thirty rows over seven calls. Within a run
+(``writes_with_next_checkpoint``) a step's writes go into the statement of the
+checkpoint that follows the step: a turn's seven calls are four statements.
+And it serialises them on the event loop, where LangGraph hops to a thread for
+each call: a thread's state is bounded by its memory window, so the largest
 snapshot takes about a millisecond to encode, less than seven hops a turn cost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -97,38 +102,91 @@ WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.checkpoint_id {"<=" if fir
 ORDER BY c.checkpoint_id DESC LIMIT %s"""
 
 
-# A checkpoint and the blobs of its new channel versions, in one statement (a
-# data-modifying WITH runs once, whether or not the rest reads it). The columns
-# and conflict rules are LangGraph's (UPSERT_CHECKPOINT_BLOBS_SQL, UPSERT_CHECKPOINTS_SQL).
+# A checkpoint, the blobs of its new channel versions and (within a run, see
+# ``writes_with_next_checkpoint``) the writes of the step before it, in one
+# statement: a data-modifying WITH runs once, whether or not the rest reads it.
+# The columns and conflict rules are LangGraph's (UPSERT_CHECKPOINT_BLOBS_SQL,
+# UPSERT_CHECKPOINTS_SQL, UPSERT_ and INSERT_CHECKPOINT_WRITES_SQL).
 _PUT_CHECKPOINT = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
 VALUES (%(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s, %(checkpoint)s, %(metadata)s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata"""
-_PUT_CHECKPOINT_WITH_BLOBS = (
-    """
-WITH blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
-    FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
-        AS b(channel, version, type, blob)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-)"""
-    + _PUT_CHECKPOINT
-)
-# A task's writes in one statement (LangGraph's UPSERT_ and INSERT_CHECKPOINT_WRITES_SQL).
-_PUT_WRITES = """
+_PUT_BLOBS = """
+INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
+FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blobs)s::bytea[])
+    AS b(channel, version, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING"""
+
+
+def _put_writes_sql(replace: bool) -> str:
+    """Writes of one checkpoint (``writes_of``), of any tasks: ``replace``, a
+    batch of special channels only (LangGraph upserts those), else the rows
+    already there stay. Its arrays are named with an ``r_`` or ``k_`` prefix."""
+    p = "r_" if replace else "k_"
+    return f"""
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s, w.idx, w.channel, w.type, w.blob
-FROM unnest(%(idx)s::int[], %(channels)s::text[], %(types)s::text[], %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """
-_REPLACE_WRITES = _PUT_WRITES + "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
-_KEEP_WRITES = _PUT_WRITES + "NOTHING"
+SELECT %(thread_id)s, %(ns)s, %(writes_of)s, w.task_id, w.task_path, w.idx, w.channel, w.type, w.blob
+FROM unnest(%({p}task_ids)s::text[], %({p}task_paths)s::text[], %({p}idx)s::int[], %({p}channels)s::text[],
+            %({p}types)s::text[], %({p}blobs)s::bytea[]) AS w(task_id, task_path, idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """ + (
+        "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob" if replace else "NOTHING"
+    )
+
+
+_REPLACE_WRITES, _KEEP_WRITES = _put_writes_sql(True), _put_writes_sql(False)
+
+
+def _with(statement: str, **ctes: str) -> str:
+    """``statement`` after the data-modifying ``ctes`` (name: statement) given."""
+    if not ctes:
+        return statement
+    return "WITH " + ",\n".join(f"{name} AS ({cte})" for name, cte in ctes.items()) + statement
 
 
 def _columns(rows: Sequence[Sequence[Any]], **at: tuple[int, type[list]]) -> dict[str, list[Any]]:
     """Rows as the arrays ``unnest`` takes: each name, the column at its index, as an array of its type."""
     return {name: array(row[i] for row in rows) for name, (i, array) in at.items()}
+
+
+# A step's writes as ``_dump_writes`` makes them (their thread, namespace and
+# checkpoint, the task's id and path, then idx, channel, type and blob), and
+# whether they replace what is there (``_put_writes_sql``).
+WriteRows = tuple[list[tuple[Any, ...]], bool]
+
+
+def _writes(batches: Sequence[WriteRows]) -> tuple[dict[str, str], dict[str, Any]]:
+    """``batches`` as the statements storing them (``_put_writes_sql``, a WITH
+    each: name, statement) and their arrays. Several upserts of one row leave
+    the last; of the rows kept as they are, the first stays."""
+    ctes: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    for name, replace in (("replaced", True), ("kept", False)):
+        rows = [row for batch, kind in batches if kind == replace for row in batch]
+        if not rows:
+            continue
+        if replace:
+            rows = list({(row[3], row[5]): row for row in rows}.values())
+        p = "r_" if replace else "k_"
+        ctes[name] = _REPLACE_WRITES if replace else _KEEP_WRITES
+        params |= _columns(
+            rows,
+            **{
+                f"{p}task_ids": (3, TextArray),
+                f"{p}task_paths": (4, TextArray),
+                f"{p}idx": (5, Int4Array),
+                f"{p}channels": (6, TextArray),
+                f"{p}types": (7, TextArray),
+                f"{p}blobs": (8, ByteaArray),
+            },
+        )
+    return ctes, params
+
+
+# Within a run (``writes_with_next_checkpoint``): the writes each checkpoint
+# of the run's thread has had, not yet stored, by (thread, namespace, checkpoint).
+_deferred: ContextVar[dict[tuple[str, str, str], list[WriteRows]] | None] = ContextVar("deferred", default=None)
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -243,15 +301,21 @@ from checkpoints """
             "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
             "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
         }
-        query = _PUT_CHECKPOINT
+        ctes: dict[str, str] = {}
         if blob_versions := {k: v for k, v in new_versions.items() if k in blob_values}:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
             params |= _columns(
                 rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
             )
-            query = _PUT_CHECKPOINT_WITH_BLOBS
+            ctes["blobs"] = _PUT_BLOBS
+        deferred = _deferred.get()
+        if deferred and (batches := deferred.pop((thread_id, ns, params["parent_id"]), None)):
+            # The step's writes the checkpoint rests on (its messages are a DeltaChannel's), stored with it.
+            writes, columns = _writes(batches)
+            ctes |= writes
+            params |= {"writes_of": params["parent_id"]} | columns
         async with self.conn.connection() as conn:
-            await conn.execute(query, params, binary=True)
+            await conn.execute(_with(_PUT_CHECKPOINT, **ctes), params, binary=True)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     async def aput_writes(
@@ -264,16 +328,43 @@ from checkpoints """
             return
         where = config["configurable"]
         thread_id, ns, checkpoint_id = where["thread_id"], where["checkpoint_ns"], where["checkpoint_id"]
-        rows = self._dump_writes(thread_id, ns, checkpoint_id, task_id, task_path, writes)
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-        if replace:  # one row an index, the last, as one upsert after another would leave it
-            rows = list({row[5]: row for row in rows}.values())
-        params = {"thread_id": thread_id, "ns": ns, "checkpoint_id": checkpoint_id, "task_id": task_id}
-        params |= {"task_path": task_path} | _columns(
-            rows, idx=(5, Int4Array), channels=(6, TextArray), types=(7, TextArray), blobs=(8, ByteaArray)
-        )
-        async with self.conn.connection() as conn:
-            await conn.execute(_REPLACE_WRITES if replace else _KEEP_WRITES, params, binary=True)
+        batch = (self._dump_writes(thread_id, ns, checkpoint_id, task_id, task_path, writes), replace)
+        if (deferred := _deferred.get()) is not None:
+            deferred.setdefault((thread_id, ns, checkpoint_id), []).append(batch)
+            return
+        await self._put_writes({(thread_id, ns, checkpoint_id): [batch]})
+
+    async def _put_writes(self, deferred: Mapping[tuple[str, str, str], Sequence[WriteRows]]) -> None:
+        """Writes not stored with a checkpoint: a statement for each checkpoint they are of."""
+        for (thread_id, ns, checkpoint_id), batches in deferred.items():
+            ctes, columns = _writes(batches)
+            params = {"thread_id": thread_id, "ns": ns, "writes_of": checkpoint_id} | columns
+            async with self.conn.connection() as conn:
+                await conn.execute(_with("SELECT 1", **ctes), params, binary=True)
+
+    @asynccontextmanager
+    async def writes_with_next_checkpoint(self) -> AsyncIterator[None]:
+        """A run's graph within it: a step's writes wait for the checkpoint that
+        follows the step and go into its statement, so a turn's three steps
+        send three statements fewer, and a checkpoint is never stored without
+        the writes it rests on. What no checkpoint followed (a node that paused
+        for a person, a run stopped or failed mid-step) is stored on the way out.
+        A process that dies in the moment between a step's end and its
+        checkpoint loses that step's writes, and its tasks run again on resume."""
+        deferred: dict[tuple[str, str, str], list[WriteRows]] = {}
+        token = _deferred.set(deferred)
+        ended = False
+        try:
+            yield
+            ended = True
+        finally:
+            _deferred.reset(token)
+            if deferred and ended:
+                await self._put_writes(deferred)
+            elif deferred:  # what the run did before it stopped is kept, as it was when each write was stored alone
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._put_writes(deferred))
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """LangGraph's, with the pending writes decoded on the loop like the
