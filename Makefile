@@ -44,6 +44,7 @@ test: install browser droplet-tools
 bench: install
 	$(BIN)/python -m bench.http_turn
 	$(BIN)/python -m bench.step_cost
+	$(BIN)/python -m bench.token_cost
 	$(BIN)/python -m bench.kept_windows
 	$(BIN)/python -m bench.openai_turn
 	$(BIN)/python -m bench.openai_embeddings
