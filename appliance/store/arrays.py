@@ -20,6 +20,7 @@ _HEADER = struct.Struct("!iiIii")  # dimensions, has NULLs, element type; the on
 _LENGTH = struct.Struct("!i")
 _INT4 = struct.Struct("!ii")  # an int4 element: its length (4) and value
 _NULL = _LENGTH.pack(-1)
+_EMPTY = struct.Struct("!iiI")  # no dimensions: an empty array of its element type
 
 
 class TextArray(list):
@@ -36,7 +37,7 @@ class Int4Array(list):
 
 def _varlena(element_oid: int, items: list[bytes | None]) -> bytes:
     if not items:
-        return struct.pack("!iiI", 0, 0, element_oid)
+        return _EMPTY.pack(0, 0, element_oid)
     parts = [_HEADER.pack(1, None in items, element_oid, len(items), 1)]
     for item in items:
         parts.append(_NULL if item is None else _LENGTH.pack(len(item)) + item)
@@ -65,7 +66,7 @@ class _Int4ArrayDumper(Dumper):
 
     def dump(self, obj: Any) -> bytes:
         if not obj:
-            return struct.pack("!iiI", 0, 0, 23)
+            return _EMPTY.pack(0, 0, 23)
         return _HEADER.pack(1, 0, 23, len(obj), 1) + b"".join(_INT4.pack(4, item) for item in obj)
 
 
