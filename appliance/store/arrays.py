@@ -35,7 +35,7 @@ class Int4Array(list):
     """An ``int4[]`` parameter."""
 
 
-def _varlena(element_oid: int, items: list[bytes | None]) -> bytes:
+def _binary_array(element_oid: int, items: list[bytes | None]) -> bytes:
     if not items:
         return _EMPTY.pack(0, 0, element_oid)
     parts = [_HEADER.pack(1, None in items, element_oid, len(items), 1)]
@@ -49,7 +49,7 @@ class _TextArrayDumper(Dumper):
     oid = 1009  # text[]
 
     def dump(self, obj: Any) -> bytes:
-        return _varlena(25, [None if item is None else item.encode() for item in obj])
+        return _binary_array(25, [None if item is None else item.encode() for item in obj])
 
 
 class _ByteaArrayDumper(Dumper):
@@ -57,7 +57,7 @@ class _ByteaArrayDumper(Dumper):
     oid = 1001  # bytea[]
 
     def dump(self, obj: Any) -> bytes:
-        return _varlena(17, [None if item is None else bytes(item) for item in obj])
+        return _binary_array(17, [None if item is None else bytes(item) for item in obj])
 
 
 class _Int4ArrayDumper(Dumper):

@@ -120,11 +120,15 @@ FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[], %(blo
 ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING"""
 
 
+# The prefix of the arrays of writes that replace what is there (True) or keep it (False).
+_WRITES_PREFIX = {True: "r_", False: "k_"}
+
+
 def _put_writes_sql(replace: bool) -> str:
     """Writes of one checkpoint (``writes_of``), of any tasks: ``replace``, a
     batch of special channels only (LangGraph upserts those), else the rows
-    already there stay. Its arrays are named with an ``r_`` or ``k_`` prefix."""
-    p = "r_" if replace else "k_"
+    already there stay. Its arrays are named with its ``_WRITES_PREFIX``."""
+    p = _WRITES_PREFIX[replace]
     return f"""
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
 SELECT %(thread_id)s, %(ns)s, %(writes_of)s, w.task_id, w.task_path, w.idx, w.channel, w.type, w.blob
@@ -168,7 +172,7 @@ def _writes(batches: Sequence[WriteRows]) -> tuple[dict[str, str], dict[str, Any
             continue
         if replace:
             rows = list({(row[3], row[5]): row for row in rows}.values())
-        p = "r_" if replace else "k_"
+        p = _WRITES_PREFIX[replace]
         ctes[name] = _REPLACE_WRITES if replace else _KEEP_WRITES
         params |= _columns(
             rows,
