@@ -9,7 +9,6 @@ everything it sets is checked here, before anything is stored.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -84,7 +83,7 @@ class AssistantService:
             name=GRAPH_ID,
             description="The appliance's agent: conversation memory and answers from knowledge bases, with citations",
             config={},
-            context=dataclasses.asdict(self.defaults) | {"model": self.models.default.name},
+            context=msgspec.to_builtins(self.defaults) | {"model": self.models.default.name},
             metadata={"created_by": "system", "version": __version__},
             version=1,
             created_at=_CREATED,
