@@ -4,6 +4,7 @@ under the data directory) and the connection pool everything shares."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import select
@@ -14,9 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import AsyncConnection, pq
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from appliance.settings import Settings
@@ -88,6 +91,25 @@ def database_in_use(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres 
 
 # What AsyncPostgresSaver needs of every connection.
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def encode_json(value: Any) -> bytes:
+    """A json or jsonb parameter, encoded by msgspec: a checkpoint (some 2 KB,
+    four a turn) in about 2 µs, where ``json.dumps`` takes 15. What msgspec
+    refuses (a lone surrogate) goes to ``json.dumps`` as before, and PostgreSQL
+    says what it says. It writes NaN and infinities as null, which PostgreSQL
+    refused from ``json.dumps``."""
+    try:
+        return _encode_json(value)
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return json.dumps(value).encode()
+
+
+async def configure_connection(conn: AsyncConnection[Any]) -> None:
+    """Each pool connection's adapters: json and jsonb parameters by ``encode_json``."""
+    set_json_dumps(encode_json, conn)
 
 
 async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
@@ -196,6 +218,7 @@ async def open_pool(
         # A connection is checked as it is handed out, so the first requests after
         # PostgreSQL restarted get a fresh one instead of a dead one.
         check=check_idle_connection,
+        configure=configure_connection,
     )
     await pool.open(wait=True, timeout=wait_s)
     return pool
