@@ -11,9 +11,11 @@ from appliance.store import database
 from appliance.store.database import encode_json, open_pool
 
 
-@pytest.fixture(scope="module")
-def database_url(databases) -> str:
-    return databases.create()
+@pytest.fixture
+async def pool(databases):
+    pool = await open_pool(databases.create(), min_size=1, max_size=1)
+    yield pool
+    await pool.close()
 
 
 VALUES = [
@@ -24,7 +26,7 @@ VALUES = [
 ]
 
 
-async def test_a_pool_connection_encodes_json_parameters_with_encode_json(database_url, monkeypatch):
+async def test_a_pool_connection_encodes_json_parameters_with_encode_json(pool, monkeypatch):
     encoded: list[object] = []
     msgspec_encode = database._encode_json
 
@@ -33,28 +35,20 @@ async def test_a_pool_connection_encodes_json_parameters_with_encode_json(databa
         return msgspec_encode(value)
 
     monkeypatch.setattr(database, "_encode_json", counted)
-    pool = await open_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with pool.connection() as conn:
-            for value in VALUES:
-                for wrapper, cast in ((Jsonb, "jsonb"), (Json, "json")):
-                    for binary in (True, False):
-                        row = await (
-                            await conn.execute(f"SELECT %s::{cast} AS v", (wrapper(value),), binary=binary)
-                        ).fetchone()
-                        assert row["v"] == value
-    finally:
-        await pool.close()
+    async with pool.connection() as conn:
+        for value in VALUES:
+            for wrapper, cast in ((Jsonb, "jsonb"), (Json, "json")):
+                for binary in (True, False):
+                    row = await (
+                        await conn.execute(f"SELECT %s::{cast} AS v", (wrapper(value),), binary=binary)
+                    ).fetchone()
+                    assert row["v"] == value
     assert len(encoded) == len(VALUES) * 4  # msgspec's encoder took every one
 
 
-async def test_what_msgspec_refuses_goes_to_json_dumps_as_before(database_url):
+async def test_what_msgspec_refuses_goes_to_json_dumps_as_before(pool):
     # A lone surrogate: msgspec cannot write it in UTF-8; json.dumps escapes it, and PostgreSQL refuses that.
     assert encode_json({"text": "\udc80"}) == b'{"text": "\\udc80"}'
-    pool = await open_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with pool.connection() as conn:
-            with pytest.raises(psycopg.DataError):
-                await conn.execute("SELECT %s::jsonb", (Jsonb({"text": "\udc80"}),))
-    finally:
-        await pool.close()
+    async with pool.connection() as conn:
+        with pytest.raises(psycopg.DataError):
+            await conn.execute("SELECT %s::jsonb", (Jsonb({"text": "\udc80"}),))
