@@ -31,6 +31,7 @@ from appliance.llm.errors import ModelError
 from appliance.llm.gate import ModelGate
 from appliance.llm.provider import LanguageModel, build_language_model
 from appliance.observability import Metrics
+from appliance.pacing import Lane
 from appliance.services.assistants import AssistantService
 from appliance.services.embeddings import EmbeddingService
 from appliance.services.keys import KeyService
@@ -84,6 +85,7 @@ class Runtime:
     models: ModelCatalog
     embeddings: EmbeddingService
     tool_servers: ToolServerService
+    lane: Lane
 
 
 @asynccontextmanager
@@ -171,11 +173,13 @@ async def open_runtime(
             knowledge.ingestor.keep_reconciling(settings.index_reconcile_s), name="index-reconcile"
         )
         pruning = asyncio.create_task(limits.keep_pruning(), name="rate-limit-prune")
+        lane = Lane(settings.turn_lane_width)
+        metrics.watch_turn_lane(lane.counts)
         async with (
             _closed_at_exit(toolbox.client),  # open MCP sessions, once no run can use them
             _cancelled_at_exit(reconciling),
             _cancelled_at_exit(pruning),
-            open_engine(settings, pool, graph, checkpointer, run_store, metrics) as (worker, webhooks),
+            open_engine(settings, pool, graph, checkpointer, run_store, metrics, lane) as (worker, webhooks),
         ):
             await thread_store.reset_stale_busy()
             runs = RunService(
@@ -202,6 +206,7 @@ async def open_runtime(
                 limits=limits,
                 audit=AuditStore(pool),
                 tool_servers=ToolServerService(toolbox.servers, toolbox),
+                lane=lane,
             )
 
 
@@ -242,6 +247,7 @@ async def open_engine(
     checkpointer: PooledPostgresSaver,
     store: RunStore,
     metrics: Metrics,
+    lane: Lane,
 ) -> AsyncIterator[tuple[Worker, Webhooks]]:
     """The run engine: the event log, webhooks, and this process's worker."""
     events = EventLog(store)
@@ -251,7 +257,7 @@ async def open_engine(
         backoff_s=settings.webhook_backoff_s,
     )
     executor = RunExecutor(
-        graph, checkpointer, store, events, webhooks, metrics, max_attempts=settings.run_max_attempts
+        graph, checkpointer, store, events, webhooks, metrics, lane, max_attempts=settings.run_max_attempts
     )
     worker = Worker(
         store,

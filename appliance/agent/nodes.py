@@ -21,6 +21,7 @@ from appliance.agent.memory import build_prompt, plan_fold, summarizer_prompt
 from appliance.agent.state import AgentState
 from appliance.llm.errors import ModelError, classify
 from appliance.llm.provider import LanguageModel
+from appliance.pacing import aside
 from appliance.store.archive import MessageArchive
 
 Node = Callable[[AgentState, Runtime[AssistantContext]], Awaitable[dict[str, Any]]]
@@ -32,7 +33,7 @@ def memory_of(state: AgentState) -> tuple[list, str, int]:
 
 async def call_model(model: LanguageModel, runnable: Any, prompt: list) -> AIMessage:
     try:
-        async with model.gate.slot():
+        async with aside(), model.gate.slot():  # the turn's place in the lane is free while the model works
             return await runnable.ainvoke(prompt)
     except Exception as exc:
         error = classify(exc, where=model.where, model=model.name)

@@ -30,6 +30,7 @@ from appliance.api.controllers.threads import ThreadController
 from appliance.api.controllers.tool_servers import ToolServerController
 from appliance.api.dependencies import DEPENDENCIES
 from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.lane import TurnLaneMiddleware
 from appliance.api.openapi import complete_description
 from appliance.api.preflight import answer_options
 from appliance.api.strict_body import check_body_types
@@ -132,6 +133,7 @@ def create_app(
         middleware=[
             RequestContextMiddleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs", "^/static"]),
+            TurnLaneMiddleware,  # after the key: only a caller with a key waits in line
             TextGuardMiddleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

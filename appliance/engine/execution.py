@@ -32,6 +32,7 @@ from appliance.engine.worker import RunEnd, Worker
 from appliance.errors import ApplianceError
 from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
+from appliance.pacing import Lane
 from appliance.store.checkpointer import PooledPostgresSaver, thread_config
 from appliance.store.faults import storage_fault
 from appliance.store.runs import RunRecord, RunStatus, RunStore
@@ -101,6 +102,7 @@ class RunExecutor:
         events: EventLog,
         webhooks: Webhooks,
         metrics: Metrics,
+        lane: Lane,
         *,
         max_attempts: int,
     ) -> None:
@@ -110,6 +112,7 @@ class RunExecutor:
         self.events = events
         self.webhooks = webhooks
         self.metrics = metrics
+        self.lane = lane
         self.max_attempts = max_attempts
 
     async def __call__(self, run: RunRecord, worker: Worker) -> None:
@@ -135,38 +138,10 @@ class RunExecutor:
                 raise asyncio.CancelledError
             if run.attempt > self.max_attempts:
                 raise RunAbandoned(f"the process running this run stopped {run.attempt - 1} times; giving up")
-            request = request_of(run)
-            value = graph_input(request)
-            if run.attempt > 1:
-                self.events.publish(live, "metadata", {"run_id": run_id, "attempt": run.attempt})
-                if await self.checkpointer.ahas_run(thread_id, run_id):
-                    value = None  # go on from the run's last checkpoint
-            config, wanted = self._config(run, request), request.stream_mode
-            paused, interrupts, values = False, [], None
-            # Updates are always watched: an "__interrupt__" one says the graph
-            # paused for a person. Values too: the last is the final state, which
-            # this process's waiters then need not read back.
-            async with self.checkpointer.writes_with_next_checkpoint():
-                async for mode, chunk in self.graph.astream(
-                    value,
-                    config,
-                    stream_mode=list(dict.fromkeys([*wanted, "updates", "values"])),
-                    context=request.context,
-                    interrupt_before=request.interrupt_before,
-                    interrupt_after=request.interrupt_after,
-                    durability=request.durability,
-                ):
-                    if mode == "updates" and "__interrupt__" in chunk:
-                        paused = True
-                        interrupts.extend(chunk["__interrupt__"])
-                    elif mode == "values":
-                        values = chunk
-                    if mode in wanted:
-                        self.events.publish_json(live, mode, stream_json(mode, chunk))
-            await self.events.flush()
-            end = RunEnd("success", values, interrupts)
-            await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)
-            return "success"
+            # A run goes on with the work of the request that made it: ahead of the
+            # line. Cancelled while it waits there, it stops as below, like any run.
+            async with self.lane.turn(ahead=True):
+                return await self._go(run, worker, live)
         except asyncio.CancelledError:
             return await asyncio.shield(self._stopped(run, worker, live))
         except Exception as exc:
@@ -185,6 +160,42 @@ class RunExecutor:
             await self.events.flush()
             await self._finish(run, worker, "error", "idle", error=payload)
             return "error"
+
+    async def _go(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
+        """The attempt itself: the graph's steps streamed, then the run's end recorded."""
+        thread_id, run_id = str(run.thread_id), str(run.run_id)
+        request = request_of(run)
+        value = graph_input(request)
+        if run.attempt > 1:
+            self.events.publish(live, "metadata", {"run_id": run_id, "attempt": run.attempt})
+            if await self.checkpointer.ahas_run(thread_id, run_id):
+                value = None  # go on from the run's last checkpoint
+        config, wanted = self._config(run, request), request.stream_mode
+        paused, interrupts, values = False, [], None
+        # Updates are always watched: an "__interrupt__" one says the graph
+        # paused for a person. Values too: the last is the final state, which
+        # this process's waiters then need not read back.
+        async with self.checkpointer.writes_with_next_checkpoint():
+            async for mode, chunk in self.graph.astream(
+                value,
+                config,
+                stream_mode=list(dict.fromkeys([*wanted, "updates", "values"])),
+                context=request.context,
+                interrupt_before=request.interrupt_before,
+                interrupt_after=request.interrupt_after,
+                durability=request.durability,
+            ):
+                if mode == "updates" and "__interrupt__" in chunk:
+                    paused = True
+                    interrupts.extend(chunk["__interrupt__"])
+                elif mode == "values":
+                    values = chunk
+                if mode in wanted:
+                    self.events.publish_json(live, mode, stream_json(mode, chunk))
+        await self.events.flush()
+        end = RunEnd("success", values, interrupts)
+        await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)
+        return "success"
 
     async def _stopped(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
         try:

@@ -57,6 +57,10 @@ class Metrics:
         """The database pool's connections and its line (psycopg_pool's own counts), read when scraped."""
         self.registry.register(_DatabasePool(stats))
 
+    def watch_turn_lane(self, counts: Callable[[], dict[str, int]]) -> None:
+        """The turn lane's places (``pacing.Lane.counts``), read when scraped."""
+        self.registry.register(_TurnLane(counts))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -104,3 +108,17 @@ class _DatabasePool(Collector):
                                   value=stats.get("requests_wait_ms", 0) / 1000)  # fmt: skip
         yield CounterMetricFamily("appliance_db_pool_errors", "Requests that got no connection (timed out, gave up).",
                                   value=stats.get("requests_errors", 0))  # fmt: skip
+
+
+class _TurnLane(Collector):
+    """A flood of turns shows here: the line grows while the turns at work stay at the lane's width."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        counts = self.counts()
+        yield GaugeMetricFamily("appliance_turns_at_work", "Turns holding a place in the lane now.",
+                                value=counts["at_work"])  # fmt: skip
+        yield GaugeMetricFamily("appliance_turns_waiting", "Turns in line for the lane now.",
+                                value=counts["waiting"])  # fmt: skip

@@ -28,6 +28,7 @@ from appliance.engine.request import DEFAULT_DURABILITY, Durability, RunCommand,
 from appliance.engine.webhooks import Webhooks
 from appliance.engine.worker import Worker
 from appliance.errors import ApplianceError, Conflict, Invalid, NotFound
+from appliance.pacing import hand_over
 from appliance.services.assistants import AssistantService
 from appliance.services.knowledge import KnowledgeService
 from appliance.services.limits import Limits, rate_limited
@@ -200,6 +201,7 @@ class RunService:
         finally:
             if start_on is not None:
                 self.worker.adopt(created.run if created else None)
+            hand_over()  # the request's work is done: the run, here or elsewhere, takes its own place
         return created.run
 
     async def _has_state(self, thread_id: uuid.UUID) -> bool:

@@ -19,6 +19,7 @@ import msgspec
 from appliance.errors import Invalid, NotFound
 from appliance.knowledge.retrieval import Retriever
 from appliance.knowledge.sources import format_sources, passage_dict
+from appliance.pacing import aside
 from appliance.store.knowledge import ChunkFilter
 from appliance.store.tool_calls import ToolCallLedger
 from appliance.store.tool_servers import ToolServerRecord, ToolServerStore
@@ -233,9 +234,10 @@ class Toolbox:
         if reach is None:
             raise ToolError(f"the tool server {spec.server} is no longer registered")
         try:
-            return await self.client.call_tool(
-                *reach, spec.name, arguments, idempotency_key=idempotency_key, timeout_s=self.call_timeout_s
-            )
+            async with aside():  # the turn's place in the lane is free while the tool server works
+                return await self.client.call_tool(
+                    *reach, spec.name, arguments, idempotency_key=idempotency_key, timeout_s=self.call_timeout_s
+                )
         except ServerUnreachable as exc:
             # Its tools leave the next steps' tool list until a refresh finds it again.
             await self.servers.discovered(spec.server_id, None, str(exc))

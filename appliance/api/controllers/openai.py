@@ -19,6 +19,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import Stream
 
 from appliance.api.errors import openai_type
+from appliance.api.lane import STARTS_TURN
 from appliance.api.openai_schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -248,7 +249,7 @@ class OpenAIController(Controller):
     @post(
         "/chat/completions",
         status_code=200,
-        opt={"calls_model": True, "streams_when_asked": True},
+        opt={"calls_model": True, "streams_when_asked": True, **STARTS_TURN},
         summary="A chat completion from the agent; name a conversation (X-Conversation-Id) to keep memory",
     )
     async def chat_completions(

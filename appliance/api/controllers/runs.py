@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
+from appliance.api.lane import STARTS_TURN
 from appliance.api.schemas import MAX_OFFSET, Run, RunCreate
 from appliance.api.sse import event_stream, frame, run_location, sse
 from appliance.engine.events import START, parse_event_id
@@ -151,7 +152,7 @@ class RunController(Controller):
     path = "/threads/{thread_id:uuid}/runs"
     tags = ["runs"]
 
-    @post("/", status_code=200, summary="Start a run in the background")
+    @post("/", status_code=200, summary="Start a run in the background", opt=STARTS_TURN)
     async def create(
         self,
         runtime: NamedDependency[Runtime],
@@ -167,7 +168,7 @@ class RunController(Controller):
         "/stream",
         status_code=200,
         summary="Start a run and stream its events (Server-Sent Events)",
-        opt={"event_stream": True},
+        opt={"event_stream": True, **STARTS_TURN},
     )
     async def stream(
         self,
@@ -185,7 +186,7 @@ class RunController(Controller):
         "/wait",
         status_code=200,
         summary="Start a run and wait for the thread's final state",
-        opt={"answers_with_run": True},
+        opt={"answers_with_run": True, **STARTS_TURN},
     )
     async def wait(
         self,
@@ -309,7 +310,7 @@ class StatelessRunController(Controller):
         "/stream",
         status_code=200,
         summary="Run once, on a new thread, and stream its events",
-        opt={"event_stream": True},
+        opt={"event_stream": True, **STARTS_TURN},
     )
     async def stream(
         self,
@@ -326,7 +327,7 @@ class StatelessRunController(Controller):
         "/wait",
         status_code=200,
         summary="Run once, on a new thread, and wait for its final state",
-        opt={"answers_with_run": True},
+        opt={"answers_with_run": True, **STARTS_TURN},
     )
     async def wait(
         self,
