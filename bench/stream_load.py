@@ -9,6 +9,11 @@ second, and times each until its last event.
 
 --durability: what each run asks (sync, async or exit; none: the appliance's default).
 
+--compare-lane W: batches of --streams alternate, --rounds times, between the
+servers' turn lane off and W wide (appliance/pacing.py; switched by signal in
+the same server processes, so nothing else differs), and the ratios of the
+means are printed: lane against none.
+
 Printed: how many completed, the appliance's own overhead per turn (the
 turn's time minus the model's) at p50 and p99, the most streams open at once,
 the servers' CPU per turn and their peak memory; and as it happens, each
@@ -22,6 +27,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +69,11 @@ def report_long_collections(threshold_s: float = 0.5) -> None:
     gc.callbacks.append(timed)
 
 
-def serve(port: int, words: int, answer_s: float) -> None:
+# --compare-lane: the servers' lane is switched off and on by these signals.
+LANE_OFF, LANE_ON = signal.SIGUSR1, signal.SIGUSR2
+
+
+def serve(port: int, words: int, answer_s: float, lane_width: int | None) -> None:
     import uvicorn
 
     from appliance.api.app import create_app
@@ -74,6 +84,9 @@ def serve(port: int, words: int, answer_s: float) -> None:
     reply = " ".join(f"word{i}" for i in range(words))
     chat = ScriptedChatModel(delay=answer_s / words, reply=lambda messages, calls: reply)
     app = create_app(model=scripted_language_model(chat, name="five-seconds"))
+    if lane_width is not None:
+        signal.signal(LANE_OFF, lambda *_: setattr(app.state.runtime.lane, "width", 0))
+        signal.signal(LANE_ON, lambda *_: setattr(app.state.runtime.lane, "width", lane_width))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, backlog=16384, timeout_keep_alive=30)
     uvicorn.Server(config).run()
 
@@ -181,6 +194,77 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+class Batch:
+    """One batch of streams: what the client saw, and the servers' CPU meanwhile."""
+
+    def __init__(self, tally: Tally, wall: float, cpu: float, answer_s: float) -> None:
+        self.tally, self.wall, self.cpu = tally, wall, cpu
+        self.overhead = [t - answer_s for t in tally.turns]
+
+    @property
+    def cpu_a_turn_ms(self) -> float:
+        return self.cpu / max(1, len(self.tally.turns)) * 1000
+
+    def p(self, q: float) -> float:
+        return percentile(self.overhead, q) if self.overhead else float("nan")
+
+
+def run_batch(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> Batch:
+    threads = asyncio.run(make_threads(f"http://127.0.0.1:{ports[0]}", key, args.streams))
+    cpu_before = sum(cpu_seconds(s.pid) for s in servers)
+    tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, run_body(args.durability)))
+    cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
+    return Batch(tally, wall, cpu, args.answer_seconds)
+
+
+def report(batch: Batch, rss: float) -> None:
+    tally = batch.tally
+    print(f"completed: {len(tally.turns)}   failed: {len(tally.failures)}   most open at once: {tally.most_open}")
+    if tally.failures:
+        print("first failures:", sorted(set(tally.failures))[:5])
+    if batch.overhead:
+        print(
+            f"appliance overhead per turn: p50 {batch.p(50) * 1000:.0f} ms   "
+            f"p99 {batch.p(99) * 1000:.0f} ms   max {max(batch.overhead) * 1000:.0f} ms"
+        )
+    print(
+        f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {batch.wall:.1f} s   server CPU: {batch.cpu:.1f} s "
+        f"({batch.cpu_a_turn_ms:.1f} ms a turn)"
+    )
+
+
+def compare_lane(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> None:
+    """Batches alternating, in the same servers, between no lane and one --compare-lane wide."""
+    batches: dict[str, list[Batch]] = {"none": [], "lane": []}
+    for round_ in range(args.rounds):
+        order = ("none", "lane") if round_ % 2 == 0 else ("lane", "none")
+        for which in order:
+            for server in servers:
+                os.kill(server.pid, LANE_ON if which == "lane" else LANE_OFF)
+            batch = run_batch(servers, ports, key, args)
+            batches[which].append(batch)
+            print(
+                f"round {round_ + 1} {which:>4}: {batch.cpu_a_turn_ms:.1f} ms of CPU a turn, overhead p50 "
+                f"{batch.p(50):.2f} s, p99 {batch.p(99):.2f} s, wall {batch.wall:.1f} s, "
+                f"completed {len(batch.tally.turns)}, failed {len(batch.tally.failures)}",
+                flush=True,
+            )
+
+    def mean(which: str, figure) -> float:
+        return sum(map(figure, batches[which])) / len(batches[which])
+
+    figures = {
+        "CPU a turn (ms)": lambda b: b.cpu_a_turn_ms,
+        "overhead p50 (s)": lambda b: b.p(50),
+        "overhead p99 (s)": lambda b: b.p(99),
+        "wall (s)": lambda b: b.wall,
+    }
+    print(f"lane {args.compare_lane} wide against none, means of {args.rounds} batches each:")
+    for name, figure in figures.items():
+        lane, none = mean("lane", figure), mean("none", figure)
+        print(f"  {name:<18} {lane:8.2f} against {none:8.2f}   ratio {lane / none:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=10_000)
@@ -189,10 +273,13 @@ def main() -> None:
     parser.add_argument("--ramp", type=int, default=2000, help="new streams a second")
     parser.add_argument("--servers", type=int, default=2, help="server processes sharing the database and queue")
     parser.add_argument("--durability", choices=["sync", "async", "exit"], help="what each run asks (default: none)")
+    parser.add_argument("--compare-lane", type=int, metavar="W", help="alternate batches: no turn lane, one W wide")
+    parser.add_argument("--rounds", type=int, default=4, help="with --compare-lane: batches of each")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lane-width", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.words, args.answer_seconds)
+        serve(args.serve, args.words, args.answer_seconds, args.lane_width)
         return
 
     raise_file_limit()
@@ -217,37 +304,25 @@ def main() -> None:
             for one in ports:  # one after another: the first makes the schema and the admin key
                 command = [sys.executable, "-m", "bench.stream_load", "--serve", str(one)]
                 command += ["--words", str(args.words), "--answer-seconds", str(args.answer_seconds)]
+                if args.compare_lane is not None:
+                    command += ["--lane-width", str(args.compare_lane)]
                 servers.append(subprocess.Popen(command, env=env))
                 wait_healthy(one)
             key = (Path(tmp) / "admin-key").read_text().strip()
-            threads = asyncio.run(make_threads(f"http://127.0.0.1:{port}", key, args.streams))
-            cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-            tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, run_body(args.durability)))
-            cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
-            rss = sum(peak_rss_mb(s.pid) for s in servers)
+            print(
+                f"streams: {args.streams} (ramped at {args.ramp}/s) over {args.servers} server process(es); "
+                f"model: {args.answer_seconds:.1f} s an answer; durability: {args.durability or 'the default'}"
+            )
+            if args.compare_lane is not None:
+                compare_lane(servers, ports, key, args)
+            else:
+                batch = run_batch(servers, ports, key, args)
+                report(batch, sum(peak_rss_mb(s.pid) for s in servers))
         finally:
             for server in servers:
                 server.terminate()
                 server.wait(60)
             databases.drop_all()
-
-    overhead = [t - args.answer_seconds for t in tally.turns]
-    print(
-        f"streams: {args.streams} (ramped at {args.ramp}/s) over {args.servers} server process(es); "
-        f"model: {args.answer_seconds:.1f} s an answer; durability: {args.durability or 'the default'}"
-    )
-    print(f"completed: {len(tally.turns)}   failed: {len(tally.failures)}   most open at once: {tally.most_open}")
-    if tally.failures:
-        print("first failures:", sorted(set(tally.failures))[:5])
-    if overhead:
-        print(
-            f"appliance overhead per turn: p50 {percentile(overhead, 50) * 1000:.0f} ms   "
-            f"p99 {percentile(overhead, 99) * 1000:.0f} ms   max {max(overhead) * 1000:.0f} ms"
-        )
-    print(
-        f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {wall:.1f} s   server CPU: {cpu:.1f} s "
-        f"({cpu / max(1, len(tally.turns)) * 1000:.1f} ms a turn)"
-    )
 
 
 if __name__ == "__main__":
