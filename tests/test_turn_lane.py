@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
+from appliance.services.runs import RunSpec
 from tests.support.app import make_settings, serve_app
 from tests.support.process import NO_RATE_LIMITS
 from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
@@ -115,3 +117,38 @@ async def test_metrics_show_the_lane(narrow_lane_app):
     text = (await narrow_lane_app.client.get("/metrics")).text
     assert "appliance_turns_at_work 0.0" in text
     assert "appliance_turns_waiting 0.0" in text
+
+
+async def test_a_run_cancelled_while_it_waits_in_line_stops_as_any_run(narrow_lane_app):
+    app = narrow_lane_app
+    thread = await new_thread(app.client)
+    lane, holding, release = app.runtime.lane, asyncio.Event(), asyncio.Event()
+
+    async def hold_the_one_place() -> None:
+        async with lane.turn():
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_one_place())
+    await holding.wait()
+    try:
+        spec = RunSpec(input=user("hello")["input"])
+        run = await app.runtime.runs.create("default", uuid.UUID(thread), spec, key_id=None)
+        for _ in range(100):  # started here, the run waits for the place
+            if lane.waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert lane.waiting == 1
+        cancelled = await app.client.post(f"/threads/{thread}/runs/{run.run_id}/cancel")
+        assert cancelled.status_code in (200, 202, 204), cancelled.text
+        joined = await asyncio.wait_for(app.client.get(f"/threads/{thread}/runs/{run.run_id}/join"), timeout=30)
+        assert joined.status_code == 200, joined.text
+        assert lane.waiting == 0  # it left the line
+    finally:
+        release.set()
+        await holder
+    record = (await app.client.get(f"/threads/{thread}/runs/{run.run_id}")).json()
+    assert record["status"] == "interrupted", record
+    # The thread is free again: the next turn runs.
+    response = await app.client.post(f"/threads/{thread}/runs/wait", json=user("again"))
+    assert response.status_code == 200, response.text
