@@ -118,8 +118,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     worker_slots: Annotated[int, Meta(ge=0)] = 16
     # Turns at work at once in one process (appliance/pacing.py): the others
     # wait in order of arrival, and one waiting for the model steps out. 0 (the
-    # default): no limit. Under a flood a lane halves the median turn's wait
-    # for some 10% more CPU a turn (bench.stream_load --compare-lane).
+    # default): no limit. Under a flood a lane cut the median turn's wait to
+    # 0.64x for 1.10x the CPU a turn (bench.stream_load --compare-lane).
     turn_lane_width: Annotated[int, Meta(ge=0)] = 0
     worker_heartbeat_s: Seconds = 5.0
     worker_dead_after_s: Seconds = 30.0
