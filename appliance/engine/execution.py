@@ -141,7 +141,7 @@ class RunExecutor:
             # A run goes on with the work of the request that made it: ahead of the
             # line. Cancelled while it waits there, it stops as below, like any run.
             async with self.lane.turn(ahead=True):
-                return await self._go(run, worker, live)
+                return await self._run_to_end(run, worker, live)
         except asyncio.CancelledError:
             return await asyncio.shield(self._stopped(run, worker, live))
         except Exception as exc:
@@ -161,7 +161,7 @@ class RunExecutor:
             await self._finish(run, worker, "error", "idle", error=payload)
             return "error"
 
-    async def _go(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
+    async def _run_to_end(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
         """The attempt itself: the graph's steps streamed, then the run's end recorded."""
         thread_id, run_id = str(run.thread_id), str(run.run_id)
         request = request_of(run)
