@@ -18,7 +18,9 @@ class TurnLaneMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = getattr(scope["app"].state, "runtime", None)
-        if scope["type"] != "http" or runtime is None or not scope["route_handler"].opt.get("starts_turn"):
+        starts_turn = scope["type"] == "http" and scope["route_handler"].opt.get("starts_turn")
+        # No lane (width 0, the default): nothing to wait for, and no wrapper on each chunk sent.
+        if not starts_turn or runtime is None or not runtime.lane.width:
             await self.app(scope, receive, send)
             return
         with runtime.lane.ticket() as ticket:
