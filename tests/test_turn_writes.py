@@ -1,6 +1,8 @@
 """A turn writes what it changes: the keys a turn resets are written only
 when they hold something to reset, so a plain conversation's turn does not
-store a dozen empty lists and nulls again and again."""
+store a dozen empty lists and nulls again and again. A plain turn has
+nothing for ``plan`` to decide, so it starts at ``respond``: a super-step,
+and its checkpoint, fewer."""
 
 from __future__ import annotations
 
@@ -9,37 +11,45 @@ import uuid
 
 from langchain_core.messages import HumanMessage
 
-from appliance.agent.rag_nodes import changed
+from appliance.agent.state import changed
 from tests.support.turns import new_thread, turn
 
-# Reset by every turn; a plain answer (``respond``) sets none of them.
+# Reset by every turn, by the node that starts it.
 RESET_KEYS = {"passages", "relevant", "retrievals", "citations", "evidence", "draft", "draft_usage", "tool_steps"}
 
 
-async def plan_writes(runtime, thread_id: str) -> list[set[str]]:
-    """The channels ``plan`` wrote, turn by turn."""
+async def writes_by_node(runtime, thread_id: str) -> list[dict[str, set[str]]]:
+    """The channels each node wrote, run by run."""
     async with runtime.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                """SELECT checkpoint_id, array_agg(channel) AS channels FROM checkpoint_writes
-                   WHERE thread_id = %s AND task_path LIKE '%%plan%%' GROUP BY checkpoint_id ORDER BY checkpoint_id""",
+                """SELECT c.metadata->>'run_id' AS run_id, w.task_path, w.channel
+                   FROM checkpoints c JOIN checkpoint_writes w USING (thread_id, checkpoint_ns, checkpoint_id)
+                   WHERE c.thread_id = %s ORDER BY c.checkpoint_id, w.idx""",
                 (thread_id,),
             )
         ).fetchall()
-    return [set(row["channels"]) for row in rows]
+    runs: dict[str, dict[str, set[str]]] = {}
+    for row in rows:  # task_path: "~__pregel_pull, respond"
+        node = row["task_path"].rsplit(", ", 1)[-1]
+        runs.setdefault(row["run_id"], {}).setdefault(node, set()).add(row["channel"])
+    return list(runs.values())
 
 
-async def test_a_turn_rewrites_only_the_keys_it_changes_and_the_values_keep_every_key(scripted_app):
+async def test_a_plain_turn_starts_at_respond_and_rewrites_only_the_keys_it_changes(scripted_app):
     tid = await new_thread(scripted_app.client)
     first = await turn(scripted_app.client, tid, "hello there")
     second = await turn(scripted_app.client, tid, "what can you do?")
 
-    first_writes, second_writes = await plan_writes(scripted_app.runtime, tid)
-    assert RESET_KEYS <= first_writes  # a new thread gets every key
-    # The second turn's question is new, and the first answer's mode is reset;
-    # everything else it resets was already reset.
-    assert not RESET_KEYS & second_writes, second_writes
-    assert {"question", "query", "answer_mode"} <= second_writes
+    first_writes, second_writes = await writes_by_node(scripted_app.runtime, tid)
+    assert set(first_writes) <= {"__start__", "respond"} and "respond" in first_writes, first_writes
+    assert set(second_writes) <= {"__start__", "respond"}, second_writes
+    assert RESET_KEYS <= first_writes["respond"]  # a new thread gets every key
+    # The second turn's question is new; everything else it resets was
+    # already reset, and its answer is generated as the first's was.
+    assert not RESET_KEYS & second_writes["respond"], second_writes
+    assert {"question", "query", "messages"} <= second_writes["respond"]
+    assert "answer_mode" not in second_writes["respond"]
     for values in (first, second):
         assert RESET_KEYS <= set(values), sorted(values)
         assert values["citations"] == [] and values["retrievals"] == [] and values["answer_mode"] == "generated"

@@ -1,7 +1,8 @@
 """The agent's graph, assembled in one place.
 
     START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
-                         └─no─────────────────▶ plan
+                         └─no─▶ anything to plan (tools, documents)? ─yes─▶ plan
+                                                                      └─no──▶ respond
 
     plan ─▶ tools (its own or the client's)? ─yes─▶ act ─▶ calls of its own? ─yes─▶ call_tools ─▶ act
          │                                                   └─only the client's, or none─▶ END
@@ -18,9 +19,10 @@
 ``verify`` keeps the model's draft when its sources support it, else answers
 with the sources' own sentences, quoted.
 
-Without a retriever (or with no knowledge bases on the run) ``plan`` routes to
-``respond``: a plain conversation with bounded memory. What each node does is
-configured by the run's assistant: the graph's context (``AssistantContext``).
+Without a retriever (or with no knowledge bases on the run) and without tools,
+a turn goes straight to ``respond``: a plain conversation with bounded memory.
+What each node does is configured by the run's assistant: the graph's context
+(``AssistantContext``).
 An assistant with tools answers through the tool loop (``agent.tool_nodes``),
 searching documents with the ``search_documents`` tool when it has it.
 """
@@ -38,10 +40,11 @@ from appliance.agent.configured import Configurator
 from appliance.agent.context import AssistantContext
 from appliance.agent.evidence import EvidenceJudge
 from appliance.agent.memory import MemoryPolicy
-from appliance.agent.nodes import make_fold_history, make_respond, needs_fold
+from appliance.agent.nodes import make_fold_history, make_respond
 from appliance.agent.rag_nodes import (
     after_grade,
     after_plan,
+    after_start,
     make_generate,
     make_grade,
     make_plan,
@@ -104,7 +107,8 @@ def build_graph(
     graph.add_node("plan", make_plan(configure, retriever))
     graph.add_node("respond", make_respond(configure), retry_policy=MODEL_RETRY)
     graph.add_node("refuse", refuse)
-    graph.add_conditional_edges(START, on_loop(needs_fold(configure)), {"fold_history": "fold_history", "plan": "plan"})
+    start_routes = {"fold_history": "fold_history", "plan": "plan", "respond": "respond"}
+    graph.add_conditional_edges(START, on_loop(after_start(configure, retriever, toolbox is not None)), start_routes)
     graph.add_edge("fold_history", "plan")
     graph.add_edge("respond", END)
     graph.add_edge("refuse", END)

@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from appliance.agent.configured import Configurator, Configured
 from appliance.agent.context import AssistantContext
 from appliance.agent.memory import build_prompt, plan_fold, summarizer_prompt
-from appliance.agent.state import AgentState
+from appliance.agent.state import AgentState, changed, new_turn
 from appliance.llm.errors import ModelError, classify
 from appliance.llm.provider import LanguageModel
 from appliance.pacing import aside
@@ -90,14 +90,18 @@ def make_respond(configure: Configurator) -> Node:
         reply = await call_model(setup.model, structured_answer(setup) or setup.answer, prompt)
         if not reply.text.strip():
             raise ModelError(f"the model {setup.model.name} returned an empty answer")
+        # A plain turn starts here (agent.rag_nodes.after_start), so respond resets
+        # the turn as plan would have; after plan, nothing is left to reset.
         # The model's own message, id included: the client already streamed it under that id.
-        return {"messages": [reply], "answer_mode": "generated"}
+        return changed(state, new_turn(state) | {"use_documents": False, "answer_mode": "generated"}) | {
+            "messages": [reply]
+        }
 
     return respond
 
 
-def needs_fold(configure: Configurator) -> Callable[[AgentState], str]:
-    def route(state: AgentState) -> str:
-        return "fold_history" if plan_fold(configure.current().policy, *memory_of(state)) is not None else "plan"
+def needs_fold(configure: Configurator) -> Callable[[AgentState], bool]:
+    def over_budget(state: AgentState) -> bool:
+        return plan_fold(configure.current().policy, *memory_of(state)) is not None
 
-    return route
+    return over_budget

@@ -35,7 +35,7 @@ from appliance.agent.evidence import (
     relevant_passages,
 )
 from appliance.agent.memory import build_prompt
-from appliance.agent.nodes import Node, call_model, memory_of
+from appliance.agent.nodes import Node, call_model, memory_of, needs_fold
 from appliance.agent.rag_prompts import (
     GRADE_CHOICES,
     clean_query,
@@ -45,7 +45,7 @@ from appliance.agent.rag_prompts import (
     rewrite_prompt,
 )
 from appliance.agent.routing import is_small_talk
-from appliance.agent.state import AgentState
+from appliance.agent.state import AgentState, changed, new_turn
 from appliance.knowledge.retrieval import Retriever
 from appliance.knowledge.sources import passage_dict
 from appliance.llm.choices import parse_choice
@@ -86,30 +86,26 @@ def make_plan(configure: Configurator, retriever: Retriever | None) -> Node:
 
     async def plan(state: AgentState, runtime: Runtime[AssistantContext]) -> dict[str, Any]:
         context = configure(runtime.context).context
-        question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
-        turn = {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
-                "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None, "degraded": None,
-                "tool_steps": 0, "tool_failures": {}}  # fmt: skip
-        if context.response_format != "text":
-            use = False  # a structured answer is the model's own
+        turn = new_turn(state)
+        if documents_ruled_out(context, retriever):
+            use = False
         elif context.documents_only:
             use = True
-        elif retriever is None or not knowledge_bases(context):
-            use = False
         else:
             progress("plan", status="deciding whether the documents are needed")
-            use = not is_small_talk(question)
+            use = not is_small_talk(turn["question"])
         return changed(state, turn | {"use_documents": use})
 
     return plan
 
 
-def changed(state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
-    """The keys of ``update`` the state does not already hold with that value.
-    Each key written costs a turn a checkpoint write, and a stored blob when
-    its value is a list or a dict, every turn, even when it resets a key
-    already reset; an absent key is still written, so every key is in the values."""
-    return {key: value for key, value in update.items() if key not in state or state[key] != value}
+def documents_ruled_out(context: AssistantContext, retriever: Retriever | None) -> bool:
+    """Whether this turn answers without documents whatever its question is: a
+    structured answer is the model's own, and a conversation with nothing to
+    search answers from memory (unless only documents may answer)."""
+    if context.response_format != "text":
+        return True
+    return not context.documents_only and (retriever is None or not knowledge_bases(context))
 
 
 def reviewed_query(query: str, question: str) -> str:
@@ -279,12 +275,35 @@ async def refuse(state: AgentState) -> dict[str, Any]:
     return {"messages": [reply], "citations": [], "answer_mode": "refused"}
 
 
-def after_plan(configure: Configurator, tools: bool = False) -> Callable[[AgentState], str]:
+def takes_tools(context: AssistantContext, tools: bool) -> bool:
     """``tools``: the graph has the tool loop, taken by an assistant that names tools."""
+    return tools and bool(context.tools or context.client_tools)
+
+
+def after_start(
+    configure: Configurator, retriever: Retriever | None, tools: bool = False
+) -> Callable[[AgentState], str]:
+    """Where a turn begins. A window over its budget is folded first. A turn
+    that has nothing for ``plan`` to decide (no tools, and no documents
+    whatever the question) goes straight to ``respond``, which resets the turn
+    itself: a super-step and its checkpoint fewer."""
+    over_budget = needs_fold(configure)
 
     def route(state: AgentState) -> str:
+        if over_budget(state):
+            return "fold_history"
         context = configure.current().context
-        if tools and (context.tools or context.client_tools):
+        if takes_tools(context, tools) or not documents_ruled_out(context, retriever):
+            return "plan"
+        return "respond"
+
+    return route
+
+
+def after_plan(configure: Configurator, tools: bool = False) -> Callable[[AgentState], str]:
+    def route(state: AgentState) -> str:
+        context = configure.current().context
+        if takes_tools(context, tools):
             return "act"
         if not state.get("use_documents"):
             return "respond"

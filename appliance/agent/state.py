@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.channels.delta import DeltaChannel
 from typing_extensions import TypedDict
 
@@ -65,3 +65,20 @@ class AgentState(TypedDict, total=False):
     # Why this turn's search was less than whole (the vector index unavailable:
     # lexical search alone), or None; also on the answer's response_metadata.
     degraded: str | None
+
+
+def new_turn(state: AgentState) -> dict[str, Any]:
+    """The keys every turn resets, as its first node writes them: the newest
+    question, and nothing yet found, drafted or cited for it."""
+    question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
+    return {"question": question, "query": question, "passages": [], "relevant": [],
+            "retrievals": [], "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None,
+            "degraded": None, "tool_steps": 0, "tool_failures": {}}  # fmt: skip
+
+
+def changed(state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``update`` the state does not already hold with that value.
+    Each key written costs a turn a checkpoint write, and a stored blob when
+    its value is a list or a dict, every turn, even when it resets a key
+    already reset; an absent key is still written, so every key is in the values."""
+    return {key: value for key, value in update.items() if key not in state or state[key] != value}
