@@ -80,3 +80,22 @@ async def test_a_plain_turn_hands_nothing_to_a_thread(scripted_app):
     finally:
         del loop.run_in_executor
     assert handed == []
+
+
+async def test_a_plain_turn_after_one_from_documents_keeps_none_of_that_turns_search(scripted_app):
+    # A plain turn starts at respond, so respond resets what the turn before left.
+    tid = await new_thread(scripted_app.client)
+    await turn(scripted_app.client, tid, "hello there")
+    # As a turn that answered from documents leaves the thread (set by hand: this app has no knowledge bases).
+    searched = {
+        "citations": [{"index": 1, "document_id": "d1", "source": "handbook.pdf", "text": "Forty days."}],
+        "retrievals": [{"query": "vacation days", "found": 3, "relevant": 1}],
+        "draft": "Forty days [1].",
+        "answer_mode": "extractive",
+    }
+    response = await scripted_app.client.post(f"/threads/{tid}/state", json={"values": searched, "as_node": "respond"})
+    assert response.status_code == 200, response.text
+
+    values = await turn(scripted_app.client, tid, "thanks, and something else")
+    assert values["citations"] == [] and values["retrievals"] == [] and values["draft"] == ""
+    assert values["answer_mode"] == "generated" and values["question"] == "thanks, and something else"
