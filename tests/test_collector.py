@@ -1,5 +1,5 @@
 """The server sets Python's collector for many turns in flight once it has
-started (appliance/collector.py; bench.stream_load measures what it saves)."""
+started (appliance/collector.py; bench.stream_load and bench.collector_cost measure what it saves)."""
 
 from __future__ import annotations
 
