@@ -71,9 +71,9 @@ def new_turn(state: AgentState) -> dict[str, Any]:
     """The keys every turn resets, as its first node writes them: the newest
     question, and nothing yet found, drafted or cited for it."""
     question = next((str(m.text) for m in reversed(state.get("messages", [])) if isinstance(m, HumanMessage)), "")
-    return {"question": question, "query": question, "passages": [], "relevant": [],
-            "retrievals": [], "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None,
-            "degraded": None, "tool_steps": 0, "tool_failures": {}}  # fmt: skip
+    return {"question": question, "query": question, "passages": [], "relevant": [], "retrievals": [],
+            "citations": [], "evidence": [], "draft": "", "draft_usage": {}, "answer_mode": None, "degraded": None,
+            "tool_steps": 0, "tool_failures": {}}  # fmt: skip
 
 
 def changed(state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
