@@ -29,7 +29,7 @@ from collections import Counter
 
 from appliance.collector import MIDDLE, OLD, YOUNG
 from bench.common import bench_settings
-from bench.stream_load import run_body
+from bench.stream_load import run_body, stream_request
 from tests.support.app import serve_app
 from tests.support.scripted_model import ScriptedChatModel, scripted_language_model
 
@@ -54,12 +54,9 @@ class CollectorClock:
 
 async def one_turn(port: int, key: str, thread_id: str, body: bytes) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        f"POST /threads/{thread_id}/runs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-    )
+    writer.write(stream_request(thread_id, key, body))
     await writer.drain()
-    received = await reader.read()  # the server closes when the run ends
+    received = await reader.read()
     writer.close()
     if not received.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(received[:200].decode(errors="replace"))

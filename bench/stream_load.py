@@ -112,11 +112,16 @@ def run_body(durability: str | None) -> bytes:
     return json.dumps(asked | ({"durability": durability} if durability else {})).encode()
 
 
-async def one_stream(port: int, key: str, thread_id: str, body: bytes, tally: Tally) -> None:
-    request = (
+def stream_request(thread_id: str, key: str, body: bytes) -> bytes:
+    """A turn's POST .../runs/stream as it goes on the wire; the server closes when the run ends."""
+    return (
         f"POST /threads/{thread_id}/runs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
+
+
+async def one_stream(port: int, key: str, thread_id: str, body: bytes, tally: Tally) -> None:
+    request = stream_request(thread_id, key, body)
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
