@@ -105,7 +105,7 @@ def documents_ruled_out(context: AssistantContext, retriever: Retriever | None) 
     search answers from memory (unless only documents may answer)."""
     if context.response_format != "text":
         return True
-    return not context.documents_only and (retriever is None or not knowledge_bases(context))
+    return not context.documents_only and (retriever is None or not context.knowledge_bases)
 
 
 def reviewed_query(query: str, question: str) -> str:
@@ -308,7 +308,7 @@ def after_plan(configure: Configurator, tools: bool = False) -> Callable[[AgentS
         if not state.get("use_documents"):
             return "respond"
         # Only documents may answer, and there are none to search.
-        return "retrieve" if knowledge_bases(configure.current().context) else "refuse"
+        return "retrieve" if context.knowledge_bases else "refuse"
 
     return route
 
