@@ -127,19 +127,28 @@ def _record(row: dict[str, Any]) -> RunRecord:
     return RunRecord(**row)
 
 
+@asynccontextmanager
+async def every_turn(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """A transaction of the statements every turn makes (queueing a run,
+    recording its end) in pipeline mode: BEGIN travels with the first
+    statements and COMMIT with the last, so the transaction waits on
+    PostgreSQL once for each result read inside it, and once to commit; a
+    result read after it comes with the commit. (psycopg's ``transaction()``
+    in a pipeline syncs as it opens and as it closes: each turn's two
+    transactions waited eleven times where three do, and a tenant's lock on
+    queueing was held over the extra waits.) What the statements decide is
+    unchanged: each still runs in order, after the locks before it. On an
+    error the pool's connection block rolls the transaction back, as it
+    would psycopg's."""
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        yield conn
+        await conn.execute("COMMIT")
+
+
 class RunStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-
-    @asynccontextmanager
-    async def _every_turn(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction of the statements every turn makes (queueing a run,
-        recording its end), in pipeline mode: BEGIN and the statements whose
-        results are not read yet travel with the next one that is, so a turn
-        waits on PostgreSQL a few times less. What the statements decide is
-        unchanged: each still runs in order, after the locks before it."""
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            yield conn
 
     # Creating and cancelling ---------------------------------------------------
 
@@ -149,7 +158,11 @@ class RunStore:
         tenant has as many runs in flight as ``limits`` (with the tenant's own) allow.
         A run with ``start_on`` on an idle thread is created running on that
         worker (claimed in the same transaction); any other waits in the queue."""
-        async with self._every_turn() as conn:
+        async with self.pool.connection() as conn:
+            return await self._create(conn, new, limits)
+
+    async def _create(self, conn: AsyncConnection, new: NewRun, limits: LimitSet | None) -> Created:
+        async with every_turn(conn):
             # The statements up to the first result read go to PostgreSQL together (pipeline mode), in this order.
             counted = await self._count_in_flight(conn, new) if limits is not None else None
             # The thread's row locked, with its runs in flight (none: one row of NULLs).
@@ -191,10 +204,11 @@ class RunStore:
                 new.key_id,
             )
             if start_on is None:
-                row = await (await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))).fetchone()
+                inserted = await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))
             else:
-                row = await (await conn.execute(_START_RUN, (*values, start_on, new.thread_id))).fetchone()
-            return Created(run=_record(row), stopping=stopping)
+                inserted = await conn.execute(_START_RUN, (*values, start_on, new.thread_id))
+        # Read after the commit, which went with it.
+        return Created(run=_record(await inserted.fetchone()), stopping=stopping)
 
     async def _count_in_flight(self, conn: AsyncConnection, new: NewRun) -> AsyncCursor[DictRow]:
         """The tenant's runs in flight (and the key's), with the tenant's own limits,
@@ -414,21 +428,21 @@ class RunStore:
         the thread's status, unless another run has it, and the
         news. The queue hears only when the thread has a run waiting, the one
         this end lets start; a freed slot is its own process's business."""
-        async with self._every_turn() as conn:
-            # The thread first, as ``create`` does, so two transactions never wait on each other.
-            await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
-            row = await (
-                await conn.execute(
+        async with self.pool.connection() as conn:
+            async with every_turn(conn):
+                # The thread first, as ``create`` does, so two transactions never wait on each other.
+                await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
+                ended_cursor = await conn.execute(
                     f"""WITH ended AS ({ended}),
-                             thread AS (UPDATE threads SET status = %(thread_status)s, updated_at = now()
-                                        WHERE thread_id = %(thread)s AND EXISTS (SELECT 1 FROM ended)
-                                          AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %(thread)s
-                                                          AND status = 'running' AND run_id <> %(run)s))
-                        SELECT pg_notify(%(done)s, run_id::text),
-                               CASE WHEN EXISTS (SELECT 1 FROM runs
-                                                 WHERE thread_id = %(thread)s AND status = 'pending')
-                                    THEN pg_notify(%(queue)s, '') END
-                        FROM ended""",
+                                 thread AS (UPDATE threads SET status = %(thread_status)s, updated_at = now()
+                                            WHERE thread_id = %(thread)s AND EXISTS (SELECT 1 FROM ended)
+                                              AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %(thread)s
+                                                              AND status = 'running' AND run_id <> %(run)s))
+                            SELECT pg_notify(%(done)s, run_id::text),
+                                   CASE WHEN EXISTS (SELECT 1 FROM runs
+                                                     WHERE thread_id = %(thread)s AND status = 'pending')
+                                        THEN pg_notify(%(queue)s, '') END
+                            FROM ended""",
                     changes
                     | {
                         "run": run.run_id,
@@ -440,8 +454,8 @@ class RunStore:
                         "queue": QUEUE_CHANNEL,
                     },
                 )
-            ).fetchone()
-            return row is not None
+            # Read after the commit, which went with it: the thread's row is locked one round trip.
+            return await ended_cursor.fetchone() is not None
 
     async def register_worker(self, conn: AsyncConnection, worker_id: uuid.UUID, host: str, pid: int) -> None:
         """On the worker's own long-lived connection: take its liveness lock, then appear."""

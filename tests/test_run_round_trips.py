@@ -1,0 +1,103 @@
+"""What a turn's two transactions of the run queue cost in waits on
+PostgreSQL, counted on the wire: queueing a run waits twice (the tenant's
+count and the thread's runs, then the new run with its commit), recording
+its end once. A tenant's lock on queueing is held over those waits, so each
+one more is one more for every run of the tenant queued meanwhile."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from appliance.store.database import open_pool
+from appliance.store.limits import LimitSet
+from appliance.store.migrations import migrate
+from appliance.store.runs import NewRun, RunStore, ThreadBusy
+from appliance.store.threads import ThreadStore
+from tests.support.wire import RoundTripCounter
+
+LIMITS = LimitSet(
+    key_requests_per_minute=0,
+    tenant_requests_per_minute=0,
+    key_runs_in_flight=0,
+    tenant_runs_in_flight=50,
+    key_uploads_in_flight=0,
+    tenant_uploads_in_flight=0,
+)
+
+
+def new_run(thread_id: uuid.UUID, **changes) -> NewRun:
+    fields = {
+        "run_id": uuid.uuid4(),
+        "thread_id": thread_id,
+        "tenant": "default",
+        "assistant_id": "agent",
+        "kwargs": {"input": {"messages": [{"role": "user", "content": "hello"}]}},
+        "metadata": {},
+        "multitask_strategy": "enqueue",
+    }
+    return NewRun(**(fields | changes))
+
+
+@pytest.fixture
+async def wired(databases):
+    """A run store and a thread store whose one connection goes through the counter."""
+    url = databases.create()
+    setup = await open_pool(url, min_size=1, max_size=1)
+    try:
+        await migrate(setup)
+    finally:
+        await setup.close()
+    async with RoundTripCounter(url) as wire:
+        pool = await open_pool(wire.url, min_size=1, max_size=1)
+        try:
+            yield wire, RunStore(pool), ThreadStore(pool)
+        finally:
+            await pool.close()
+
+
+async def test_queueing_a_run_waits_twice_and_recording_its_end_once(wired):
+    wire, runs, threads = wired
+    thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
+    worker = uuid.uuid4()
+
+    wire.reset()
+    created = await runs.create(new_run(thread.thread_id, start_on=worker, remember_assistant=True), LIMITS)
+    assert wire.round_trips == 2
+    assert (created.run.status, created.run.worker_id) == ("running", worker)
+
+    wire.reset()
+    assert await runs.finish(created.run, worker, "success", "idle")
+    assert wire.round_trips == 1
+
+    # What the transactions did is all there, committed.
+    stored = await threads.get("default", thread.thread_id)
+    assert (stored.status, stored.metadata) == ("idle", {"assistant_id": "agent"})
+    assert (await runs.get("default", None, created.run.run_id)).status == "success"
+    # A finish that no longer owns the run changes nothing, in as few waits.
+    wire.reset()
+    assert not await runs.finish(created.run, worker, "error", "idle")
+    assert wire.round_trips == 1
+    assert (await runs.get("default", None, created.run.run_id)).status == "success"
+
+
+async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):
+    wire, runs, threads = wired
+    thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
+    first = await runs.create(new_run(thread.thread_id), LIMITS)
+
+    # Refused by the appliance, mid-transaction (the thread's row and the tenant's lock held).
+    with pytest.raises(ThreadBusy):
+        await runs.create(new_run(thread.thread_id, multitask_strategy="reject"), LIMITS)
+    # Refused by PostgreSQL at the commit's round trip: jsonb holds no NUL character.
+    with pytest.raises(psycopg.DataError):
+        await runs.create(new_run(thread.thread_id, metadata={"note": "a\u0000b"}, remember_assistant=True), LIMITS)
+
+    assert (await threads.get("default", thread.thread_id)).metadata == {}
+    listed = await runs.list("default", thread.thread_id, limit=10, offset=0, status=None)
+    assert [r.run_id for r in listed] == [first.run.run_id]
+    # The one connection goes on at once, with no transaction left open on it.
+    second = await runs.create(new_run(thread.thread_id), LIMITS)
+    assert second.run.status == "pending"
