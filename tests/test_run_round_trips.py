@@ -1,8 +1,9 @@
-"""What a turn's two transactions of the run queue cost in waits on
-PostgreSQL, counted on the wire: queueing a run waits twice (the tenant's
-count and the thread's runs, then the new run with its commit), recording
-its end once. A tenant's lock on queueing is held over those waits, so each
-one more is one more for every run of the tenant queued meanwhile."""
+"""What the run queue's writes of every turn cost in waits on PostgreSQL,
+counted on the wire: queueing a run waits twice (the tenant's count and the
+thread's runs, then the new run with its commit), recording its end once,
+keeping a batch of stream events twice. A tenant's lock on queueing is held
+over the first two waits, so each one more is one more for every run of the
+tenant queued meanwhile."""
 
 from __future__ import annotations
 
@@ -101,3 +102,20 @@ async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):
     # The one connection goes on at once, with no transaction left open on it.
     second = await runs.create(new_run(thread.thread_id), LIMITS)
     assert second.run.status == "pending"
+
+
+async def test_a_batch_of_stream_events_is_kept_whole_in_two_waits(wired):
+    wire, runs, _ = wired
+    run_id = uuid.uuid4()
+    rows = [(run_id, 1, seq, "values", b'{"n": %d}' % seq) for seq in range(1, 51)]
+
+    wire.reset()
+    await runs.append_events(rows)
+    assert wire.round_trips == 2  # the COPY's start, then its rows and its end
+
+    kept = await runs.events_after(run_id, 1, 0)
+    assert [(e.seq, e.data) for e in kept] == [(seq, data) for _, _, seq, _, data in rows]
+    # A batch PostgreSQL refuses is kept not at all (one COPY is one transaction).
+    with pytest.raises(psycopg.Error):
+        await runs.append_events([(run_id, 1, 51, "values", b"{}"), (run_id, 1, 52, "values\x00", b"{}")])
+    assert len(await runs.events_after(run_id, 1, 0)) == 50

@@ -515,7 +515,9 @@ class RunStore:
     # Events --------------------------------------------------------------------
 
     async def append_events(self, rows: Sequence[tuple[uuid.UUID, int, int, str, bytes]]) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
+        # One COPY is its own transaction: the batch is kept whole or not at all, in
+        # two waits on PostgreSQL (the COPY's start, then its rows and end), not four.
+        async with self.pool.connection() as conn:
             async with conn.cursor().copy("COPY run_events (run_id, attempt, seq, event, data) FROM STDIN") as copy:
                 for row in rows:
                     await copy.write_row(row)
