@@ -23,6 +23,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from appliance.store.arrays import ByteaArray, Int4Array, TextArray
 from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -54,6 +55,12 @@ _QUEUE_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'pending'", worker="NU
 _START_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'running'", worker="%s, 1", columns=_COLUMNS)}),
                       busy AS (UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = %s)
                  SELECT * FROM run"""
+
+# A batch of stream events, as columns.
+_APPEND_EVENTS = """INSERT INTO run_events (run_id, attempt, seq, event, data)
+                    SELECT run_id::uuid, attempt, seq, event, data
+                    FROM unnest(%s::text[], %s::int4[], %s::int4[], %s::text[], %s::bytea[])
+                         AS e(run_id, attempt, seq, event, data)"""
 
 # The first run's assistant, kept by a thread that has none (a run of another
 # process may have set one meanwhile: the first one stays).
@@ -515,12 +522,12 @@ class RunStore:
     # Events --------------------------------------------------------------------
 
     async def append_events(self, rows: Sequence[tuple[uuid.UUID, int, int, str, bytes]]) -> None:
-        # One COPY is its own transaction: the batch is kept whole or not at all, in
-        # two waits on PostgreSQL (the COPY's start, then its rows and end), not four.
+        """One statement, its own transaction: the batch is kept whole or not at
+        all, in one wait on PostgreSQL (a COPY waits twice: its start, then its rows)."""
+        run_ids, attempts, seqs, events, data = zip(*rows, strict=True) if rows else ((), (), (), (), ())
+        columns = (TextArray(map(str, run_ids)), Int4Array(attempts), Int4Array(seqs), TextArray(events))
         async with self.pool.connection() as conn:
-            async with conn.cursor().copy("COPY run_events (run_id, attempt, seq, event, data) FROM STDIN") as copy:
-                for row in rows:
-                    await copy.write_row(row)
+            await conn.execute(_APPEND_EVENTS, (*columns, ByteaArray(data)))
 
     async def events_after(self, run_id: uuid.UUID, attempt: int, seq: int) -> list[StoredEvent]:
         async with self.pool.connection() as conn:
