@@ -166,56 +166,53 @@ class RunStore:
         A run with ``start_on`` on an idle thread is created running on that
         worker (claimed in the same transaction); any other waits in the queue."""
         async with self.pool.connection() as conn:
-            return await self._create(conn, new, limits)
-
-    async def _create(self, conn: AsyncConnection, new: NewRun, limits: LimitSet | None) -> Created:
-        async with every_turn(conn):
-            # The statements up to the first result read go to PostgreSQL together (pipeline mode), in this order.
-            counted = await self._count_in_flight(conn, new) if limits is not None else None
-            # The thread's row locked, with its runs in flight (none: one row of NULLs).
-            thread = await conn.execute(
-                """SELECT r.run_id, r.status FROM threads t
-                   LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
-                   WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
-                (new.thread_id, new.tenant),
-            )
-            if counted is not None and limits is not None:
-                row = await counted.fetchone()
-                check_in_flight(effective(limits, row["limits"] or {}), "runs", new.key_id, row, RUN_RETRY_AFTER_S)
-            rows = await thread.fetchall()
-            if not rows:
-                raise ThreadMissing(str(new.thread_id))
-            inflight = [r for r in rows if r["run_id"] is not None]
-            stopping: list[uuid.UUID] = []
-            if inflight and new.multitask_strategy == "reject":
-                raise ThreadBusy(str(new.thread_id))
-            if inflight and new.multitask_strategy in ("interrupt", "rollback"):
-                action = new.multitask_strategy
-                waiting = [r["run_id"] for r in inflight if r["status"] == "pending"]
-                dropped = await self._drop_pending(conn, waiting, action)
-                # A waiting run a worker took meanwhile is stopped like a running one.
-                stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
-                await self._stop_running(conn, stopping, action)
-            if new.remember_assistant:
-                await conn.execute(_REMEMBER_ASSISTANT, (new.assistant_id, new.thread_id))
-            start_on = new.start_on if not inflight and new.delay_s <= 0 else None
-            values = (
-                new.run_id,
-                new.thread_id,
-                new.tenant,
-                new.assistant_id,
-                Jsonb(new.kwargs),
-                Jsonb(new.metadata),
-                new.multitask_strategy,
-                new.delay_s,
-                new.key_id,
-            )
-            if start_on is None:
-                inserted = await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))
-            else:
-                inserted = await conn.execute(_START_RUN, (*values, start_on, new.thread_id))
-        # Read after the commit, which went with it.
-        return Created(run=_record(await inserted.fetchone()), stopping=stopping)
+            async with every_turn(conn):
+                # The statements up to the first result read go to PostgreSQL together (pipeline mode), in this order.
+                counted = await self._count_in_flight(conn, new) if limits is not None else None
+                # The thread's row locked, with its runs in flight (none: one row of NULLs).
+                thread = await conn.execute(
+                    """SELECT r.run_id, r.status FROM threads t
+                       LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
+                       WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
+                    (new.thread_id, new.tenant),
+                )
+                if counted is not None and limits is not None:
+                    row = await counted.fetchone()
+                    check_in_flight(effective(limits, row["limits"] or {}), "runs", new.key_id, row, RUN_RETRY_AFTER_S)
+                rows = await thread.fetchall()
+                if not rows:
+                    raise ThreadMissing(str(new.thread_id))
+                inflight = [r for r in rows if r["run_id"] is not None]
+                stopping: list[uuid.UUID] = []
+                if inflight and new.multitask_strategy == "reject":
+                    raise ThreadBusy(str(new.thread_id))
+                if inflight and new.multitask_strategy in ("interrupt", "rollback"):
+                    action = new.multitask_strategy
+                    waiting = [r["run_id"] for r in inflight if r["status"] == "pending"]
+                    dropped = await self._drop_pending(conn, waiting, action)
+                    # A waiting run a worker took meanwhile is stopped like a running one.
+                    stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
+                    await self._stop_running(conn, stopping, action)
+                if new.remember_assistant:
+                    await conn.execute(_REMEMBER_ASSISTANT, (new.assistant_id, new.thread_id))
+                start_on = new.start_on if not inflight and new.delay_s <= 0 else None
+                values = (
+                    new.run_id,
+                    new.thread_id,
+                    new.tenant,
+                    new.assistant_id,
+                    Jsonb(new.kwargs),
+                    Jsonb(new.metadata),
+                    new.multitask_strategy,
+                    new.delay_s,
+                    new.key_id,
+                )
+                if start_on is None:
+                    inserted = await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))
+                else:
+                    inserted = await conn.execute(_START_RUN, (*values, start_on, new.thread_id))
+            # Read after the commit, which went with it.
+            return Created(run=_record(await inserted.fetchone()), stopping=stopping)
 
     async def _count_in_flight(self, conn: AsyncConnection, new: NewRun) -> AsyncCursor[DictRow]:
         """The tenant's runs in flight (and the key's), with the tenant's own limits,
