@@ -1,17 +1,23 @@
 """What the run queue's writes of every turn cost in waits on PostgreSQL,
 counted on the wire: queueing a run waits twice (the tenant's count and the
 thread's runs, then the new run with its commit), recording its end once,
-keeping a batch of stream events once. A tenant's lock on queueing is held
-over the first two waits, so each one more is one more for every run of the
-tenant queued meanwhile."""
+keeping a batch of stream events once; deleting a thread's conversation (as a
+stateless run's is) once. A tenant's lock on queueing is held over the first
+two waits, so each one more is one more for every run of the tenant queued
+meanwhile."""
 
 from __future__ import annotations
 
+import operator
 import uuid
+from typing import Annotated
 
 import psycopg
 import pytest
+from langgraph.graph import START, StateGraph
+from typing_extensions import TypedDict
 
+from appliance.store.checkpointer import CONVERSATION_TABLES, PooledPostgresSaver, thread_config
 from appliance.store.database import open_pool
 from appliance.store.limits import LimitSet
 from appliance.store.migrations import migrate
@@ -54,13 +60,13 @@ async def wired(databases):
     async with RoundTripCounter(url) as wire:
         pool = await open_pool(wire.url, min_size=1, max_size=1)
         try:
-            yield wire, RunStore(pool), ThreadStore(pool)
+            yield wire, RunStore(pool), ThreadStore(pool), url
         finally:
             await pool.close()
 
 
 async def test_queueing_a_run_waits_twice_and_recording_its_end_once(wired):
-    wire, runs, threads = wired
+    wire, runs, threads, _ = wired
     thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
     worker = uuid.uuid4()
 
@@ -85,7 +91,7 @@ async def test_queueing_a_run_waits_twice_and_recording_its_end_once(wired):
 
 
 async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):
-    wire, runs, threads = wired
+    wire, runs, threads, _ = wired
     thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
     first = await runs.create(new_run(thread.thread_id), LIMITS)
 
@@ -105,7 +111,7 @@ async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):
 
 
 async def test_a_batch_of_stream_events_is_kept_whole_in_one_wait(wired):
-    wire, runs, _ = wired
+    wire, runs, _, _ = wired
     run_id = uuid.uuid4()
     rows = [(run_id, 1, seq, "values", b'{"n": %d}' % seq) for seq in range(1, 51)]
     await runs.append_events([])  # the statement prepared on the connection, as after a server's first turn
@@ -120,3 +126,43 @@ async def test_a_batch_of_stream_events_is_kept_whole_in_one_wait(wired):
     with pytest.raises(psycopg.Error):
         await runs.append_events([(run_id, 1, 51, "values", b"{}"), (run_id, 1, 52, "values\x00", b"{}")])
     assert len(await runs.events_after(run_id, 1, 0)) == 50
+
+
+class Said(TypedDict):
+    said: Annotated[list[str], operator.add]
+
+
+async def test_a_threads_conversation_is_deleted_in_one_wait(wired):
+    """As each OpenAI chat completion's thread is, when its stateless run ends."""
+    wire, runs, _, url = wired
+    writer = await open_pool(url, min_size=1, max_size=4)
+    try:
+        saver = PooledPostgresSaver(writer)
+        await saver.setup()
+        builder = StateGraph(Said)
+        builder.add_node("echo", lambda state: {"said": ["echo"]})
+        builder.add_edge(START, "echo")
+        graph = builder.compile(checkpointer=saver)
+        kept, gone = thread_config(uuid.uuid4()), thread_config(uuid.uuid4())
+        for config in (kept, gone, gone):
+            await graph.ainvoke({"said": ["hello"]}, config)
+    finally:
+        await writer.close()
+    saver = PooledPostgresSaver(runs.pool)
+    await saver.adelete_thread(str(uuid.uuid4()))  # the statement prepared on the connection
+
+    wire.reset()
+    await saver.adelete_thread(gone["configurable"]["thread_id"])
+    assert wire.round_trips == 1
+
+    async with runs.pool.connection() as conn:
+        for table in CONVERSATION_TABLES:
+            counts = await (
+                await conn.execute(
+                    f"SELECT count(*) FILTER (WHERE thread_id = %s) AS gone, count(*) AS left FROM {table}",
+                    (gone["configurable"]["thread_id"],),
+                )
+            ).fetchone()
+            assert counts["gone"] == 0, table
+            assert counts["left"] > 0 or table == "message_archive", table
+    assert (await builder.compile(checkpointer=saver).aget_state(kept)).values == {"said": ["hello", "echo"]}
