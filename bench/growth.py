@@ -2,7 +2,10 @@
 thread through POST /threads/{id}/runs/wait with an instant model and the
 default memory budget; time per turn, and bytes the thread's rows gained per
 turn (checkpoints, their blobs and writes, the message archive and the runs'
-stream events), at turns 10-30 against turns 980-1,000.
+stream events), at turns 10-30 against turns 980-1,000 (issue 17's target);
+and at turns 180-200, once the memory policy has filled the window and begun
+to fold, against 980-1,000: whether a turn still costs more as the
+conversation goes on, once the state has its full size.
 
     python -m bench.growth [--turns 1000]
 """
@@ -29,14 +32,14 @@ THREAD_BYTES = """
 """
 
 
-def window(turns: int) -> tuple[range, range]:
-    late_end = turns
-    return range(10, 30), range(late_end - 20, late_end)
+def window(turns: int) -> tuple[range, range, range]:
+    """The early, settled and late turns measured."""
+    return range(10, 30), range(turns // 5 - 20, turns // 5), range(turns - 20, turns)
 
 
 async def main(turns: int) -> None:
-    early, late = window(turns)
-    measured = set(early) | set(late)
+    early, settled, late = window(turns)
+    measured = set(early) | set(settled) | set(late)
     seconds: dict[int, float] = {}
     written: dict[int, int] = {}
     with bench_settings() as settings:
@@ -68,7 +71,7 @@ async def main(turns: int) -> None:
         return statistics.fmean(written[n] for n in turn_range)
 
     print(f"{turns} turns on one thread; the thread's rows hold {total / 1e6:.2f} MB")
-    for name, turn_range in (("early", early), ("late", late)):
+    for name, turn_range in (("early", early), ("settled", settled), ("late", late)):
         print(
             f"{name}: turns {turn_range.start}-{turn_range.stop}: p50 {median_ms(turn_range):6.2f} ms/turn, "
             f"{mean_bytes(turn_range) / 1e3:7.2f} KB/turn"
@@ -76,6 +79,10 @@ async def main(turns: int) -> None:
     print(
         f"ratio late/early: time {median_ms(late) / median_ms(early):.2f}x (target <= 1.15), "
         f"bytes {mean_bytes(late) / mean_bytes(early):.2f}x (target <= 1.2)"
+    )
+    print(
+        f"ratio late/settled: time {median_ms(late) / median_ms(settled):.2f}x, "
+        f"bytes {mean_bytes(late) / mean_bytes(settled):.2f}x"
     )
 
 
