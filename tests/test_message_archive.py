@@ -147,9 +147,7 @@ async def test_a_thread_written_before_the_archive_reads_and_goes_on(app):
     old.add_edge(START, "respond")
     old.add_edge("respond", END)
     earlier = [
-        message
-        for n in range(1, 21)
-        for message in (HumanMessage(f"old question {n}"), AIMessage(f"old answer {n}"))
+        message for n in range(1, 21) for message in (HumanMessage(f"old question {n}"), AIMessage(f"old answer {n}"))
     ]
     config = {"configurable": {"thread_id": tid}}
     await old.compile(checkpointer=app.runtime.checkpointer).ainvoke(

@@ -3,12 +3,14 @@ the lists they are: NULLs, empty values, empty arrays and any text."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from psycopg.adapt import PyFormat
 
 from appliance.store import arrays
-from appliance.store.arrays import ByteaArray, Int4Array, TextArray
+from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,8 @@ def database_url(databases) -> str:
         (ByteaArray, "bytea[]", [b"\x00\xff blob", b"", None, bytes(range(256)) * 40]),
         (Int4Array, "int4[]", [0, -1, 2**31 - 1, -(2**31), 7]),
         (Int4Array, "int4[]", []),
+        (UuidArray, "uuid[]", [uuid.UUID(int=0), uuid.uuid4(), None, uuid.UUID(int=2**128 - 1)]),
+        (UuidArray, "uuid[]", []),
     ],
 )
 async def test_an_array_parameter_reads_back_as_the_list_it_was(database_url, array, cast, values):

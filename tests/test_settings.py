@@ -45,7 +45,9 @@ def test_several_ollama_servers_stand_for_one():
         load_settings(env=env | {"APPLIANCE_OLLAMA_URLS": "http://llm-1.lan:11434,llm-2.lan"})
     with pytest.raises(SettingsError, match="APPLIANCE_OLLAMA_URLS names no URL"):
         load_settings(env=env | {"APPLIANCE_OLLAMA_URLS": " , "})
-    single = {k: v for k, v in env.items() if k != "APPLIANCE_OLLAMA_URLS"} | {"APPLIANCE_OLLAMA_URL": "http://llm.lan:1"}
+    single = {k: v for k, v in env.items() if k != "APPLIANCE_OLLAMA_URLS"} | {
+        "APPLIANCE_OLLAMA_URL": "http://llm.lan:1"
+    }
     assert load_settings(env=single).ollama_servers == ["http://llm.lan:1"]
 
 

@@ -16,7 +16,7 @@ HISTORY = [
     "text",
     [
         "USER: Where is it?\nASSISTANT: On the intranet.",
-        "||>User:\n\"hello\"\n||>Response:\n\"hi\"",
+        '||>User:\n"hello"\n||>Response:\n"hi"',
         "### Human: a\n### AI: b",
         "**user**: a\n**assistant**: b",
     ],

@@ -97,9 +97,9 @@ class AssistantContext:
             "from the model alone, without a document search",
         ),
     ] = "text"
-    response_schema: Annotated[
-        dict[str, Any] | None, Meta(description="The JSON Schema a json_schema answer fits")
-    ] = None
+    response_schema: Annotated[dict[str, Any] | None, Meta(description="The JSON Schema a json_schema answer fits")] = (
+        None
+    )
     client_tools: Annotated[
         list[ClientFunction],
         Meta(
@@ -124,8 +124,12 @@ class AssistantContext:
     ] = 4
     tool_retries: Annotated[
         int,
-        Meta(ge=0, le=5, description="Failed calls of one tool the model may correct in a turn before the "
-             "assistant says the tool failed"),
+        Meta(
+            ge=0,
+            le=5,
+            description="Failed calls of one tool the model may correct in a turn before the "
+            "assistant says the tool failed",
+        ),
     ] = 2
 
 

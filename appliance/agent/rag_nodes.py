@@ -261,9 +261,7 @@ def make_verify(configure: Configurator, judge: EvidenceJudge) -> Node:
         # The citations ride on the message too, so every answer of a thread keeps its own.
         # The draft's usage is the answer's: the whole prompt the model read, passages included.
         usage = state.get("draft_usage") or None
-        reply = AIMessage(
-            content=text, response_metadata=answer_metadata(state, citations, mode), usage_metadata=usage
-        )
+        reply = AIMessage(content=text, response_metadata=answer_metadata(state, citations, mode), usage_metadata=usage)
         return {"messages": [reply], "citations": citations, "answer_mode": mode}
 
     return verify

@@ -98,9 +98,9 @@ ChatMessage = SystemMessage | DeveloperMessage | UserMessage | AssistantTurn | T
 class FunctionDefinition(msgspec.Struct, kw_only=True):
     name: Annotated[str, Meta(pattern=FUNCTION_NAME)]
     description: str = ""
-    parameters: Annotated[
-        dict[str, Any], Meta(description="a JSON Schema of the arguments, an object")
-    ] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: Annotated[dict[str, Any], Meta(description="a JSON Schema of the arguments, an object")] = (
+        msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    )
     strict: bool | None = None
 
 

@@ -65,4 +65,3 @@ class Webhooks:
                 extra={"run_id": body.get("run_id")},
             )
             await asyncio.sleep(self.backoff_s * 2**attempt)
-

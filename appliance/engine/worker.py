@@ -45,6 +45,7 @@ class RunEnd:
     values: dict[str, Any] | None = None
     interrupts: list[Any] = field(default_factory=list)
 
+
 # Ends kept for waiters that look just after (a wait registered a moment too late).
 RECENT_ENDS = 64
 # How soon a worker that lost the database tries again, doubling up to the most.

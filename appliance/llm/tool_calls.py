@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 # A plain answer: any text that does not open a JSON object.
-ANSWER_RULE = 'answer ::= [^{] [^\\x00]*'
+ANSWER_RULE = "answer ::= [^{] [^\\x00]*"
 
 TOOLS_PROMPT = (
     "Tools:\n{tools}\n\nWhen a tool can answer, call it: reply with only JSON, like\n{example}\n"

@@ -199,9 +199,7 @@ class ThreadService:
         archived = await self.archive.read(str(thread_id), values.get("archive_head"), 0, values.get("archived", 0))
         return [*archived, *values.get("messages", [])]
 
-    async def messages(
-        self, tenant: str, thread_id: uuid.UUID, *, limit: int, before: int | None
-    ) -> ConversationPage:
+    async def messages(self, tenant: str, thread_id: uuid.UUID, *, limit: int, before: int | None) -> ConversationPage:
         """Up to ``limit`` messages of the whole conversation, the latest before
         position ``before`` (None: the end); archived ones are read only when asked for."""
         if before is not None and before < 0:

@@ -10,6 +10,7 @@ built at once.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -33,6 +34,15 @@ class ByteaArray(list):
 
 class Int4Array(list):
     """An ``int4[]`` parameter."""
+
+
+class UuidArray(list):
+    """A ``uuid[]`` parameter of ``uuid.UUID`` values (None for NULL)."""
+
+
+def as_columns(rows: Sequence[Sequence[Any]], **at: tuple[int, type[list]]) -> dict[str, list[Any]]:
+    """Rows as the arrays ``unnest`` takes: each name, the column at its index, as an array of its type."""
+    return {name: array(row[i] for row in rows) for name, (i, array) in at.items()}
 
 
 def _binary_array(element_oid: int, items: list[bytes | None]) -> bytes:
@@ -70,7 +80,16 @@ class _Int4ArrayDumper(Dumper):
         return _HEADER.pack(1, 0, 23, len(obj), 1) + b"".join(_INT4.pack(4, item) for item in obj)
 
 
+class _UuidArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = 2951  # uuid[]
+
+    def dump(self, obj: Any) -> bytes:
+        return _binary_array(2950, [None if item is None else item.bytes for item in obj])
+
+
 # Registered for every connection made from now on (the pool's are made after this module is imported).
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
 psycopg.adapters.register_dumper(ByteaArray, _ByteaArrayDumper)
 psycopg.adapters.register_dumper(Int4Array, _Int4ArrayDumper)
+psycopg.adapters.register_dumper(UuidArray, _UuidArrayDumper)

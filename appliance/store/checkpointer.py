@@ -47,7 +47,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from appliance.store.arrays import ByteaArray, Int4Array, TextArray
+from appliance.store.arrays import ByteaArray, Int4Array, TextArray, as_columns
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
 from appliance.store.windows import Windows
@@ -159,11 +159,6 @@ def _with(statement: str, **ctes: str) -> str:
     return "WITH " + ",\n".join(f"{name} AS ({cte})" for name, cte in ctes.items()) + statement
 
 
-def _columns(rows: Sequence[Sequence[Any]], **at: tuple[int, type[list]]) -> dict[str, list[Any]]:
-    """Rows as the arrays ``unnest`` takes: each name, the column at its index, as an array of its type."""
-    return {name: array(row[i] for row in rows) for name, (i, array) in at.items()}
-
-
 # A step's writes as ``_dump_writes`` makes them (their thread, namespace and
 # checkpoint, the task's id and path, then idx, channel, type and blob), and
 # whether they replace what is there (``_put_writes_sql``).
@@ -184,7 +179,7 @@ def _writes(batches: Sequence[WriteRows]) -> tuple[dict[str, str], dict[str, Any
             rows = list({(row[3], row[5]): row for row in rows}.values())
         p = _WRITES_PREFIX[replace]
         ctes[name] = _REPLACE_WRITES if replace else _KEEP_WRITES
-        params |= _columns(
+        params |= as_columns(
             rows,
             **{
                 f"{p}task_ids": (3, TextArray),
@@ -318,7 +313,7 @@ from checkpoints """
         ctes: dict[str, str] = {}
         if blob_versions := {k: v for k, v in new_versions.items() if k in blob_values}:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
-            params |= _columns(
+            params |= as_columns(
                 rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
             )
             ctes["blobs"] = _PUT_BLOBS

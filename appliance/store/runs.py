@@ -23,7 +23,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from appliance.store.arrays import ByteaArray, Int4Array, TextArray
+from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
 from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -58,9 +58,7 @@ _START_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'running'", worker="%s
 
 # A batch of stream events, as columns.
 _APPEND_EVENTS = """INSERT INTO run_events (run_id, attempt, seq, event, data)
-                    SELECT run_id::uuid, attempt, seq, event, data
-                    FROM unnest(%s::text[], %s::int4[], %s::int4[], %s::text[], %s::bytea[])
-                         AS e(run_id, attempt, seq, event, data)"""
+                    SELECT * FROM unnest(%(run_ids)s, %(attempts)s, %(seqs)s, %(events)s, %(data)s)"""
 
 # The first run's assistant, kept by a thread that has none (a run of another
 # process may have set one meanwhile: the first one stays).
@@ -521,10 +519,16 @@ class RunStore:
     async def append_events(self, rows: Sequence[tuple[uuid.UUID, int, int, str, bytes]]) -> None:
         """One statement, its own transaction: the batch is kept whole or not at
         all, in one wait on PostgreSQL (a COPY waits twice: its start, then its rows)."""
-        run_ids, attempts, seqs, events, data = zip(*rows, strict=True) if rows else ((), (), (), (), ())
-        columns = (TextArray(map(str, run_ids)), Int4Array(attempts), Int4Array(seqs), TextArray(events))
+        params = as_columns(
+            rows,
+            run_ids=(0, UuidArray),
+            attempts=(1, Int4Array),
+            seqs=(2, Int4Array),
+            events=(3, TextArray),
+            data=(4, ByteaArray),
+        )
         async with self.pool.connection() as conn:
-            await conn.execute(_APPEND_EVENTS, (*columns, ByteaArray(data)))
+            await conn.execute(_APPEND_EVENTS, params)
 
     async def events_after(self, run_id: uuid.UUID, attempt: int, seq: int) -> list[StoredEvent]:
         async with self.pool.connection() as conn:

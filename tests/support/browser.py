@@ -66,5 +66,3 @@ async def last_answer_done(page):
         " return a && !a.hasAttribute('aria-busy'); }"
     )
     return answer
-
-

@@ -67,8 +67,9 @@ def _model_servers(runtime: Runtime) -> dict[str, Check]:
     if len(states) < 2:
         return {}
     return {
-        f"model_server:{s.url}": Check(s.up, f"{s.in_flight} calls in flight, {s.calls} in all" if s.up else
-                                       f"taken out: {s.error}")  # fmt: skip
+        f"model_server:{s.url}": Check(
+            s.up, f"{s.in_flight} calls in flight, {s.calls} in all" if s.up else f"taken out: {s.error}"
+        )  # fmt: skip
         for s in states
     }
 
