@@ -9,7 +9,7 @@ import pytest
 from appliance.agent.memory import SUMMARY_HEADING
 from tests.support.app import make_settings, serve_app
 from tests.support.scripted_model import ScriptedChatModel, is_summary_prompt, scripted_language_model, word_count
-from tests.support.turns import new_thread, turn
+from tests.support.turns import new_thread, turn, writes_by_node
 
 BUDGET = 300
 TURNS = 200
@@ -82,3 +82,26 @@ async def test_the_newest_message_is_never_folded_away(small_context_app):
     assert prompt[-1].text == long_message
     assert app.runtime.policy.tokens(prompt) <= BUDGET
     assert word_count(prompt[0].text) > 0
+
+
+async def test_a_plain_turn_that_folds_goes_from_fold_history_to_respond(small_context_app):
+    """Nothing for plan to decide (no tools, no knowledge bases): a folding turn
+    skips it as a turn that fits does, so a plain conversation never writes
+    plan's channels and a fold costs one checkpoint, not two."""
+    app = small_context_app
+    tid = await new_thread(app.client)
+    for n in range(40):
+        await turn(app.client, tid, f"turn {n}: please remember item number {n}")
+    runs = await writes_by_node(app.runtime, tid)
+    folding = [nodes for nodes in runs if "fold_history" in nodes]
+    assert len(folding) >= 2, "the conversation should have been folded"
+    for nodes in runs:
+        assert set(nodes) <= {"__start__", "fold_history", "respond"} and "respond" in nodes, nodes
+    async with app.runtime.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT checkpoint FROM checkpoints WHERE thread_id = %s ORDER BY checkpoint_id DESC LIMIT 1", (tid,)
+            )
+        ).fetchone()
+    assert "branch:to:plan" not in row["checkpoint"]["channel_versions"]
+    assert "plan" not in row["checkpoint"]["versions_seen"]

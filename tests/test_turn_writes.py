@@ -12,28 +12,10 @@ import uuid
 from langchain_core.messages import HumanMessage
 
 from appliance.agent.state import changed
-from tests.support.turns import new_thread, turn
+from tests.support.turns import new_thread, turn, writes_by_node
 
 # Reset by every turn, by the node that starts it.
 RESET_KEYS = {"passages", "relevant", "retrievals", "citations", "evidence", "draft", "draft_usage", "tool_steps"}
-
-
-async def writes_by_node(runtime, thread_id: str) -> list[dict[str, set[str]]]:
-    """The channels each node wrote, run by run."""
-    async with runtime.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                """SELECT c.metadata->>'run_id' AS run_id, w.task_path, w.channel
-                   FROM checkpoints c JOIN checkpoint_writes w USING (thread_id, checkpoint_ns, checkpoint_id)
-                   WHERE c.thread_id = %s ORDER BY c.checkpoint_id, w.idx""",
-                (thread_id,),
-            )
-        ).fetchall()
-    runs: dict[str, dict[str, set[str]]] = {}
-    for row in rows:  # task_path: "~__pregel_pull, respond"
-        node = row["task_path"].rsplit(", ", 1)[-1]
-        runs.setdefault(row["run_id"], {}).setdefault(node, set()).add(row["channel"])
-    return list(runs.values())
 
 
 async def test_a_plain_turn_starts_at_respond_and_rewrites_only_the_keys_it_changes(scripted_app):

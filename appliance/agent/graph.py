@@ -1,8 +1,8 @@
 """The agent's graph, assembled in one place.
 
-    START ─▶ over budget? ─yes─▶ fold_history ─▶ plan
-                         └─no─▶ anything to plan (tools, documents)? ─yes─▶ plan
-                                                                      └─no──▶ respond
+    START ─▶ over budget? ─yes─▶ fold_history ─┐
+                         └─no──────────────────────┴▶ anything to plan (tools, documents)? ─yes─▶ plan
+                                                                                          └─no──▶ respond
 
     plan ─▶ tools (its own or the client's)? ─yes─▶ act ─▶ calls of its own? ─yes─▶ call_tools ─▶ act
          │                                                   └─only the client's, or none─▶ END
@@ -45,6 +45,7 @@ from appliance.agent.rag_nodes import (
     after_grade,
     after_plan,
     after_start,
+    first_step,
     make_generate,
     make_grade,
     make_plan,
@@ -107,9 +108,15 @@ def build_graph(
     graph.add_node("plan", make_plan(configure, retriever))
     graph.add_node("respond", make_respond(configure), retry_policy=MODEL_RETRY)
     graph.add_node("refuse", refuse)
-    start_routes = {"fold_history": "fold_history", "plan": "plan", "respond": "respond"}
-    graph.add_conditional_edges(START, on_loop(after_start(configure, retriever, toolbox is not None)), start_routes)
-    graph.add_edge("fold_history", "plan")
+    tools = toolbox is not None
+    graph.add_conditional_edges(
+        START,
+        on_loop(after_start(configure, retriever, tools)),
+        {"fold_history": "fold_history", "plan": "plan", "respond": "respond"},
+    )
+    graph.add_conditional_edges(
+        "fold_history", on_loop(first_step(configure, retriever, tools)), {"plan": "plan", "respond": "respond"}
+    )
     graph.add_edge("respond", END)
     graph.add_edge("refuse", END)
     plan_routes = {"respond": "respond", "refuse": "refuse"}
@@ -120,7 +127,7 @@ def build_graph(
         graph.add_conditional_edges("call_tools", on_loop(after_call_tools(configure)), {"act": "act", "end": END})
         plan_routes["act"] = "act"
     if retriever is None:
-        graph.add_conditional_edges("plan", on_loop(after_plan(configure, toolbox is not None)), plan_routes)
+        graph.add_conditional_edges("plan", on_loop(after_plan(configure, tools)), plan_routes)
         return graph.compile(checkpointer=checkpointer, name=GRAPH_ID)
 
     judge = EvidenceJudge(retriever.embedder)
@@ -130,7 +137,7 @@ def build_graph(
     graph.add_node("generate", make_generate(configure), retry_policy=MODEL_RETRY)
     graph.add_node("verify", make_verify(configure, judge))
     plan_routes["retrieve"] = "retrieve"
-    graph.add_conditional_edges("plan", on_loop(after_plan(configure, toolbox is not None)), plan_routes)
+    graph.add_conditional_edges("plan", on_loop(after_plan(configure, tools)), plan_routes)
     graph.add_edge("retrieve", "grade")
     graph.add_conditional_edges(
         "grade", on_loop(after_grade(configure)), {"generate": "generate", "rewrite": "rewrite", "refuse": "refuse"}

@@ -278,22 +278,32 @@ def takes_tools(context: AssistantContext, tools: bool) -> bool:
     return tools and bool(context.tools or context.client_tools)
 
 
-def after_start(
+def first_step(
     configure: Configurator, retriever: Retriever | None, tools: bool = False
 ) -> Callable[[AgentState], str]:
-    """Where a turn begins. A window over its budget is folded first. A turn
-    that has nothing for ``plan`` to decide (no tools, and no documents
-    whatever the question) goes straight to ``respond``, which resets the turn
-    itself: a super-step and its checkpoint fewer."""
-    over_budget = needs_fold(configure)
+    """Where a turn's work begins once its window fits the budget (at START, or
+    after ``fold_history``). A turn that has nothing for ``plan`` to decide (no
+    tools, and no documents whatever the question) goes straight to
+    ``respond``, which resets the turn itself: a super-step and its checkpoint
+    fewer, and a plain conversation never writes plan's channels."""
 
     def route(state: AgentState) -> str:
-        if over_budget(state):
-            return "fold_history"
         context = configure.current().context
         if takes_tools(context, tools) or not documents_ruled_out(context, retriever):
             return "plan"
         return "respond"
+
+    return route
+
+
+def after_start(
+    configure: Configurator, retriever: Retriever | None, tools: bool = False
+) -> Callable[[AgentState], str]:
+    """Where a turn begins: a window over its budget is folded first."""
+    over_budget, begin = needs_fold(configure), first_step(configure, retriever, tools)
+
+    def route(state: AgentState) -> str:
+        return "fold_history" if over_budget(state) else begin(state)
 
     return route
 

@@ -63,3 +63,21 @@ def openai_client(app, key: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=f"{app.url}/v1", api_key=key, max_retries=0, http_client=httpx.AsyncClient(trust_env=False)
     )
+
+
+async def writes_by_node(runtime, thread_id: str) -> list[dict[str, set[str]]]:
+    """The channels each node wrote, run by run."""
+    async with runtime.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT c.metadata->>'run_id' AS run_id, w.task_path, w.channel
+                   FROM checkpoints c JOIN checkpoint_writes w USING (thread_id, checkpoint_ns, checkpoint_id)
+                   WHERE c.thread_id = %s ORDER BY c.checkpoint_id, w.idx""",
+                (thread_id,),
+            )
+        ).fetchall()
+    runs: dict[str, dict[str, set[str]]] = {}
+    for row in rows:  # task_path: "~__pregel_pull, respond"
+        node = row["task_path"].rsplit(", ", 1)[-1]
+        runs.setdefault(row["run_id"], {}).setdefault(node, set()).add(row["channel"])
+    return list(runs.values())
