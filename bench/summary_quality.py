@@ -39,7 +39,8 @@ async def main() -> None:
                 print(f"summary {n}: {text!r}")
             final = summaries[-1] if summaries else ""
             kept = [fact for fact in FACTS if fact.lower() in final.lower()]
-            folded = values.get("folded", 0)
+            # Folded messages are archived (a thread from before the archive counts them in folded).
+            folded = values.get("archived", 0) + values.get("folded", 0)
             print(f"messages folded: {folded}; facts kept in the last summary: {kept or 'none'} of {list(FACTS)}")
 
 

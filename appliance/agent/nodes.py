@@ -63,13 +63,16 @@ def make_fold_history(configure: Configurator, archive: MessageArchive | None) -
         head = await archive.append(
             get_config()["configurable"]["thread_id"], state.get("archive_head"), archived, messages[:point]
         )
-        return {
+        update = {
             "summary": reply.text.strip(),
-            "folded": 0,
             "archived": archived + point,
             "archive_head": head,
             "messages": [RemoveMessage(id=m.id) for m in messages[:point]],
         }
+        # folded stays 0 (unwritten) once folds archive: only a thread from
+        # before the archive holds folded messages, archived from here on. A key
+        # written is in every later checkpoint, with its version.
+        return update | {"folded": 0} if folded else update
 
     return fold_history
 

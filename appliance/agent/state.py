@@ -24,9 +24,9 @@ class AgentState(TypedDict, total=False):
     # (store/archive.py), so the state, and a turn's work, stay bounded.
     messages: Annotated[list[AnyMessage], DeltaChannel(merge_messages, snapshot_frequency=SNAPSHOT_EVERY)]
     # The running summary of every archived message and of messages[:folded];
-    # the prompt carries the summary and messages[folded:] only. (folded is 0
-    # once a fold archives: threads from before the archive kept their folded
-    # messages in the window.)
+    # the prompt carries the summary and messages[folded:] only. (folded is
+    # absent, 0, once folds archive: only threads from before the archive
+    # kept folded messages in the window, and their next fold sets it to 0.)
     summary: str
     folded: int
     # How many of the conversation's messages are archived (the position of
