@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from appliance.agent.context import built_in_context
 from appliance.agent.graph import build_graph, memory_policy
 from appliance.agent.memory import MemoryPolicy
+from appliance.agent.state import STORED_APART
 from appliance.engine.events import EventLog
 from appliance.engine.execution import RunExecutor
 from appliance.engine.webhooks import Webhooks
@@ -162,6 +163,7 @@ async def open_runtime(
             archive=archive,
         )
         checkpointer.keep_windows(graph.channels)
+        checkpointer.store_apart(STORED_APART)
         assistants = AssistantService(AssistantStore(pool), knowledge, models, defaults, toolbox)
         thread_store, run_store, metrics = ThreadStore(pool), RunStore(pool), Metrics()
         metrics.watch_database_pool(pool.get_stats)

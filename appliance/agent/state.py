@@ -15,6 +15,9 @@ from appliance.agent.messages import merge_messages
 # a read replays at most that many writes.
 SNAPSHOT_EVERY = 40
 
+# Keys whose values stay the same over many turns (a fold changes them):
+# stored once per version, not inline in every checkpoint (store/checkpointer.py).
+STORED_APART = frozenset({"summary", "archive_head"})
 
 # Nodes read every key with a default: a state update as a node
 # (threads.update_state) can leave a thread before any node with only some set.

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import copy
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -248,12 +248,21 @@ from checkpoints """
         super().__init__(conn, serde=serde or CheckpointSerializer())
         self.windows = Windows()
         self._rebuilt: dict[str, DeltaChannel] = {}
+        self._apart: frozenset[str] = frozenset()
 
     def keep_windows(self, channels: Mapping[str, Any]) -> None:
         """Keep the values this process rebuilds of these channels of its graph
         (its ``DeltaChannel``s; store/windows.py), and start the next read of
         each from the newest one kept on its checkpoint's chain."""
         self._rebuilt = {name: spec for name, spec in channels.items() if isinstance(spec, DeltaChannel)}
+
+    def store_apart(self, channels: Iterable[str]) -> None:
+        """Store these channels' values as blobs of their versions, never inline.
+        LangGraph inlines a string or a number in the checkpoint, so a value
+        that stays the same over many turns (the memory's summary and archive
+        head, changed only by a fold) rode in every checkpoint until it changed;
+        a blob is written once, with the version that made it."""
+        self._apart = frozenset(channels)
 
     async def setup(self) -> None:
         """LangGraph's own migrations, under the appliance's schema lock: without
@@ -300,6 +309,8 @@ from checkpoints """
             if isinstance(value, _DeltaSnapshot):
                 blob_values[key] = inline.pop(key)
                 inline[key] = True  # the marker LangGraph reads a snapshot's blob by
+            elif key in self._apart and value is not None:
+                blob_values[key] = inline.pop(key)
             elif not (value is None or isinstance(value, (str, int, float, bool))):
                 blob_values[key] = inline.pop(key)
         params: dict[str, Any] = {
@@ -311,7 +322,11 @@ from checkpoints """
             "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
         }
         ctes: dict[str, str] = {}
-        if blob_versions := {k: v for k, v in new_versions.items() if k in blob_values}:
+        blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
+        # A value stored apart is offered at every checkpoint (the row already
+        # there stays): a thread written before kept it inline, with no blob.
+        blob_versions |= {k: checkpoint["channel_versions"][k] for k in self._apart if k in blob_values}
+        if blob_versions:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
             params |= as_columns(
                 rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
