@@ -1,13 +1,19 @@
-"""(g) Does a turn cost more as the conversation grows? 1,000 turns on one
-thread through POST /threads/{id}/runs/wait with an instant model and the
-default memory budget; time per turn, and bytes the thread's rows gained per
-turn (checkpoints, their blobs and writes, the message archive and the runs'
+"""(g) Does a turn cost more as the conversation grows? Turns through
+POST /threads/{id}/runs/wait with an instant model and the default memory
+budget: time per turn, and bytes the thread's rows gained per turn
+(checkpoints, their blobs and writes, the message archive and the runs'
 stream events), at turns 10-30 against turns 980-1,000 (issue 17's target);
 and at turns 180-200, once the memory policy has filled the window and begun
 to fold, against 980-1,000: whether a turn still costs more as the
 conversation goes on, once the state has its full size.
 
-    python -m bench.growth [--turns 1000]
+Threads are brought to turns 10, 180 and 980 (``--threads`` of each), then
+take their measured turns in turn (early, settled, late, early, ...): the
+windows are measured over the same seconds, so the machine's drift from
+minute to minute (this one's moves a 20-turn median by a third) does not land
+on one of them, and each median is of 20 turns on every thread of its window.
+
+    python -m bench.growth [--turns 1000] [--threads 3]
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 
 from bench.common import bench_settings, instant_model, keep_statistics
 from tests.support.app import serve_app
+from tests.support.turns import user
 
 # Every row the conversation itself writes, wherever it lives.
 THREAD_BYTES = """
@@ -30,63 +37,80 @@ THREAD_BYTES = """
             WHERE r.thread_id = %(t)s::uuid)
       AS n
 """
+MEASURED = 20
 
 
-def window(turns: int) -> tuple[range, range, range]:
-    """The early, settled and late turns measured."""
-    return range(10, 30), range(turns // 5 - 20, turns // 5), range(turns - 20, turns)
+def windows(turns: int) -> dict[str, int]:
+    """Where each measured window starts: early, settled and late."""
+    return {"early": 10, "settled": turns // 5 - MEASURED, "late": turns - MEASURED}
 
 
-async def main(turns: int) -> None:
-    early, settled, late = window(turns)
-    measured = set(early) | set(settled) | set(late)
-    seconds: dict[int, float] = {}
-    written: dict[int, int] = {}
+async def main(turns: int, each: int) -> None:
+    starts = windows(turns)
+    seconds: dict[str, list[float]] = {name: [] for name in starts}
+    written: dict[str, list[int]] = {name: [] for name in starts}
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             client, pool = app.client, app.runtime.pool
-            tid = (await client.post("/threads", json={})).json()["thread_id"]
+            # (window, thread) in the order they take their measured turns: early, settled, late, early, ...
+            threads = [
+                (name, (await client.post("/threads", json={})).json()["thread_id"])
+                for _ in range(each)
+                for name in starts
+            ]
+            done = {tid: 0 for _, tid in threads}
 
-            async def size() -> int:
+            async def size(tid: str) -> int:
                 async with pool.connection() as conn:
                     return (await (await conn.execute(THREAD_BYTES, {"t": tid})).fetchone())["n"]
 
-            for n in range(turns):
-                await keep_statistics(pool, n)
-                body = {"input": {"messages": [{"role": "user", "content": f"turn {n}: please remember item {n}"}]}}
-                before = await size() if n in measured else 0
+            async def turn(tid: str) -> float:
+                n = done[tid]
                 started = time.perf_counter()
-                response = await client.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "agent", **body})
+                response = await client.post(
+                    f"/threads/{tid}/runs/wait", json=user(f"turn {n}: please remember item {n}")
+                )
                 elapsed = time.perf_counter() - started
                 assert response.status_code == 200, response.text
-                if n in measured:
-                    seconds[n] = elapsed
-                    written[n] = await size() - before
-            total = await size()
+                done[tid] += 1
+                return elapsed
 
-    def median_ms(turn_range: range) -> float:
-        return statistics.median(seconds[n] for n in turn_range) * 1000
+            for name, tid in threads:  # each thread up to its window
+                while done[tid] < starts[name]:
+                    await keep_statistics(pool, sum(done.values()))
+                    await turn(tid)
+            for _ in range(MEASURED):  # the windows in turn
+                for name, tid in threads:
+                    before = await size(tid)
+                    seconds[name].append(await turn(tid))
+                    written[name].append(await size(tid) - before)
+            total = await size(threads[-1][1])
 
-    def mean_bytes(turn_range: range) -> float:
-        return statistics.fmean(written[n] for n in turn_range)
+    def median_ms(name: str) -> float:
+        return statistics.median(seconds[name]) * 1000
 
-    print(f"{turns} turns on one thread; the thread's rows hold {total / 1e6:.2f} MB")
-    for name, turn_range in (("early", early), ("settled", settled), ("late", late)):
+    def mean_bytes(name: str) -> float:
+        return statistics.fmean(written[name])
+
+    print(f"{each} threads a window, taking turns; a thread of {turns} turns holds {total / 1e6:.2f} MB")
+    for name, start in starts.items():
         print(
-            f"{name}: turns {turn_range.start}-{turn_range.stop}: p50 {median_ms(turn_range):6.2f} ms/turn, "
-            f"{mean_bytes(turn_range) / 1e3:7.2f} KB/turn"
+            f"{name}: turns {start}-{start + MEASURED}: p50 {median_ms(name):6.2f} ms/turn, "
+            f"{mean_bytes(name) / 1e3:7.2f} KB/turn"
         )
     print(
-        f"ratio late/early: time {median_ms(late) / median_ms(early):.2f}x (target <= 1.15), "
-        f"bytes {mean_bytes(late) / mean_bytes(early):.2f}x (target <= 1.2)"
+        f"ratio late/early: time {median_ms('late') / median_ms('early'):.2f}x (target <= 1.15), "
+        f"bytes {mean_bytes('late') / mean_bytes('early'):.2f}x (target <= 1.2)"
     )
     print(
-        f"ratio late/settled: time {median_ms(late) / median_ms(settled):.2f}x, "
-        f"bytes {mean_bytes(late) / mean_bytes(settled):.2f}x"
+        f"ratio late/settled: time {median_ms('late') / median_ms('settled'):.2f}x, "
+        f"bytes {mean_bytes('late') / mean_bytes('settled'):.2f}x"
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().turns))
+    parser.add_argument("--threads", type=int, default=3, help="threads measured at each window")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.turns, arguments.threads))
