@@ -1,8 +1,8 @@
 """The agent's graph, assembled in one place.
 
     START ─▶ over budget? ─yes─▶ fold_history ─┐
-                         └─no──────────────────────┴▶ anything to plan (tools, documents)? ─yes─▶ plan
-                                                                                          └─no──▶ respond
+                         └─no──────────────────┴▶ anything to plan (tools, documents)? ─yes─▶ plan
+                                                                                       └─no──▶ respond
 
     plan ─▶ tools (its own or the client's)? ─yes─▶ act ─▶ calls of its own? ─yes─▶ call_tools ─▶ act
          │                                                   └─only the client's, or none─▶ END

@@ -298,7 +298,8 @@ from checkpoints """
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """LangGraph's ``aput`` (the same rows: primitive values inline, the
-        others as blobs of their new versions) in one statement."""
+        others, and those ``store_apart`` names, as blobs of their new
+        versions) in one statement."""
         if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
             return await super().aput(config, checkpoint, metadata, new_versions)
         configurable = config["configurable"]
