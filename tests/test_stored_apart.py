@@ -32,6 +32,16 @@ def answer(state: State) -> dict:
     return update
 
 
+class CountingSaver(PooledPostgresSaver):
+    """Counts the summary's blobs it sends (a value stored apart offered again)."""
+
+    sent = 0
+
+    def _dump_blobs(self, thread_id, checkpoint_ns, values, versions):
+        self.sent += "summary" in versions
+        return super()._dump_blobs(thread_id, checkpoint_ns, values, versions)
+
+
 def build(saver: PooledPostgresSaver):
     builder = StateGraph(State)
     builder.add_node(answer)
@@ -64,7 +74,7 @@ async def test_a_value_stored_apart_is_written_once_a_version_and_reads_the_same
     pool = AsyncConnectionPool(databases.create(), kwargs={"autocommit": True, "row_factory": dict_row}, open=False)
     await pool.open()
     try:
-        inline, apart = PooledPostgresSaver(pool), PooledPostgresSaver(pool)
+        inline, apart = PooledPostgresSaver(pool), CountingSaver(pool)
         await inline.setup()
         apart.store_apart({"summary"})
         before, after = build(inline), build(apart)
@@ -74,6 +84,8 @@ async def test_a_value_stored_apart_is_written_once_a_version_and_reads_the_same
         await turns(after, config, 0, 30)
         held, blobs, versions = await stored(pool, config["configurable"]["thread_id"])
         assert held == 0 and versions == 6 and blobs == versions, (held, blobs, versions)
+        # Sent once a version: a checkpoint whose summary is unchanged does not send it again.
+        assert apart.sent == versions, apart.sent
         assert (await after.aget_state(config)).values["summary"] == f"{SUMMARY}(51)"
         assert (await before.aget_state(config)).values["summary"] == f"{SUMMARY}(51)"  # a saver storing inline
 
@@ -83,8 +95,10 @@ async def test_a_value_stored_apart_is_written_once_a_version_and_reads_the_same
         await turns(before, config, 0, 17)
         old = (await inline.aget_tuple(config)).config
         held_before, _, _ = await stored(pool, config["configurable"]["thread_id"])
+        apart.sent = 0
         await turns(after, config, 17, 20)  # the summary unchanged: its version has no blob yet
         assert (await after.aget_state(config)).values["summary"] == f"{SUMMARY}(31)"
+        assert apart.sent == 1, apart.sent  # offered once, then known stored
         await turns(after, config, 20, 24)  # changed, then unchanged
         assert (await after.aget_state(config)).values["summary"] == f"{SUMMARY}(41)"
         forked = await after.aupdate_state(old, {"messages": [HumanMessage("a fork", id="fork")]}, as_node="answer")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import copy
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -50,7 +51,7 @@ from psycopg_pool import AsyncConnectionPool
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, as_columns
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
-from appliance.store.windows import Windows
+from appliance.store.windows import Channel, Windows
 
 # Where a conversation's rows live: LangGraph's tables and the message archive.
 CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "message_archive")
@@ -66,6 +67,8 @@ _DELETE_CONVERSATION = (
 )
 
 
+# Channels whose value stored apart (``store_apart``) this process knows is stored, at most.
+APART_KNOWN = 4096
 # How many checkpoints the walk to a DeltaChannel's last snapshot reads at a time.
 DELTA_PAGE = 64
 # Where a walk stops at a window this process has kept (store/windows.py), as at a stored value.
@@ -249,6 +252,8 @@ from checkpoints """
         self.windows = Windows()
         self._rebuilt: dict[str, DeltaChannel] = {}
         self._apart: frozenset[str] = frozenset()
+        # The version of each value stored apart this process has stored (or offered), by channel.
+        self._apart_stored: OrderedDict[Channel, str] = OrderedDict()
 
     def keep_windows(self, channels: Mapping[str, Any]) -> None:
         """Keep the values this process rebuilds of these channels of its graph
@@ -324,9 +329,11 @@ from checkpoints """
         }
         ctes: dict[str, str] = {}
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
-        # A value stored apart is offered at every checkpoint (the row already
-        # there stays): a thread written before kept it inline, with no blob.
-        blob_versions |= {k: checkpoint["channel_versions"][k] for k in self._apart if k in blob_values}
+        # A value stored apart is offered (the row already there stays) until
+        # this process has stored its version: a thread written before kept it
+        # inline, with no blob of that version.
+        apart = {k: checkpoint["channel_versions"][k] for k in self._apart if k in blob_values}
+        blob_versions |= {k: v for k, v in apart.items() if self._apart_stored.get((thread_id, ns, k)) != v}
         if blob_versions:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
             params |= as_columns(
@@ -341,6 +348,11 @@ from checkpoints """
             params |= {"writes_of": params["parent_id"]} | columns
         async with self.conn.connection() as conn:
             await conn.execute(_with(_PUT_CHECKPOINT, **ctes), params, binary=True)
+        for key, version in apart.items():
+            self._apart_stored[(thread_id, ns, key)] = version
+            self._apart_stored.move_to_end((thread_id, ns, key))
+        while len(self._apart_stored) > APART_KNOWN:
+            self._apart_stored.popitem(last=False)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     async def aput_writes(
