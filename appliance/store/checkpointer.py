@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import copy
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -51,7 +50,7 @@ from psycopg_pool import AsyncConnectionPool
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, as_columns
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
-from appliance.store.windows import Channel, Windows
+from appliance.store.windows import Windows
 
 # Where a conversation's rows live: LangGraph's tables and the message archive.
 CONVERSATION_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "message_archive")
@@ -252,8 +251,8 @@ from checkpoints """
         self.windows = Windows()
         self._rebuilt: dict[str, DeltaChannel] = {}
         self._apart: frozenset[str] = frozenset()
-        # The version of each value stored apart this process has stored (or offered), by channel.
-        self._apart_stored: OrderedDict[Channel, str] = OrderedDict()
+        # The version of each value stored apart that this process has stored (or offered), kept as a window is.
+        self.stored_apart = Windows(size=APART_KNOWN)
 
     def keep_windows(self, channels: Mapping[str, Any]) -> None:
         """Keep the values this process rebuilds of these channels of its graph
@@ -333,7 +332,7 @@ from checkpoints """
         # this process has stored its version: a thread written before kept it
         # inline, with no blob of that version.
         apart = {k: checkpoint["channel_versions"][k] for k in self._apart if k in blob_values}
-        blob_versions |= {k: v for k, v in apart.items() if self._apart_stored.get((thread_id, ns, k)) != v}
+        blob_versions |= {k: v for k, v in apart.items() if self.stored_apart.version((thread_id, ns, k)) != v}
         if blob_versions:
             rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
             params |= as_columns(
@@ -349,10 +348,7 @@ from checkpoints """
         async with self.conn.connection() as conn:
             await conn.execute(_with(_PUT_CHECKPOINT, **ctes), params, binary=True)
         for key, version in apart.items():
-            self._apart_stored[(thread_id, ns, key)] = version
-            self._apart_stored.move_to_end((thread_id, ns, key))
-        while len(self._apart_stored) > APART_KNOWN:
-            self._apart_stored.popitem(last=False)
+            self.stored_apart.keep((thread_id, ns, key), version, None)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     async def aput_writes(
@@ -572,6 +568,7 @@ from checkpoints """
         async with self.conn.connection() as conn:
             await conn.execute(_DELETE_CONVERSATION, {"thread_id": str(thread_id)})
         self.windows.forget_thread(str(thread_id))
+        self.stored_apart.forget_thread(str(thread_id))
 
     async def adelete_run(self, thread_id: str, run_id: str) -> int:
         """Remove every checkpoint a run wrote (a failed turn leaves nothing

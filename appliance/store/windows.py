@@ -38,6 +38,11 @@ class Windows:
             self._kept.move_to_end(channel)
         return kept
 
+    def version(self, channel: Channel) -> str | None:
+        """The version kept of ``channel``, if one is kept."""
+        kept = self.get(channel)
+        return None if kept is None else kept[0]
+
     def keep(self, channel: Channel, version: str, value: Any) -> None:
         self._kept[channel] = (version, value)
         self._kept.move_to_end(channel)
