@@ -69,7 +69,7 @@ def _model_servers(runtime: Runtime) -> dict[str, Check]:
     return {
         f"model_server:{s.url}": Check(
             s.up, f"{s.in_flight} calls in flight, {s.calls} in all" if s.up else f"taken out: {s.error}"
-        )  # fmt: skip
+        )
         for s in states
     }
 
