@@ -19,11 +19,12 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.graph import START, StateGraph
 from psycopg import AsyncCursor
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from typing_extensions import TypedDict
 
 from appliance.agent.messages import merge_messages
-from appliance.store.checkpointer import PooledPostgresSaver, thread_config
+from appliance.store.checkpointer import CheckpointRow, PooledPostgresSaver, Waiting, WriteRows, thread_config
 
 
 class State(TypedDict):
@@ -204,3 +205,86 @@ async def test_within_a_run_a_steps_writes_go_into_the_next_checkpoints_statemen
     assert len(langgraphs["writes"]) == 9
     # Two checkpoints, the first step's writes in the second's statement, the last step's on the way out.
     assert statements == {"checkpoint": 2, "writes": 1}
+
+
+def graph_of(saver, **compiled):
+    builder = StateGraph(State)
+    builder.add_node(answer)
+    builder.add_edge(START, "answer")
+    return builder.compile(checkpointer=saver, **compiled)
+
+
+async def history(graph, config) -> list[tuple]:
+    """The thread's checkpoints as LangGraph lists them, newest first, without their ids."""
+    return [
+        (s.metadata["source"], s.metadata["step"], s.next, [m.content for m in s.values.get("messages", [])])
+        async for s in graph.aget_state_history(config)
+    ]
+
+
+async def test_within_a_run_a_plain_turns_three_checkpoints_are_one_statement(pool, monkeypatch):
+    """The input checkpoint, and the one after START's step, wait for the
+    checkpoint of the turn's node: one statement a turn where there were three,
+    and the same history as LangGraph's saver gives."""
+    statements: list[str] = []
+    execute = AsyncCursor.execute
+
+    async def recording(self, query, params=None, **kwargs):
+        statements.append(str(query))
+        return await execute(self, query, params, **kwargs)
+
+    theirs, ours = thread_config(uuid.uuid4()), thread_config(uuid.uuid4())
+    langgraphs, saver = graph_of(AsyncPostgresSaver(pool)), PooledPostgresSaver(pool)
+    graph = graph_of(saver)
+    for n in range(3):
+        said = {"messages": [HumanMessage(f"question {n}", id=f"q{n}")]}
+        await langgraphs.ainvoke(said, theirs, durability="sync")
+        monkeypatch.setattr(AsyncCursor, "execute", recording)
+        async with saver.writes_with_next_checkpoint():
+            await graph.ainvoke(said, ours, durability="sync")
+        monkeypatch.undo()
+    stores = [s for s in statements if "INSERT INTO checkpoints" in s]
+    assert len(stores) == 3  # a statement a turn
+    assert all(s.count("INSERT INTO checkpoints") == 3 for s in stores)
+    assert await history(graph, ours) == await history(langgraphs, theirs)
+    assert len(await history(graph, ours)) == 9
+
+
+async def test_a_checkpoint_that_waited_is_stored_when_the_run_ends_without_another(pool):
+    """Paused before its node, a turn ends at the checkpoint after START's
+    step: it and the input checkpoint are stored on the way out."""
+    theirs, ours = thread_config(uuid.uuid4()), thread_config(uuid.uuid4())
+    langgraphs = graph_of(AsyncPostgresSaver(pool), interrupt_before=["answer"])
+    saver = PooledPostgresSaver(pool)
+    graph = graph_of(saver, interrupt_before=["answer"])
+    said = {"messages": [HumanMessage("question", id="q")]}
+    await langgraphs.ainvoke(said, theirs, durability="sync")
+    async with saver.writes_with_next_checkpoint():
+        await graph.ainvoke(said, ours, durability="sync")
+    assert (await graph.aget_state(ours)).next == ("answer",)
+    assert await history(graph, ours) == await history(langgraphs, theirs)
+
+
+def waiting_row(checkpoint_id: str, parent_id: str | None, source: str) -> CheckpointRow:
+    return CheckpointRow("t", "", checkpoint_id, parent_id, Jsonb({}), Jsonb({}), [], {}, source)
+
+
+def writes_by(task_path: str, checkpoint_id: str) -> WriteRows:
+    return [("t", "", checkpoint_id, "task", task_path, 0, "messages", "msgpack", b"")], False
+
+
+def test_only_the_input_and_the_step_that_mapped_it_wait():
+    """A checkpoint after a step that ran any node but START's (a node that
+    may call a tool) is stored before the next step runs."""
+    waiting = Waiting()
+    assert waiting.may_wait(waiting_row("c1", "c0", "input"))
+    assert not waiting.may_wait(waiting_row("c1", "c0", "loop"))  # nothing waits before it
+    waiting.checkpoints[("t", "")] = [waiting_row("c1", "c0", "input")]
+    assert not waiting.may_wait(waiting_row("c2", "c1", "loop"))  # START's writes not heard yet
+    waiting.writes[("t", "", "c1")] = [writes_by("~__pregel_pull, __start__", "c1")]
+    assert waiting.may_wait(waiting_row("c2", "c1", "loop"))
+    assert not waiting.may_wait(waiting_row("c2", "other", "loop"))  # not the input's child
+    waiting.writes[("t", "", "c1")].append(writes_by("~__pregel_pull, answer", "c1"))
+    assert not waiting.may_wait(waiting_row("c2", "c1", "loop"))
+    waiting.checkpoints[("t", "")].append(waiting_row("c2", "c1", "loop"))
+    assert not waiting.may_wait(waiting_row("c3", "c2", "loop"))  # after a node's step: stored

@@ -10,7 +10,8 @@ It also writes a checkpoint with its blobs, and a task's writes, in one
 statement each: LangGraph sends a statement a row (``executemany`` in a
 pipeline), and a turn writes about thirty rows over seven calls. Within a run
 (``writes_with_next_checkpoint``) a step's writes go into the statement of the
-checkpoint that follows the step: a turn's seven calls are four statements.
+checkpoint that follows the step, and the run's input checkpoint waits for the
+turn's first node's: a plain turn's seven calls are one statement.
 And it serialises them on the event loop, where LangGraph hops to a thread for
 each call: a thread's state is bounded by its memory window, so the largest
 snapshot takes about a millisecond to encode, less than seven hops a turn cost.
@@ -25,7 +26,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels.delta import DeltaChannel
@@ -119,11 +121,15 @@ ORDER BY c.checkpoint_id DESC LIMIT %s"""
 # statement: a data-modifying WITH runs once, whether or not the rest reads it.
 # The columns and conflict rules are LangGraph's (UPSERT_CHECKPOINT_BLOBS_SQL,
 # UPSERT_CHECKPOINTS_SQL, UPSERT_ and INSERT_CHECKPOINT_WRITES_SQL).
-_PUT_CHECKPOINT = """
+def _put_checkpoint_sql(p: str = "") -> str:
+    """A checkpoint's row, its parameters named with the prefix ``p``."""
+    return f"""
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-VALUES (%(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s, %(checkpoint)s, %(metadata)s)
+VALUES (%(thread_id)s, %(ns)s, %({p}checkpoint_id)s, %({p}parent_id)s, %({p}checkpoint)s, %({p}metadata)s)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
 DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata"""
+
+
 _PUT_BLOBS = """
 INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
 SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
@@ -137,15 +143,16 @@ _WRITES_PREFIX = {True: "r_", False: "k_"}
 
 
 def _put_writes_sql(replace: bool) -> str:
-    """Writes of one checkpoint (``writes_of``), of any tasks: ``replace``, a
+    """Writes of any checkpoints of one thread, of any tasks: ``replace``, a
     batch of special channels only (LangGraph upserts those), else the rows
     already there stay. Its arrays are named with its ``_WRITES_PREFIX``."""
     p = _WRITES_PREFIX[replace]
     return f"""
 INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT %(thread_id)s, %(ns)s, %(writes_of)s, w.task_id, w.task_path, w.idx, w.channel, w.type, w.blob
-FROM unnest(%({p}task_ids)s::text[], %({p}task_paths)s::text[], %({p}idx)s::int[], %({p}channels)s::text[],
-            %({p}types)s::text[], %({p}blobs)s::bytea[]) AS w(task_id, task_path, idx, channel, type, blob)
+SELECT %(thread_id)s, %(ns)s, w.checkpoint_id, w.task_id, w.task_path, w.idx, w.channel, w.type, w.blob
+FROM unnest(%({p}checkpoint_ids)s::text[], %({p}task_ids)s::text[], %({p}task_paths)s::text[], %({p}idx)s::int[],
+            %({p}channels)s::text[], %({p}types)s::text[], %({p}blobs)s::bytea[])
+    AS w(checkpoint_id, task_id, task_path, idx, channel, type, blob)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO """ + (
         "UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob" if replace else "NOTHING"
     )
@@ -178,12 +185,13 @@ def _writes(batches: Sequence[WriteRows]) -> tuple[dict[str, str], dict[str, Any
         if not rows:
             continue
         if replace:
-            rows = list({(row[3], row[5]): row for row in rows}.values())
+            rows = list({(row[2], row[3], row[5]): row for row in rows}.values())
         p = _WRITES_PREFIX[replace]
         ctes[name] = _REPLACE_WRITES if replace else _KEEP_WRITES
         params |= as_columns(
             rows,
             **{
+                f"{p}checkpoint_ids": (2, TextArray),
                 f"{p}task_ids": (3, TextArray),
                 f"{p}task_paths": (4, TextArray),
                 f"{p}idx": (5, Int4Array),
@@ -195,9 +203,84 @@ def _writes(batches: Sequence[WriteRows]) -> tuple[dict[str, str], dict[str, Any
     return ctes, params
 
 
-# Within a run (``writes_with_next_checkpoint``): the writes each checkpoint
-# of the run's thread has had, not yet stored, by (thread, namespace, checkpoint).
-_deferred: ContextVar[dict[tuple[str, str, str], list[WriteRows]] | None] = ContextVar("deferred", default=None)
+class CheckpointRow(NamedTuple):
+    """A checkpoint as ``aput`` stores it: its row, the blobs of its new
+    versions, and the values stored apart it carries (by channel, their version)."""
+
+    thread_id: str
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    checkpoint: Jsonb
+    metadata: Jsonb
+    blobs: list[tuple[Any, ...]]
+    apart: dict[str, str]
+    source: str | None
+
+
+def _statement(checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows]) -> tuple[str, dict[str, Any]]:
+    """Checkpoints of one thread (oldest first) with their blobs, and writes
+    of its checkpoints, as one statement and its parameters."""
+    ctes: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    blobs: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for i, row in enumerate(checkpoints):
+        p = "" if i == len(checkpoints) - 1 else f"c{i}_"
+        params |= {
+            f"{p}checkpoint_id": row.checkpoint_id,
+            f"{p}parent_id": row.parent_id,
+            f"{p}checkpoint": row.checkpoint,
+            f"{p}metadata": row.metadata,
+        }
+        if p:
+            ctes[f"checkpoint_{i}"] = _put_checkpoint_sql(p)
+        for blob in row.blobs:
+            blobs.setdefault((blob[2], blob[3]), blob)
+    if blobs:
+        rows = list(blobs.values())
+        params |= as_columns(
+            rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
+        )
+        ctes["blobs"] = _PUT_BLOBS
+    written, columns = _writes(writes)
+    ctes |= written
+    return _with(_put_checkpoint_sql() if checkpoints else " SELECT 1", **ctes), params | columns
+
+
+# The task that maps a run's input onto the state (LangGraph's path for START's node).
+_START_TASK_PATH = "~__pregel_pull, __start__"
+
+
+@dataclass
+class Waiting:
+    """Within a run (``writes_with_next_checkpoint``): what waits for the
+    statement of the next checkpoint of its thread. Writes by the checkpoint
+    they are of; checkpoints by (thread, namespace), oldest first."""
+
+    writes: dict[tuple[str, str, str], list[WriteRows]] = field(default_factory=dict)
+    checkpoints: dict[tuple[str, str], list[CheckpointRow]] = field(default_factory=dict)
+
+    def may_wait(self, row: CheckpointRow) -> bool:
+        """The run's input checkpoint, and the one after its step, when that
+        step only mapped the input onto the state (START's task alone), wait
+        for the next: a process that dies before then loses only what the run
+        itself holds (its input, applied again on retry: ``ahas_run``)."""
+        if row.source == "input":
+            return True
+        held = self.checkpoints.get((row.thread_id, row.ns))
+        if not held or held[-1].source != "input" or held[-1].checkpoint_id != row.parent_id:
+            return False
+        batches = self.writes.get((row.thread_id, row.ns, row.parent_id))
+        return bool(batches) and all(write[4] == _START_TASK_PATH for batch, _ in batches for write in batch)
+
+    def take(self, thread_id: str, ns: str) -> tuple[list[CheckpointRow], list[WriteRows]]:
+        """The thread's waiting checkpoints, and the writes of each one's parent (of the step that made it)."""
+        rows = self.checkpoints.pop((thread_id, ns), [])
+        writes = [batch for row in rows for batch in self.writes.pop((thread_id, ns, row.parent_id), [])]
+        return rows, writes
+
+
+_waiting: ContextVar[Waiting | None] = ContextVar("waiting", default=None)
 
 
 def thread_config(thread_id: uuid.UUID, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -303,9 +386,31 @@ from checkpoints """
     ) -> RunnableConfig:
         """LangGraph's ``aput`` (the same rows: primitive values inline, the
         others, and those ``store_apart`` names, as blobs of their new
-        versions) in one statement."""
+        versions) in one statement; within a run, with the writes of the step
+        before it and the checkpoints that waited for it (``Waiting``)."""
         if not isinstance(self.conn, AsyncConnectionPool) or self.pipe is not None:
             return await super().aput(config, checkpoint, metadata, new_versions)
+        row = self._checkpoint_row(config, checkpoint, metadata, new_versions)
+        stored = {
+            "configurable": {"thread_id": row.thread_id, "checkpoint_ns": row.ns, "checkpoint_id": row.checkpoint_id}
+        }
+        waiting = _waiting.get()
+        if waiting is None:
+            await self._store(row.thread_id, row.ns, [row], [])
+        elif waiting.may_wait(row):
+            waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
+        else:
+            waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
+            await self._store(row.thread_id, row.ns, *waiting.take(row.thread_id, row.ns))
+        return stored
+
+    def _checkpoint_row(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> CheckpointRow:
         configurable = config["configurable"]
         thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
         inline = dict(checkpoint["channel_values"])
@@ -318,38 +423,36 @@ from checkpoints """
                 blob_values[key] = inline.pop(key)
             elif not (value is None or isinstance(value, (str, int, float, bool))):
                 blob_values[key] = inline.pop(key)
-        params: dict[str, Any] = {
-            "thread_id": thread_id,
-            "ns": ns,
-            "checkpoint_id": checkpoint["id"],
-            "parent_id": configurable.get("checkpoint_id"),
-            "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
-            "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-        }
-        ctes: dict[str, str] = {}
         blob_versions = {k: v for k, v in new_versions.items() if k in blob_values}
         # A value stored apart is offered (the row already there stays) until
         # this process has stored its version: a thread written before kept it
         # inline, with no blob of that version.
         apart = {k: checkpoint["channel_versions"][k] for k in self._apart if k in blob_values}
         blob_versions |= {k: v for k, v in apart.items() if self.stored_apart.version((thread_id, ns, k)) != v}
-        if blob_versions:
-            rows = self._dump_blobs(thread_id, ns, blob_values, blob_versions)
-            params |= as_columns(
-                rows, channels=(2, TextArray), versions=(3, TextArray), types=(4, TextArray), blobs=(5, ByteaArray)
-            )
-            ctes["blobs"] = _PUT_BLOBS
-        deferred = _deferred.get()
-        if deferred and (batches := deferred.pop((thread_id, ns, params["parent_id"]), None)):
-            # The step's writes the checkpoint rests on (its messages are a DeltaChannel's), stored with it.
-            writes, columns = _writes(batches)
-            ctes |= writes
-            params |= {"writes_of": params["parent_id"]} | columns
+        return CheckpointRow(
+            thread_id=thread_id,
+            ns=ns,
+            checkpoint_id=checkpoint["id"],
+            parent_id=configurable.get("checkpoint_id"),
+            checkpoint=Jsonb({**checkpoint, "channel_values": inline}),
+            metadata=Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+            blobs=self._dump_blobs(thread_id, ns, blob_values, blob_versions) if blob_versions else [],
+            apart=apart,
+            source=metadata.get("source"),
+        )
+
+    async def _store(
+        self, thread_id: str, ns: str, checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows]
+    ) -> None:
+        """Checkpoints of one thread, oldest first, and writes of its checkpoints, in one statement."""
+        if not checkpoints and not writes:
+            return
+        statement, params = _statement(checkpoints, writes)
         async with self.conn.connection() as conn:
-            await conn.execute(_with(_PUT_CHECKPOINT, **ctes), params, binary=True)
-        for key, version in apart.items():
-            self.stored_apart.keep((thread_id, ns, key), version, None)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+            await conn.execute(statement, params | {"thread_id": thread_id, "ns": ns}, binary=True)
+        for row in checkpoints:
+            for key, version in row.apart.items():
+                self.stored_apart.keep((thread_id, ns, key), version, None)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
@@ -363,41 +466,43 @@ from checkpoints """
         thread_id, ns, checkpoint_id = where["thread_id"], where["checkpoint_ns"], where["checkpoint_id"]
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         batch = (self._dump_writes(thread_id, ns, checkpoint_id, task_id, task_path, writes), replace)
-        if (deferred := _deferred.get()) is not None:
-            deferred.setdefault((thread_id, ns, checkpoint_id), []).append(batch)
+        if (waiting := _waiting.get()) is not None:
+            waiting.writes.setdefault((thread_id, ns, checkpoint_id), []).append(batch)
             return
-        await self._put_writes({(thread_id, ns, checkpoint_id): [batch]})
+        await self._store(thread_id, ns, [], [batch])
 
-    async def _put_writes(self, deferred: Mapping[tuple[str, str, str], Sequence[WriteRows]]) -> None:
-        """Writes not stored with a checkpoint: a statement for each checkpoint they are of."""
-        for (thread_id, ns, checkpoint_id), batches in deferred.items():
-            ctes, columns = _writes(batches)
-            params = {"thread_id": thread_id, "ns": ns, "writes_of": checkpoint_id} | columns
-            async with self.conn.connection() as conn:
-                await conn.execute(_with("SELECT 1", **ctes), params, binary=True)
+    async def _store_waiting(self, waiting: Waiting) -> None:
+        """What no checkpoint followed: each thread's waiting checkpoints, then the writes left."""
+        for thread_id, ns in list(waiting.checkpoints):
+            await self._store(thread_id, ns, *waiting.take(thread_id, ns))
+        for (thread_id, ns, _), batches in waiting.writes.items():
+            await self._store(thread_id, ns, [], batches)
 
     @asynccontextmanager
     async def writes_with_next_checkpoint(self) -> AsyncIterator[None]:
         """A run's graph within it: a step's writes wait for the checkpoint that
-        follows the step and go into its statement, so a turn's three steps
-        send three statements fewer, and a checkpoint is never stored without
-        the writes it rests on. What no checkpoint followed (a node that paused
-        for a person, a run stopped or failed mid-step) is stored on the way out.
-        A process that dies in the moment between a step's end and its
-        checkpoint loses that step's writes, and its tasks run again on resume."""
-        deferred: dict[tuple[str, str, str], list[WriteRows]] = {}
-        token = _deferred.set(deferred)
+        follows the step and go into its statement, so a checkpoint is never
+        stored without the writes it rests on; and the run's input checkpoint
+        (with the one after START's step) waits for the next (``Waiting.may_wait``):
+        a plain turn's three checkpoints are one statement, where they were three.
+        What no checkpoint followed (a node that paused for a person, a run
+        stopped or failed mid-step) is stored on the way out. A process that
+        dies in the moment between a step's end and its checkpoint loses that
+        step's writes, and its tasks run again on resume."""
+        waiting = Waiting()
+        token = _waiting.set(waiting)
         ended = False
         try:
             yield
             ended = True
         finally:
-            _deferred.reset(token)
-            if deferred and ended:
-                await self._put_writes(deferred)
-            elif deferred:  # what the run did before it stopped is kept, as it was when each write was stored alone
+            _waiting.reset(token)
+            if ended:
+                await self._store_waiting(waiting)
+            elif waiting.checkpoints or waiting.writes:
+                # What the run did before it stopped is kept, as it was when each was stored alone.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._put_writes(deferred))
+                    await asyncio.shield(self._store_waiting(waiting))
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """LangGraph's, with the pending writes decoded on the loop like the
