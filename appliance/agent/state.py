@@ -19,6 +19,7 @@ SNAPSHOT_EVERY = 40
 # stored once per version, not inline in every checkpoint (store/checkpointer.py).
 STORED_APART = frozenset({"summary", "archive_head"})
 
+
 # Nodes read every key with a default: a state update as a node
 # (threads.update_state) can leave a thread before any node with only some set.
 class AgentState(TypedDict, total=False):
