@@ -3,6 +3,7 @@ use, an instant model, and percentile arithmetic."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -84,9 +85,13 @@ def summary(name: str, seconds: list[float]) -> str:
     )
 
 
+# Turns ``timed`` runs before it times.
+WARM_UP_TURNS = 20
+
+
 async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list[float], float]:
-    """Each turn's seconds, after 20 to warm up, and the CPU a turn (this process's)."""
-    for _ in range(20):
+    """Each turn's seconds, after WARM_UP_TURNS to warm up, and the CPU a turn (this process's)."""
+    for _ in range(WARM_UP_TURNS):
         await turn()
     seconds, spent = [], time.process_time()
     for _ in range(turns):
@@ -94,3 +99,20 @@ async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list
         await turn()
         seconds.append(time.perf_counter() - started)
     return seconds, (time.process_time() - spent) / turns
+
+
+def postgres_cpu_seconds() -> float | None:
+    """The CPU the PostgreSQL processes on this host have used (from /proc); None when none run here."""
+    total, found = 0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name in ("postgres", "postmaster"):
+            found = True
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if found else None

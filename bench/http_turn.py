@@ -21,13 +21,11 @@ import asyncio
 import time
 import uuid
 
-from bench.common import bench_settings, instant_model, percentile, summary, timed
+from bench.common import WARM_UP_TURNS, bench_settings, instant_model, percentile, summary, timed
 from tests.support.app import serve_app
 
 # The turns of the long conversation its late figures are taken from (the last of them).
 LATE = 40
-# What timed() runs before it times.
-WARM_UP = 20
 
 
 def ratios(name: str, http: list[float], raw: list[float], synced: list[float]) -> str:
@@ -58,7 +56,9 @@ async def main(turns: int) -> None:
             fresh["synced"], fresh_cpu["synced"] = await timed(
                 turns, lambda: runtime.graph.ainvoke(said, new_thread(), durability="sync")
             )
-            made = iter([(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP)])
+            made = iter(
+                [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP_TURNS)]
+            )
             fresh["http"], fresh_cpu["http"] = await timed(turns, lambda: http_turn(next(made)))
 
             # One conversation of `turns` turns. Raw: the compiled graph and its checkpointer, no HTTP, no services.
@@ -85,7 +85,7 @@ async def main(turns: int) -> None:
             await asyncio.gather(*(converse(t, turns // 8) for t in threads))
             concurrent_rate = 8 * (turns // 8) / (time.perf_counter() - started)
 
-    late_from, late_to = WARM_UP + turns - LATE + 1, WARM_UP + turns
+    late_from, late_to = WARM_UP_TURNS + turns - LATE + 1, WARM_UP_TURNS + turns
     print(summary("raw graph.ainvoke, new thread", fresh["raw"]))
     print(summary('  raw, durability="sync"', fresh["synced"]))
     print(summary("  HTTP runs/wait", fresh["http"]))
