@@ -101,9 +101,20 @@ async def timed(turns: int, turn: Callable[[], Awaitable[object]]) -> tuple[list
     return seconds, (time.process_time() - spent) / turns
 
 
+def _cpu_of(stat: str) -> float:
+    """The CPU seconds (user and system) in a process's /proc stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU a process has used, from /proc."""
+    return _cpu_of(Path(f"/proc/{pid}/stat").read_text())
+
+
 def postgres_cpu_seconds() -> float | None:
     """The CPU the PostgreSQL processes on this host have used (from /proc); None when none run here."""
-    total, found = 0, False
+    total, found = 0.0, False
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -111,8 +122,7 @@ def postgres_cpu_seconds() -> float | None:
             stat = (entry / "stat").read_text()
         except OSError:  # the process ended meanwhile
             continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        if name in ("postgres", "postmaster"):
+        if stat[stat.index("(") + 1 : stat.rindex(")")] in ("postgres", "postmaster"):
             found = True
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK") if found else None
+            total += _cpu_of(stat)
+    return total if found else None

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import percentile
+from bench.common import cpu_seconds, percentile
 from tests.support.process import NO_RATE_LIMITS
 from tests.support.services import Databases, free_port, postgres_server
 
@@ -185,11 +185,6 @@ def wait_healthy(port: int) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server on port {port} did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:

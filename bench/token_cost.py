@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.stream_load import Tally, cpu_seconds, make_threads, one_stream, run_body, wait_healthy
+from bench.common import cpu_seconds
+from bench.stream_load import Tally, make_threads, one_stream, run_body, wait_healthy
 from tests.support.process import NO_RATE_LIMITS
 from tests.support.services import Databases, free_port, postgres_server
 
