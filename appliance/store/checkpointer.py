@@ -397,10 +397,10 @@ from checkpoints """
         waiting = _waiting.get()
         if waiting is None:
             await self._store(row.thread_id, row.ns, [row], [])
-        elif waiting.may_wait(row):
-            waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
-        else:
-            waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
+            return stored
+        ready = not waiting.may_wait(row)  # decided before the row joins those waiting
+        waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
+        if ready:
             await self._store(row.thread_id, row.ns, *waiting.take(row.thread_id, row.ns))
         return stored
 
