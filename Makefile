@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make test` runs the suite on this many workers (pytest-xdist); 0 runs it in this one.
+TEST_WORKERS ?= 2
 # llama-cpp-python builds from source; a portable build (no -march=native).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
@@ -39,7 +41,8 @@ run: install
 
 test: install browser droplet-tools
 	$(BIN)/ruff check appliance tests bench
-	$(BIN)/pytest
+	# Each module stays on one worker, the slow ones first (tests/conftest.py).
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python -m bench.http_turn

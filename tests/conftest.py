@@ -1,5 +1,5 @@
 """Session-wide real services: PostgreSQL (a fresh database per app) and a
-Chroma server."""
+Chroma server; and how `make test` spreads the modules over its workers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,21 @@ import pytest
 
 from appliance import offline  # noqa: F401  (offline switches before anything else)
 from tests.support.services import Databases, chroma_server, postgres_server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked slow come first: `make test`'s workers start the longest
+    work while the short modules fill the other worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") == "loadscope":
+        from tests.support.workers import ModuleScheduling
+
+        return ModuleScheduling(config, log)
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 
 from appliance.store.audit import Actor
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SCHEMATHESIS = Path(sys.executable).parent / "st"
 HOOKS = Path(__file__).parent / "support" / "fuzz_hooks.py"  # the fuzzer's runs are due within a second
