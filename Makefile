@@ -39,9 +39,9 @@ bundle: install
 run: install
 	$(BIN)/appliance serve
 
+# Each module stays whole on one worker, the slow ones first (tests/conftest.py).
 test: install browser droplet-tools
 	$(BIN)/ruff check appliance tests bench
-	# Each module stays on one worker, the slow ones first (tests/conftest.py).
 	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 bench: install

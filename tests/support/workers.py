@@ -3,7 +3,8 @@
 Each module runs whole on one worker, as its tests share its app; the droplet
 suite's modules all on one, as they share the bundle, the image and the LAN
 bridge. (xdist's own ``loadgroup`` marks no longer group anything on pytest 9:
-pytest-dev/pytest-xdist#1386.)"""
+pytest-dev/pytest-xdist#1386.) ``_split_scope`` is xdist's own seam for
+this, though not a public one: tests/test_workers.py shows when it stops working."""
 
 from __future__ import annotations
 
