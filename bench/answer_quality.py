@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from appliance.cli.remote import read_events
 from appliance.store.audit import Actor
 from bench.answer_quality_set import ANSWERABLE, UNCOVERED, Question, documents
 from bench.common import bench_settings, percentile
@@ -62,17 +63,15 @@ async def ask(client, kb_id: str, question: Question) -> Outcome:
         "input": {"messages": [{"role": "user", "content": question.text}]},
         "stream_mode": ["values", "custom"],
     }
-    values, check_ms, event = {}, 0.0, None
+    values, check_ms = {}, 0.0
     started = time.perf_counter()
     async with client.stream("POST", f"/threads/{thread}/runs/stream", json=body) as response:
         assert response.status_code == 200, (await response.aread()).decode()
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[len("event: ") :]
-            elif line.startswith("data: ") and event == "values":
-                values = json.loads(line[len("data: ") :])
-            elif line.startswith("data: ") and event == "custom":
-                check_ms += json.loads(line[len("data: ") :]).get("check_ms", 0.0)
+        async for event, data in read_events(response.aiter_lines()):
+            if event == "values":
+                values = data
+            elif event == "custom":
+                check_ms += data.get("check_ms", 0.0)
     seconds = time.perf_counter() - started
     answer = values["messages"][-1]["content"]
     cited = [c["source"] for c in values.get("citations") or []]

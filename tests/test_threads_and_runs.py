@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from appliance.cli.remote import read_events
 from tests.support.app import serve_scripted
 from tests.support.turns import checkpoint_count, new_thread, stream, turn, user
 
@@ -175,9 +176,8 @@ async def test_stream_sends_metadata_first_then_tokens_as_they_are_made(scripted
     async with client.stream("POST", f"/threads/{tid}/runs/stream", json=body) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["content-location"].startswith(f"/threads/{tid}/runs/")
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                arrivals.append((time.monotonic(), line[7:]))
+        async for event, _ in read_events(response.aiter_lines()):
+            arrivals.append((time.monotonic(), event))
     events = [e for _, e in arrivals]
     assert events[0] == "metadata"
     token_times = [t for t, e in arrivals if e == "messages"]
@@ -261,8 +261,8 @@ async def test_a_dropped_stream_cancels_its_run_and_leaves_no_half_turn(scripted
         async with client.stream(
             "POST", f"/threads/{tid}/runs/stream", json=user("dropped") | {"stream_mode": "messages-tuple"}
         ) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("event: messages"):
+            async for event, _ in read_events(response.aiter_lines()):
+                if event == "messages":
                     break  # leave after the first token
         for _ in range(100):
             if (await client.get(f"/threads/{tid}")).json()["status"] == "idle":

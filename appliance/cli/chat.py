@@ -118,19 +118,18 @@ class RemoteBackend:
         return len(response.json()["values"].get("messages", []))
 
     async def send(self, text: str) -> AsyncIterator[str]:
+        from appliance.cli.remote import read_events
+
         async with self.client.stream("POST", f"/threads/{self.thread_id}/runs/stream", json=message(text)) as response:
             if response.status_code != 200:
                 await response.aread()
                 raise RuntimeError(response.json().get("detail", response.text))
-            event = None
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "messages":
-                    chunk, _meta = json.loads(line[6:])
+            async for event, data in read_events(response.aiter_lines()):
+                if event == "messages":
+                    chunk, _meta = data
                     yield answer_pieces(chunk)
-                elif line.startswith("data: ") and event == "error":
-                    raise RuntimeError(json.loads(line[6:])["message"])
+                elif event == "error":
+                    raise RuntimeError(data["message"])
 
 
 class LocalBackend:

@@ -1,21 +1,34 @@
 """The HTTP client the terminal commands use with a running appliance: its key,
 no proxy from the environment (the appliance is on the LAN), and, for an
-install's HTTPS, the CA certificate the admin was handed."""
+install's HTTPS, the CA certificate the admin was handed; and the one reader
+of a run's event stream, which the tests and benchmarks use too."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from appliance.settings import Settings
+
+
+async def read_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, Any]]:
+    """The (event, data) pairs of a server-sent event stream (``response.aiter_lines()``),
+    as ``appliance.api.sse`` frames them; ids and heartbeat comments are passed over."""
+    event = None
+    async for line in lines:
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[len("data: ") :])
 
 
 class MissingKey(Exception):

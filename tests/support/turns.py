@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import httpx
 import openai
+
+from appliance.cli.remote import read_events
 
 
 def user(text: str) -> dict[str, Any]:
@@ -28,16 +29,9 @@ async def turn(client: httpx.AsyncClient, thread_id: str, text: str, **extra: An
 
 async def stream(client: httpx.AsyncClient, thread_id: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
     """(event, data) pairs of one SSE response."""
-    events: list[tuple[str, Any]] = []
     async with client.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as response:
         assert response.status_code == 200, (await response.aread()).decode()
-        event = None
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[len("event: ") :]
-            elif line.startswith("data: "):
-                events.append((event, json.loads(line[len("data: ") :])))
-    return events
+        return [pair async for pair in read_events(response.aiter_lines())]
 
 
 async def checkpoint_count(runtime, thread_id: str) -> int:
