@@ -1,10 +1,12 @@
 """What the run queue's writes of every turn cost in waits on PostgreSQL,
-counted on the wire: queueing a run waits twice (the tenant's count and the
-thread's runs, then the new run with its commit), recording its end once,
-keeping a batch of stream events once; deleting a thread's conversation (as a
-stateless run's is) once. A tenant's lock on queueing is held over the first
-two waits, so each one more is one more for every run of the tenant queued
-meanwhile."""
+counted on the wire: queueing a run waits once, whatever its multitask
+strategy (the tenant's lock, the count, the thread's runs, the new run and
+the commit go together), recording its end once, keeping a batch of stream
+events once; deleting a thread's conversation (as a stateless run's is) once.
+A tenant's lock on queueing is held until that one wait ends: were it held
+over a second, it would also be held while this process got round to the
+first one's result, and every run of the tenant queued meanwhile would wait
+that long too."""
 
 from __future__ import annotations
 
@@ -65,14 +67,14 @@ async def wired(databases):
             await pool.close()
 
 
-async def test_queueing_a_run_waits_twice_and_recording_its_end_once(wired):
+async def test_queueing_a_run_waits_once_and_recording_its_end_once(wired):
     wire, runs, threads, _ = wired
     thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
     worker = uuid.uuid4()
 
     wire.reset()
     created = await runs.create(new_run(thread.thread_id, start_on=worker, remember_assistant=True), LIMITS)
-    assert wire.round_trips == 2
+    assert wire.round_trips == 1
     assert (created.run.status, created.run.worker_id) == ("running", worker)
 
     wire.reset()
@@ -88,6 +90,24 @@ async def test_queueing_a_run_waits_twice_and_recording_its_end_once(wired):
     assert not await runs.finish(created.run, worker, "error", "idle")
     assert wire.round_trips == 1
     assert (await runs.get("default", None, created.run.run_id)).status == "success"
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+async def test_a_run_that_stops_those_before_it_is_queued_in_one_wait(wired, strategy):
+    wire, runs, threads, _ = wired
+    thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
+    worker = uuid.uuid4()
+    running = await runs.create(new_run(thread.thread_id, start_on=worker), LIMITS)
+    waiting = await runs.create(new_run(thread.thread_id), LIMITS)
+
+    wire.reset()
+    created = await runs.create(new_run(thread.thread_id, multitask_strategy=strategy, start_on=worker), LIMITS)
+    assert wire.round_trips == 1
+    # It waits for the running run, which is told to stop; the waiting one is dropped.
+    assert (created.run.status, created.stopping) == ("pending", [running.run.run_id])
+    told = running.run.run_id
+    assert (await runs.cancel_action(told), await runs.status(told)) == (strategy, "running")
+    assert await runs.status(waiting.run.run_id) == ("interrupted" if strategy == "interrupt" else None)
 
 
 async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):

@@ -17,14 +17,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.limits import LimitSet, check_in_flight, effective, lock_tenant
+from appliance.store.limits import LimitSet, OverLimit, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -43,28 +42,89 @@ _COLUMNS = (
 )
 _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
-_INSERT_RUN = """INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
-                                  multitask_strategy, available_at, key_id, worker_id, attempt)
-                 VALUES (%s, %s, %s, %s, {status}, %s, %s, %s, now() + %s * interval '1 second', %s, {worker})
-                 RETURNING {columns}"""
-# A run that waits: the workers hear that the queue has news.
-_QUEUE_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'pending'", worker="NULL, 0", columns=_COLUMNS)})
-                 SELECT run.* FROM run, pg_notify(%s, '') AS told"""
-# A run that starts at once on the worker named: claimed as ``claim`` would,
-# its thread busy. The thread is locked and idle, so it is the thread's only run in flight.
-_START_RUN = f"""WITH run AS ({_INSERT_RUN.format(status="'running'", worker="%s, 1", columns=_COLUMNS)}),
-                      busy AS (UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = %s)
-                 SELECT * FROM run"""
+# Queueing a run, decided by PostgreSQL after the tenant's lock and the thread's
+# row lock, in the snapshot of this statement: the runs in flight counted
+# against the limits (the tenant's own where it set them, else those passed),
+# the thread's (its tenant's), the multitask strategy. When the outcome is
+# 'queued': the thread's waiting runs dropped (interrupt ends them, rollback
+# erases them), the thread's first assistant remembered, and the run inserted,
+# running on ``start_on`` when the thread is idle and the run due now (claimed
+# as ``claim`` would, its thread busy), else waiting, with the queue told.
+# Each refusal changes nothing. The rule on limits is ``over``'s (limits.py):
+# one more is refused when it makes the count pass a limit above 0.
+_QUEUE_RUN = f"""
+WITH own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
+caps AS (
+    SELECT coalesce((SELECT (limits ->> 'key_runs_in_flight')::int FROM own
+                     WHERE jsonb_typeof(limits -> 'key_runs_in_flight') = 'number'), %(key_cap)s) AS key_cap,
+           coalesce((SELECT (limits ->> 'tenant_runs_in_flight')::int FROM own
+                     WHERE jsonb_typeof(limits -> 'tenant_runs_in_flight') = 'number'), %(tenant_cap)s) AS tenant_cap),
+counted AS (
+    SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %(key)s) AS key_n
+      FROM runs WHERE %(limited)s AND tenant = %(tenant)s AND status IN ('pending', 'running')),
+inflight AS (SELECT run_id, status FROM runs WHERE thread_id = %(thread)s AND status IN ('pending', 'running')),
+verdict AS (
+    SELECT CASE WHEN %(limited)s AND %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap
+                THEN 'key_runs_in_flight'
+                WHEN %(limited)s AND tenant_cap > 0 AND tenant_n >= tenant_cap THEN 'tenant_runs_in_flight'
+                WHEN NOT EXISTS (SELECT 1 FROM threads WHERE thread_id = %(thread)s AND tenant = %(tenant)s)
+                THEN 'thread_missing'
+                WHEN %(strategy)s = 'reject' AND EXISTS (SELECT 1 FROM inflight) THEN 'thread_busy'
+                ELSE 'queued' END AS outcome,
+           CASE WHEN %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap THEN key_cap
+                ELSE tenant_cap END AS cap,
+           %(start_on)s::uuid IS NOT NULL AND %(delay)s <= 0 AND NOT EXISTS (SELECT 1 FROM inflight) AS starts
+      FROM caps, counted),
+dropped AS (
+    UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt', updated_at = now(), ended_at = now()
+     WHERE %(strategy)s = 'interrupt' AND (SELECT outcome FROM verdict) = 'queued'
+       AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending') AND status = 'pending'
+    RETURNING run_id),
+erased AS (
+    DELETE FROM runs
+     WHERE %(strategy)s = 'rollback' AND (SELECT outcome FROM verdict) = 'queued'
+       AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending') AND status = 'pending'
+    RETURNING run_id),
+-- A thread whose first assistant this is keeps it (one of another process's
+-- runs may have set one meanwhile: the first one stays); a run starting here makes it busy.
+thread AS (
+    UPDATE threads
+       SET metadata = CASE WHEN %(remember)s AND NOT metadata ? 'assistant_id'
+                           THEN metadata || jsonb_build_object('assistant_id', %(assistant)s::text)
+                           ELSE metadata END,
+           status = CASE WHEN (SELECT starts FROM verdict) THEN 'busy' ELSE status END,
+           updated_at = now()
+     WHERE thread_id = %(thread)s AND (SELECT outcome FROM verdict) = 'queued'
+       AND ((%(remember)s AND NOT metadata ? 'assistant_id') OR (SELECT starts FROM verdict))),
+run AS (
+    INSERT INTO runs (run_id, thread_id, tenant, assistant_id, status, kwargs, metadata,
+                      multitask_strategy, available_at, key_id, worker_id, attempt)
+    SELECT %(run)s, %(thread)s, %(tenant)s, %(assistant)s, CASE WHEN starts THEN 'running' ELSE 'pending' END,
+           %(kwargs)s, %(metadata)s, %(strategy)s, now() + %(delay)s * interval '1 second', %(key)s,
+           CASE WHEN starts THEN %(start_on)s::uuid END, CASE WHEN starts THEN 1 ELSE 0 END
+      FROM verdict WHERE outcome = 'queued'
+    RETURNING {_COLUMNS})
+SELECT verdict.outcome, verdict.cap, run.*,
+       (SELECT count(pg_notify(%(done)s, run_id::text)) FROM (TABLE dropped UNION ALL TABLE erased) AS gone)
+           AS told_done,
+       CASE WHEN run.status = 'pending' THEN pg_notify(%(queue)s, '') END AS told_queue
+  FROM verdict LEFT JOIN run ON true"""
+
+# With interrupt or rollback, after the waiting runs were dropped: the thread's
+# running runs told to stop, when the new run was queued (its row is there).
+# Apart from the statement above, so that one a worker claimed meanwhile, which
+# that statement could no longer drop, is seen running here.
+_STOP_RUNNING = """
+WITH stopped AS (
+    UPDATE runs SET cancel_action = %(action)s, updated_at = now()
+     WHERE thread_id = %(thread)s AND status = 'running' AND run_id <> %(run)s
+       AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s)
+    RETURNING run_id)
+SELECT run_id, pg_notify(%(cancel)s, run_id::text) FROM stopped"""
 
 # A batch of stream events, as columns.
 _APPEND_EVENTS = """INSERT INTO run_events (run_id, attempt, seq, event, data)
                     SELECT * FROM unnest(%(run_ids)s, %(attempts)s, %(seqs)s, %(events)s, %(data)s)"""
-
-# The first run's assistant, kept by a thread that has none (a run of another
-# process may have set one meanwhile: the first one stays).
-_REMEMBER_ASSISTANT = """UPDATE threads SET metadata = metadata || jsonb_build_object('assistant_id', %s::text),
-                                updated_at = now()
-                         WHERE thread_id = %s AND NOT metadata ? 'assistant_id'"""
 
 
 class RunRecord(msgspec.Struct, frozen=True):
@@ -162,67 +222,55 @@ class RunStore:
         runs already there, in one transaction; OverLimit when the key or the
         tenant has as many runs in flight as ``limits`` (with the tenant's own) allow.
         A run with ``start_on`` on an idle thread is created running on that
-        worker (claimed in the same transaction); any other waits in the queue."""
+        worker (claimed in the same transaction); any other waits in the queue.
+
+        The whole transaction goes to PostgreSQL at once and waits on it once:
+        the decisions are made there (``_QUEUE_RUN``), so the tenant's lock is
+        never held while this process gets round to reading a result, which
+        under load held every other run of the tenant back as long."""
+        params = {
+            "run": new.run_id,
+            "thread": new.thread_id,
+            "tenant": new.tenant,
+            "assistant": new.assistant_id,
+            "kwargs": Jsonb(new.kwargs),
+            "metadata": Jsonb(new.metadata),
+            "strategy": new.multitask_strategy,
+            "delay": new.delay_s,
+            "key": new.key_id,
+            "start_on": new.start_on,
+            "remember": new.remember_assistant,
+            "limited": limits is not None,
+            "key_cap": limits.key_runs_in_flight if limits is not None else 0,
+            "tenant_cap": limits.tenant_runs_in_flight if limits is not None else 0,
+            "queue": QUEUE_CHANNEL,
+            "done": DONE_CHANNEL,
+        }
+        stops = new.multitask_strategy in ("interrupt", "rollback")
         async with self.pool.connection() as conn:
             async with every_turn(conn):
-                # The statements up to the first result read go to PostgreSQL together (pipeline mode), in this order.
-                counted = await self._count_in_flight(conn, new) if limits is not None else None
-                # The thread's row locked, with its runs in flight (none: one row of NULLs).
-                thread = await conn.execute(
-                    """SELECT r.run_id, r.status FROM threads t
-                       LEFT JOIN runs r ON r.thread_id = t.thread_id AND r.status IN ('pending', 'running')
-                       WHERE t.thread_id = %s AND t.tenant = %s FOR UPDATE OF t""",
-                    (new.thread_id, new.tenant),
+                if limits is not None:
+                    await lock_tenant(conn, "runs", new.tenant)
+                # The thread's row first, as ``_end`` locks it; its runs are read after, by the statement below.
+                await conn.execute(
+                    "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE", (new.thread_id, new.tenant)
                 )
-                if counted is not None and limits is not None:
-                    row = await counted.fetchone()
-                    check_in_flight(effective(limits, row["limits"] or {}), "runs", new.key_id, row, RUN_RETRY_AFTER_S)
-                rows = await thread.fetchall()
-                if not rows:
-                    raise ThreadMissing(str(new.thread_id))
-                inflight = [r for r in rows if r["run_id"] is not None]
-                stopping: list[uuid.UUID] = []
-                if inflight and new.multitask_strategy == "reject":
-                    raise ThreadBusy(str(new.thread_id))
-                if inflight and new.multitask_strategy in ("interrupt", "rollback"):
-                    action = new.multitask_strategy
-                    waiting = [r["run_id"] for r in inflight if r["status"] == "pending"]
-                    dropped = await self._drop_pending(conn, waiting, action)
-                    # A waiting run a worker took meanwhile is stopped like a running one.
-                    stopping = [r["run_id"] for r in inflight if r["run_id"] not in dropped]
-                    await self._stop_running(conn, stopping, action)
-                if new.remember_assistant:
-                    await conn.execute(_REMEMBER_ASSISTANT, (new.assistant_id, new.thread_id))
-                start_on = new.start_on if not inflight and new.delay_s <= 0 else None
-                values = (
-                    new.run_id,
-                    new.thread_id,
-                    new.tenant,
-                    new.assistant_id,
-                    Jsonb(new.kwargs),
-                    Jsonb(new.metadata),
-                    new.multitask_strategy,
-                    new.delay_s,
-                    new.key_id,
-                )
-                if start_on is None:
-                    inserted = await conn.execute(_QUEUE_RUN, (*values, QUEUE_CHANNEL))
-                else:
-                    inserted = await conn.execute(_START_RUN, (*values, start_on, new.thread_id))
-            # Read after the commit, which went with it.
-            return Created(run=_record(await inserted.fetchone()), stopping=stopping)
-
-    async def _count_in_flight(self, conn: AsyncConnection, new: NewRun) -> AsyncCursor[DictRow]:
-        """The tenant's runs in flight (and the key's), with the tenant's own limits,
-        counted under the tenant's lock, so two processes queueing at once cannot
-        both take the last slot (the count is read after the lock is held)."""
-        await lock_tenant(conn, "runs", new.tenant)
-        return await conn.execute(
-            """SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %s) AS key_n,
-                      (SELECT limits FROM tenant_limits WHERE tenant = %s) AS limits
-                 FROM runs WHERE tenant = %s AND status IN ('pending', 'running')""",
-            (new.key_id, new.tenant, new.tenant),
-        )
+                queued = await conn.execute(_QUEUE_RUN, params)
+                stopped = None
+                if stops:
+                    told = {"action": new.multitask_strategy, "thread": new.thread_id, "run": new.run_id}
+                    stopped = await conn.execute(_STOP_RUNNING, told | {"cancel": CANCEL_CHANNEL})
+            # Read after the commit, which went with them.
+            row = await queued.fetchone()
+            stopping = [r["run_id"] for r in await stopped.fetchall()] if stopped is not None else []
+        outcome = row.pop("outcome")
+        if outcome in ("key_runs_in_flight", "tenant_runs_in_flight"):
+            raise OverLimit(outcome, row["cap"], RUN_RETRY_AFTER_S)
+        if outcome == "thread_missing":
+            raise ThreadMissing(str(new.thread_id))
+        if outcome == "thread_busy":
+            raise ThreadBusy(str(new.thread_id))
+        return Created(run=_record({name: row[name] for name in RunRecord.__struct_fields__}), stopping=stopping)
 
     async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
         """Runs that never started: ``interrupt`` ends them, ``rollback`` erases
