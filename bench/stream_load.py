@@ -15,9 +15,12 @@ the same server processes, so nothing else differs), and the ratios of the
 means are printed: lane against none.
 
 Printed: how many completed, the appliance's own overhead per turn (the
-turn's time minus the model's) at p50 and p99, the most streams open at once,
-the servers' CPU per turn and their peak memory; and as it happens, each
-garbage collection that held a server's loop half a second or more. Run: python -m bench.stream_load [--streams 10000]
+turn's time minus the model's) at p50 and p99, and of it the wait for the
+stream's first event (the turn's admission: the key, the thread, the run
+queued and started); the most streams open at once, the servers' CPU per turn
+and their peak memory, and PostgreSQL's CPU per turn when it runs on this
+host; and as it happens, each garbage collection that held a server's loop
+half a second or more. Run: python -m bench.stream_load [--streams 10000]
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import cpu_seconds, percentile
+from bench.common import cpu_seconds, percentile, postgres_cpu_seconds
 from tests.support.process import NO_RATE_LIMITS
 from tests.support.services import Databases, free_port, postgres_server
 
@@ -99,6 +102,8 @@ class Tally:
         self.open = 0
         self.most_open = 0
         self.turns: list[float] = []
+        # From each completed turn's request to its stream's first event.
+        self.first_events: list[float] = []
         self.failures: list[str] = []
 
 
@@ -133,7 +138,9 @@ async def one_stream(port: int, key: str, thread_id: str, body: bytes, tally: Ta
     try:
         writer.write(request)
         await writer.drain()
-        received = await reader.read()  # the server closes when the run ends
+        received = await reader.readuntil(b"event: ")
+        first_event = time.perf_counter() - started
+        received += await reader.read()  # the server closes when the run ends
         elapsed = time.perf_counter() - started
         head, _, events = received.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
@@ -144,7 +151,8 @@ async def one_stream(port: int, key: str, thread_id: str, body: bytes, tally: Ta
             tally.failures.append("no tokens arrived")
         else:
             tally.turns.append(elapsed)
-    except OSError as exc:
+            tally.first_events.append(first_event)
+    except (OSError, asyncio.IncompleteReadError) as exc:
         tally.failures.append(f"stream: {exc!r}")
     finally:
         tally.open -= 1
@@ -195,10 +203,11 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class Batch:
-    """One batch of streams: what the client saw, and the servers' CPU meanwhile."""
+    """One batch of streams: what the client saw, and the servers' CPU meanwhile
+    (and PostgreSQL's, None when it does not run on this host)."""
 
-    def __init__(self, tally: Tally, wall: float, cpu: float, answer_s: float) -> None:
-        self.tally, self.wall, self.cpu = tally, wall, cpu
+    def __init__(self, tally: Tally, wall: float, cpu: float, answer_s: float, db_cpu: float | None) -> None:
+        self.tally, self.wall, self.cpu, self.db_cpu = tally, wall, cpu, db_cpu
         self.overhead = [t - answer_s for t in tally.turns]
 
     @property
@@ -211,10 +220,11 @@ class Batch:
 
 def run_batch(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> Batch:
     threads = asyncio.run(make_threads(f"http://127.0.0.1:{ports[0]}", key, args.streams))
-    cpu_before = sum(cpu_seconds(s.pid) for s in servers)
+    cpu_before, db_before = sum(cpu_seconds(s.pid) for s in servers), postgres_cpu_seconds()
     tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, run_body(args.durability)))
-    cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
-    return Batch(tally, wall, cpu, args.answer_seconds)
+    cpu, db_after = sum(cpu_seconds(s.pid) for s in servers) - cpu_before, postgres_cpu_seconds()
+    db_cpu = db_after - db_before if db_before is not None and db_after is not None else None
+    return Batch(tally, wall, cpu, args.answer_seconds, db_cpu)
 
 
 def report(batch: Batch, rss: float) -> None:
@@ -227,10 +237,15 @@ def report(batch: Batch, rss: float) -> None:
             f"appliance overhead per turn: p50 {batch.p(50) * 1000:.0f} ms   "
             f"p99 {batch.p(99) * 1000:.0f} ms   max {max(batch.overhead) * 1000:.0f} ms"
         )
+        first = [t * 1000 for t in tally.first_events]
+        print(f"  of it, to the first event: p50 {percentile(first, 50):.0f} ms   p99 {percentile(first, 99):.0f} ms")
     print(
         f"servers' peak RSS (sum): {rss:.0f} MB   wall time: {batch.wall:.1f} s   server CPU: {batch.cpu:.1f} s "
         f"({batch.cpu_a_turn_ms:.1f} ms a turn)"
     )
+    if batch.db_cpu is not None:
+        db_ms = batch.db_cpu / max(1, len(tally.turns)) * 1000
+        print(f"PostgreSQL's CPU (its processes on this host): {db_ms:.1f} ms a turn")
 
 
 def compare_lane(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> None:
