@@ -11,6 +11,10 @@ Each side's CPU a turn too (this process's: the server, and for the HTTP turn
 also its client, httpx, in the same process): what the graph alone costs,
 against what the whole turn does.
 
+The HTTP turn is also taken by a bare client (one keep-alive connection,
+written and read by hand): httpx itself costs this process about half a
+millisecond a request, which is the client's, not the appliance's.
+
     python -m bench.http_turn [--turns 300]
 """
 
@@ -18,14 +22,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import json
 import time
 import uuid
+from urllib.parse import urlsplit
 
 from bench.common import WARM_UP_TURNS, bench_settings, instant_model, percentile, summary, timed
 from tests.support.app import serve_app
 
 # The turns of the long conversation its late figures are taken from (the last of them).
 LATE = 40
+
+
+class BareClient:
+    """POSTs of JSON on one keep-alive HTTP/1.1 connection, written and read by hand."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        self.reader, self.writer, self.key = reader, writer, key.encode()
+
+    @classmethod
+    async def open(cls, url: str, key: str) -> BareClient:
+        where = urlsplit(url)
+        return cls(*await asyncio.open_connection(where.hostname, where.port), key)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: appliance\r\nx-api-key: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.key, len(body), body)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+        length = next(int(v) for k, v in fields.items() if k.lower() == b"content-length")
+        return int(head[9:12]), await self.reader.readexactly(length)
 
 
 def ratios(name: str, http: list[float], raw: list[float], synced: list[float]) -> str:
@@ -50,6 +82,21 @@ async def main(turns: int) -> None:
                 response = await client.post(f"/threads/{thread_id}/runs/wait", json=body)
                 assert response.status_code == 200, response.text
 
+            encoded = json.dumps(body).encode()
+
+            async def bare_turns(thread_ids) -> tuple[list[float], float]:
+                # A connection of its own each time: the server closes one idle for 5 s.
+                bare = await BareClient.open(app.url, app.admin_key)
+                try:
+
+                    async def bare_turn() -> None:
+                        status, answer = await bare.post(f"/threads/{next(thread_ids)}/runs/wait", encoded)
+                        assert status == 200, answer
+
+                    return await timed(turns, bare_turn)
+                finally:
+                    bare.close()
+
             # A new conversation each turn.
             fresh, fresh_cpu = {}, {}
             fresh["raw"], fresh_cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, new_thread()))
@@ -60,6 +107,10 @@ async def main(turns: int) -> None:
                 [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP_TURNS)]
             )
             fresh["http"], fresh_cpu["http"] = await timed(turns, lambda: http_turn(next(made)))
+            made = iter(
+                [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP_TURNS)]
+            )
+            fresh["bare"], fresh_cpu["bare"] = await bare_turns(made)
 
             # One conversation of `turns` turns. Raw: the compiled graph and its checkpointer, no HTTP, no services.
             long, cpu = {}, {}
@@ -73,6 +124,8 @@ async def main(turns: int) -> None:
             )
             tid = (await client.post("/threads", json={})).json()["thread_id"]
             long["http"], cpu["http"] = await timed(turns, lambda: http_turn(tid))
+            tid = (await client.post("/threads", json={})).json()["thread_id"]
+            long["bare"], cpu["bare"] = await bare_turns(itertools.repeat(tid))
 
             # Throughput with 8 conversations at once (one client each, one thread each).
             threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
@@ -89,20 +142,25 @@ async def main(turns: int) -> None:
     print(summary("raw graph.ainvoke, new thread", fresh["raw"]))
     print(summary('  raw, durability="sync"', fresh["synced"]))
     print(summary("  HTTP runs/wait", fresh["http"]))
+    print(summary("  HTTP runs/wait, a bare client", fresh["bare"]))
     print(summary(f"raw graph.ainvoke, turns 21-{late_to}", long["raw"]))
     print(summary('  raw, durability="sync"', long["synced"]))
     print(summary("  HTTP runs/wait", long["http"]))
+    print(summary("  HTTP runs/wait, a bare client", long["bare"]))
     print(f"{'HTTP runs/wait, 8 threads at once':<34} rate={concurrent_rate:7.1f} turns/s")
     for name, spent in (("new conversation", fresh_cpu), ("one conversation", cpu)):
         print(
             f'CPU a turn, {name}: raw {spent["raw"] * 1000:.2f} ms, raw with durability="sync" '
             f"{spent['synced'] * 1000:.2f} ms, HTTP {spent['http'] * 1000:.2f} ms "
-            f"({spent['http'] / spent['synced']:.2f}x the synced raw turn)"
+            f"({spent['http'] / spent['synced']:.2f}x the synced raw turn), "
+            f"with a bare client {spent['bare'] * 1000:.2f} ms"
         )
-    print(ratios("new conversation", fresh["http"], fresh["raw"], fresh["synced"]))
-    print(ratios(f"turns 21-{late_to}", long["http"], long["raw"], long["synced"]))
     late = {side: times[-LATE:] for side, times in long.items()}
-    print(ratios(f"at turns {late_from}-{late_to}", late["http"], late["raw"], late["synced"]))
+    for client_name, side in (("httpx", "http"), ("a bare client", "bare")):
+        print(f"through {client_name}:")
+        print(ratios("  new conversation", fresh[side], fresh["raw"], fresh["synced"]))
+        print(ratios(f"  turns 21-{late_to}", long[side], long["raw"], long["synced"]))
+        print(ratios(f"  at turns {late_from}-{late_to}", late[side], late["raw"], late["synced"]))
 
 
 if __name__ == "__main__":
