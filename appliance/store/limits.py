@@ -59,6 +59,7 @@ class RequestCount(msgspec.Struct, frozen=True):
 
 
 def over(limit: int, count: int) -> bool:
+    # Runs in flight are judged by this same rule in SQL, where a run is queued (store/runs.py, _QUEUE_RUN).
     return limit > 0 and count > limit
 
 
