@@ -51,7 +51,8 @@ _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 # running on ``start_on`` when the thread is idle and the run due now (claimed
 # as ``claim`` would, its thread busy), else waiting, with the queue told.
 # Each refusal changes nothing. The rule on limits is ``over``'s (limits.py):
-# one more is refused when it makes the count pass a limit above 0.
+# one more is refused when it makes the count pass a limit above 0 (so
+# counting stops at the limit).
 _QUEUE_RUN = f"""
 WITH own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
 caps AS (
@@ -59,9 +60,15 @@ caps AS (
                      WHERE jsonb_typeof(limits -> 'key_runs_in_flight') = 'number'), %(key_cap)s) AS key_cap,
            coalesce((SELECT (limits ->> 'tenant_runs_in_flight')::int FROM own
                      WHERE jsonb_typeof(limits -> 'tenant_runs_in_flight') = 'number'), %(tenant_cap)s) AS tenant_cap),
+-- Counted as far as each limit (none: not at all): a check costs the limit, not the runs in flight.
 counted AS (
-    SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %(key)s) AS key_n
-      FROM runs WHERE %(limited)s AND tenant = %(tenant)s AND status IN ('pending', 'running')),
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM runs
+                                   WHERE %(limited)s AND tenant = %(tenant)s AND status IN ('pending', 'running')
+                                   LIMIT (SELECT tenant_cap FROM caps)) AS t) AS tenant_n,
+           (SELECT count(*) FROM (SELECT 1 FROM runs
+                                   WHERE %(limited)s AND tenant = %(tenant)s AND key_id = %(key)s
+                                     AND status IN ('pending', 'running')
+                                   LIMIT (SELECT key_cap FROM caps)) AS k) AS key_n),
 inflight AS (SELECT run_id, status FROM runs WHERE thread_id = %(thread)s AND status IN ('pending', 'running')),
 verdict AS (
     SELECT CASE WHEN %(limited)s AND %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap
