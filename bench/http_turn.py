@@ -12,8 +12,8 @@ also its client, httpx, in the same process): what the graph alone costs,
 against what the whole turn does.
 
 The HTTP turn is also taken by a bare client (one keep-alive connection,
-written and read by hand): httpx itself costs this process about half a
-millisecond a request, which is the client's, not the appliance's.
+written and read by hand): httpx itself costs this process 0.5-1 ms a
+request, which is the client's, not the appliance's.
 
     python -m bench.http_turn [--turns 300]
 """
