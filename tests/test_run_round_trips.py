@@ -6,7 +6,8 @@ events once; deleting a thread's conversation (as a stateless run's is) once.
 A tenant's lock on queueing is held until that one wait ends: were it held
 over a second, it would also be held while this process got round to the
 first one's result, and every run of the tenant queued meanwhile would wait
-that long too."""
+that long too. An upload's slot, under the tenant's upload lock, is taken in
+one wait likewise."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import operator
 import uuid
 from typing import Annotated
 
+import msgspec
 import psycopg
 import pytest
 from langgraph.graph import START, StateGraph
@@ -21,7 +23,7 @@ from typing_extensions import TypedDict
 
 from appliance.store.checkpointer import CONVERSATION_TABLES, PooledPostgresSaver, thread_config
 from appliance.store.database import open_pool
-from appliance.store.limits import LimitSet
+from appliance.store.limits import LimitSet, LimitStore, OverLimit
 from appliance.store.migrations import migrate
 from appliance.store.runs import NewRun, RunStore, ThreadBusy
 from appliance.store.threads import ThreadStore
@@ -146,6 +148,28 @@ async def test_a_batch_of_stream_events_is_kept_whole_in_one_wait(wired):
     with pytest.raises(psycopg.Error):
         await runs.append_events([(run_id, 1, 51, "values", b"{}"), (run_id, 1, 52, "values\x00", b"{}")])
     assert len(await runs.events_after(run_id, 1, 0)) == 50
+
+
+async def test_an_upload_slot_is_taken_in_one_wait_and_the_one_over_the_limit_refused(wired):
+    wire, runs, _, _ = wired
+    slots = LimitStore(runs.pool)
+    one_each = msgspec.structs.replace(LIMITS, key_uploads_in_flight=1, tenant_uploads_in_flight=2)
+    key, other = uuid.uuid4(), uuid.uuid4()
+
+    wire.reset()
+    async with slots.upload_slot(key, "default", one_each):
+        assert wire.round_trips == 1
+        with pytest.raises(OverLimit) as refused:
+            async with slots.upload_slot(key, "default", one_each):
+                pass
+        assert (refused.value.name, refused.value.limit) == ("key_uploads_in_flight", 1)
+        async with slots.upload_slot(other, "default", one_each):  # another key's, under the tenant's 2
+            with pytest.raises(OverLimit) as refused:
+                async with slots.upload_slot(None, "default", one_each):
+                    pass
+            assert (refused.value.name, refused.value.limit) == ("tenant_uploads_in_flight", 2)
+    async with slots.upload_slot(key, "default", one_each):  # the slot was given back
+        pass
 
 
 class Said(TypedDict):

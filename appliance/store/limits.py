@@ -1,8 +1,9 @@
 """Rate limits kept in PostgreSQL, so every process of every app host counts
 the same requests and uploads: requests per minute in fixed one-minute
 windows, uploads in flight as rows held while they are ingested, and each
-tenant's own limits. Runs in flight are counted where runs are queued
-(store/runs.py), in the transaction that queues them.
+tenant's own limits. What is in flight, runs and uploads, is judged by one
+rule in PostgreSQL (``in_flight_check``), in the transaction that queues the
+run (store/runs.py) or takes the upload's slot, under the tenant's lock.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.audit import Actor, record
+from appliance.store.database import pipelined_transaction
 
 # An upload row left by a process that died mid-ingestion stops counting after this.
 UPLOAD_HOLD_S = 900
@@ -59,7 +61,7 @@ class RequestCount(msgspec.Struct, frozen=True):
 
 
 def over(limit: int, count: int) -> bool:
-    # Runs in flight are judged by this same rule in SQL, where a run is queued (store/runs.py, _QUEUE_RUN).
+    # What is in flight is judged by this same rule in SQL (``in_flight_check``).
     return limit > 0 and count > limit
 
 
@@ -68,20 +70,49 @@ async def lock_tenant(conn: AsyncConnection, purpose: str, tenant: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 5151))", (f"{purpose}:{tenant}",))
 
 
-def check_in_flight(
-    limits: LimitSet, kind: str, key_id: uuid.UUID | None, counts: dict[str, int], retry_after_s: int
-) -> None:
-    """OverLimit when one more ``kind`` ("runs" or "uploads") in flight would put the
-    key (``counts["key_n"]``; none for the host's CLI) or the tenant (``counts["tenant_n"]``) over."""
-    for scope in ("key", "tenant"):
-        name = f"{scope}_{kind}_in_flight"
-        if (scope == "tenant" or key_id is not None) and over(getattr(limits, name), counts[f"{scope}_n"] + 1):
-            raise OverLimit(name, getattr(limits, name), retry_after_s)
+def in_flight_check(kind: str, in_flight: str) -> str:
+    """SQL: the CTEs of one more ``kind`` ("runs" or "uploads") in flight, ending
+    in ``over_limit``, one row: ``name``, the limit it would pass (NULL: none),
+    and ``cap``, that limit's value. ``in_flight`` is the FROM and WHERE of
+    the tenant's rows in flight (a ``key_id`` column names their key). Judged
+    by ``over``'s rule, the tenant's own limits (``tenant_limits``) before
+    those passed; counted only as far as each limit (not at all when off), so
+    a check costs the limit, not what is in flight. Its parameters: %(tenant)s,
+    %(key)s (None: the host's CLI, which no key limit counts), %(key_cap)s and
+    %(tenant_cap)s. To be run after ``lock_tenant``, in a statement of its own
+    snapshot, so two processes cannot both take the last slot."""
+    key_name, tenant_name = f"key_{kind}_in_flight", f"tenant_{kind}_in_flight"
+    return f"""own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
+caps AS (
+    SELECT coalesce((SELECT (limits ->> '{key_name}')::int FROM own
+                     WHERE jsonb_typeof(limits -> '{key_name}') = 'number'), %(key_cap)s) AS key_cap,
+           coalesce((SELECT (limits ->> '{tenant_name}')::int FROM own
+                     WHERE jsonb_typeof(limits -> '{tenant_name}') = 'number'), %(tenant_cap)s) AS tenant_cap),
+counted AS (
+    SELECT (SELECT count(*) FROM (SELECT 1 {in_flight} LIMIT (SELECT tenant_cap FROM caps)) AS t) AS tenant_n,
+           (SELECT count(*) FROM (SELECT 1 {in_flight} AND key_id = %(key)s
+                                  LIMIT (SELECT key_cap FROM caps)) AS k) AS key_n),
+over_limit AS (
+    SELECT CASE WHEN %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap THEN '{key_name}'
+                WHEN tenant_cap > 0 AND tenant_n >= tenant_cap THEN '{tenant_name}' END AS name,
+           CASE WHEN %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap THEN key_cap
+                ELSE tenant_cap END AS cap
+      FROM caps, counted)"""
 
 
 async def overrides_on(conn: AsyncConnection, tenant: str) -> dict[str, int]:
     row = await (await conn.execute("SELECT limits FROM tenant_limits WHERE tenant = %s", (tenant,))).fetchone()
     return row["limits"] if row else {}
+
+
+# An upload slot taken, unless one more upload would pass a limit.
+_TAKE_UPLOAD_SLOT = f"""
+WITH {in_flight_check("uploads", "FROM uploads_in_flight WHERE tenant = %(tenant)s")},
+taken AS (
+    INSERT INTO uploads_in_flight (upload_id, tenant, key_id, expires_at)
+    SELECT %(upload)s, %(tenant)s, %(key)s, now() + %(hold_s)s * interval '1 second'
+      FROM over_limit WHERE name IS NULL)
+SELECT name, cap FROM over_limit"""
 
 
 class LimitStore:
@@ -113,26 +144,26 @@ class LimitStore:
     @asynccontextmanager
     async def upload_slot(self, key_id: uuid.UUID | None, tenant: str, defaults: LimitSet) -> AsyncIterator[None]:
         """Hold one of the key's and the tenant's upload slots for the body of the block
-        (OverLimit when there is none, by ``defaults`` and the tenant's own limits)."""
+        (OverLimit when there is none, by ``defaults`` and the tenant's own limits).
+        Taken in one wait on PostgreSQL, its lock held only while PostgreSQL decides."""
         upload_id = uuid.uuid4()
-        async with self.pool.connection() as conn, conn.transaction():
-            await lock_tenant(conn, "uploads", tenant)
-            limits = effective(defaults, await overrides_on(conn, tenant))
-            await conn.execute("DELETE FROM uploads_in_flight WHERE tenant = %s AND expires_at < now()", (tenant,))
-            row = await (
-                await conn.execute(
-                    """SELECT count(*) AS tenant_n, count(*) FILTER (WHERE key_id = %s) AS key_n
-                         FROM uploads_in_flight WHERE tenant = %s""",
-                    (key_id, tenant),
-                )
-            ).fetchone()
+        params = {
+            "upload": upload_id,
+            "tenant": tenant,
+            "key": key_id,
+            "key_cap": defaults.key_uploads_in_flight,
+            "tenant_cap": defaults.tenant_uploads_in_flight,
+            "hold_s": UPLOAD_HOLD_S,
+        }
+        async with self.pool.connection() as conn:
+            async with pipelined_transaction(conn):
+                await lock_tenant(conn, "uploads", tenant)
+                await conn.execute("DELETE FROM uploads_in_flight WHERE tenant = %s AND expires_at < now()", (tenant,))
+                taken = await conn.execute(_TAKE_UPLOAD_SLOT, params)
+            row = await taken.fetchone()
+        if row["name"] is not None:
             # Uploads take seconds to minutes; a few seconds is an honest guess at a free slot.
-            check_in_flight(limits, "uploads", key_id, row, retry_after_s=5)
-            await conn.execute(
-                """INSERT INTO uploads_in_flight (upload_id, tenant, key_id, expires_at)
-                   VALUES (%s, %s, %s, now() + %s * interval '1 second')""",
-                (upload_id, tenant, key_id, UPLOAD_HOLD_S),
-            )
+            raise OverLimit(row["name"], row["cap"], 5)
         try:
             yield
         finally:

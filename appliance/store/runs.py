@@ -11,8 +11,7 @@ and a finish only counts when the worker still owns the attempt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,7 +22,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.limits import LimitSet, OverLimit, lock_tenant
+from appliance.store.database import pipelined_transaction
+from appliance.store.limits import LimitSet, OverLimit, in_flight_check, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -43,45 +43,25 @@ _COLUMNS = (
 _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
 # Queueing a run, decided by PostgreSQL after the tenant's lock and the thread's
-# row lock, in the snapshot of this statement: the runs in flight counted
-# against the limits (the tenant's own where it set them, else those passed),
-# the thread's (its tenant's), the multitask strategy. When the outcome is
+# row lock, in the snapshot of this statement: the runs in flight against the
+# limits (``in_flight_check``), the thread's (its tenant's), the multitask strategy. When the outcome is
 # 'queued': the thread's waiting runs dropped (interrupt ends them, rollback
 # erases them), the thread's first assistant remembered, and the run inserted,
 # running on ``start_on`` when the thread is idle and the run due now (claimed
 # as ``claim`` would, its thread busy), else waiting, with the queue told.
-# Each refusal changes nothing. The rule on limits is ``over``'s (limits.py):
-# one more is refused when it makes the count pass a limit above 0 (so
-# counting stops at the limit).
+# Each refusal changes nothing.
 _QUEUE_RUN = f"""
-WITH own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
-caps AS (
-    SELECT coalesce((SELECT (limits ->> 'key_runs_in_flight')::int FROM own
-                     WHERE jsonb_typeof(limits -> 'key_runs_in_flight') = 'number'), %(key_cap)s) AS key_cap,
-           coalesce((SELECT (limits ->> 'tenant_runs_in_flight')::int FROM own
-                     WHERE jsonb_typeof(limits -> 'tenant_runs_in_flight') = 'number'), %(tenant_cap)s) AS tenant_cap),
--- Counted as far as each limit (none: not at all): a check costs the limit, not the runs in flight.
-counted AS (
-    SELECT (SELECT count(*) FROM (SELECT 1 FROM runs
-                                   WHERE %(limited)s AND tenant = %(tenant)s AND status IN ('pending', 'running')
-                                   LIMIT (SELECT tenant_cap FROM caps)) AS t) AS tenant_n,
-           (SELECT count(*) FROM (SELECT 1 FROM runs
-                                   WHERE %(limited)s AND tenant = %(tenant)s AND key_id = %(key)s
-                                     AND status IN ('pending', 'running')
-                                   LIMIT (SELECT key_cap FROM caps)) AS k) AS key_n),
+WITH {in_flight_check("runs", "FROM runs WHERE tenant = %(tenant)s AND status IN ('pending', 'running')")},
 inflight AS (SELECT run_id, status FROM runs WHERE thread_id = %(thread)s AND status IN ('pending', 'running')),
 verdict AS (
-    SELECT CASE WHEN %(limited)s AND %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap
-                THEN 'key_runs_in_flight'
-                WHEN %(limited)s AND tenant_cap > 0 AND tenant_n >= tenant_cap THEN 'tenant_runs_in_flight'
+    SELECT CASE WHEN over_limit.name IS NOT NULL THEN over_limit.name
                 WHEN NOT EXISTS (SELECT 1 FROM threads WHERE thread_id = %(thread)s AND tenant = %(tenant)s)
                 THEN 'thread_missing'
                 WHEN %(strategy)s = 'reject' AND EXISTS (SELECT 1 FROM inflight) THEN 'thread_busy'
                 ELSE 'queued' END AS outcome,
-           CASE WHEN %(key)s::uuid IS NOT NULL AND key_cap > 0 AND key_n >= key_cap THEN key_cap
-                ELSE tenant_cap END AS cap,
+           over_limit.cap,
            %(start_on)s::uuid IS NOT NULL AND %(delay)s <= 0 AND NOT EXISTS (SELECT 1 FROM inflight) AS starts
-      FROM caps, counted),
+      FROM over_limit),
 dropped AS (
     UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt', updated_at = now(), ended_at = now()
      WHERE %(strategy)s = 'interrupt' AND (SELECT outcome FROM verdict) = 'queued'
@@ -199,32 +179,13 @@ def _record(row: dict[str, Any]) -> RunRecord:
     return RunRecord(**row)
 
 
-@asynccontextmanager
-async def every_turn(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
-    """A transaction of the statements every turn makes (queueing a run,
-    recording its end) in pipeline mode: BEGIN travels with the first
-    statements and COMMIT with the last, so the transaction waits on
-    PostgreSQL once for each result read inside it, and once to commit; a
-    result read after it comes with the commit. (psycopg's ``transaction()``
-    in a pipeline syncs as it opens and as it closes: each turn's two
-    transactions waited eleven times where three do, and a tenant's lock on
-    queueing was held over the extra waits.) What the statements decide is
-    unchanged: each still runs in order, after the locks before it. On an
-    error the pool's connection block rolls the transaction back, as it
-    would psycopg's."""
-    async with conn.pipeline():
-        await conn.execute("BEGIN")
-        yield conn
-        await conn.execute("COMMIT")
-
-
 class RunStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
     # Creating and cancelling ---------------------------------------------------
 
-    async def create(self, new: NewRun, limits: LimitSet | None = None) -> Created:
+    async def create(self, new: NewRun, limits: LimitSet) -> Created:
         """Queue a run on its thread, applying its multitask strategy to the
         runs already there, in one transaction; OverLimit when the key or the
         tenant has as many runs in flight as ``limits`` (with the tenant's own) allow.
@@ -247,17 +208,15 @@ class RunStore:
             "key": new.key_id,
             "start_on": new.start_on,
             "remember": new.remember_assistant,
-            "limited": limits is not None,
-            "key_cap": limits.key_runs_in_flight if limits is not None else 0,
-            "tenant_cap": limits.tenant_runs_in_flight if limits is not None else 0,
+            "key_cap": limits.key_runs_in_flight,
+            "tenant_cap": limits.tenant_runs_in_flight,
             "queue": QUEUE_CHANNEL,
             "done": DONE_CHANNEL,
         }
         stops = new.multitask_strategy in ("interrupt", "rollback")
         async with self.pool.connection() as conn:
-            async with every_turn(conn):
-                if limits is not None:
-                    await lock_tenant(conn, "runs", new.tenant)
+            async with pipelined_transaction(conn):
+                await lock_tenant(conn, "runs", new.tenant)
                 # The thread's row first, as ``_end`` locks it; its runs are read after, by the statement below.
                 await conn.execute(
                     "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE", (new.thread_id, new.tenant)
@@ -486,7 +445,7 @@ class RunStore:
         news. The queue hears only when the thread has a run waiting, the one
         this end lets start; a freed slot is its own process's business."""
         async with self.pool.connection() as conn:
-            async with every_turn(conn):
+            async with pipelined_transaction(conn):
                 # The thread first, as ``create`` does, so two transactions never wait on each other.
                 await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
                 ended_cursor = await conn.execute(
