@@ -183,5 +183,6 @@ class LimitStore:
 
 def effective(defaults: LimitSet, overrides: dict[str, Any]) -> LimitSet:
     """The tenant's limits: its own where it has them, the appliance's settings elsewhere."""
+    # What is in flight takes the tenant's own limits the same way, in SQL (``in_flight_check``).
     known = {k: v for k, v in overrides.items() if k in LIMIT_NAMES and isinstance(v, int)}
     return msgspec.structs.replace(defaults, **known) if known else defaults
