@@ -42,14 +42,14 @@ _COLUMNS = (
 )
 _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
-# Queueing a run, decided by PostgreSQL after the tenant's lock and the thread's
-# row lock, in the snapshot of this statement: the runs in flight against the
-# limits (``in_flight_check``), the thread's (its tenant's), the multitask strategy. When the outcome is
-# 'queued': the thread's waiting runs dropped (interrupt ends them, rollback
-# erases them), the thread's first assistant remembered, and the run inserted,
-# running on ``start_on`` when the thread is idle and the run due now (claimed
-# as ``claim`` would, its thread busy), else waiting, with the queue told.
-# Each refusal changes nothing.
+# Queueing a run, decided by PostgreSQL after the tenant's lock and the
+# thread's row lock, in the snapshot of this statement: the runs in flight
+# against the limits (``in_flight_check``), the thread (its tenant's), the
+# multitask strategy. When the outcome is 'queued': the thread's waiting runs
+# dropped (interrupt ends them, rollback erases them), the thread's first
+# assistant remembered, and the run inserted, running on ``start_on`` when the
+# thread is idle and the run due now (claimed as ``claim`` would, its thread
+# busy), else waiting, with the queue told. Each refusal changes nothing.
 _QUEUE_RUN = f"""
 WITH {in_flight_check("runs", "FROM runs WHERE tenant = %(tenant)s AND status IN ('pending', 'running')")},
 inflight AS (SELECT run_id, status FROM runs WHERE thread_id = %(thread)s AND status IN ('pending', 'running')),
