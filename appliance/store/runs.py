@@ -42,6 +42,20 @@ _COLUMNS = (
 )
 _R_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 
+# What stopping runs writes, for those ``{which}`` names: a waiting run ends
+# (interrupt) or goes (rollback) at once; a running one is marked for its
+# worker, which stops it. Each returns the runs it changed, to be told.
+_INTERRUPT_WAITING = """UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt',
+                                       updated_at = now(), ended_at = now()
+                        WHERE {which} AND status = 'pending' RETURNING run_id"""
+_ERASE_WAITING = "DELETE FROM runs WHERE {which} AND status = 'pending' RETURNING run_id"
+_MARK_RUNNING = """UPDATE runs SET cancel_action = %(action)s, updated_at = now()
+                   WHERE {which} AND status = 'running' RETURNING run_id"""
+# The thread's waiting runs, when the run being queued was admitted.
+_WAITING_HERE = (
+    "(SELECT outcome FROM verdict) = 'queued' AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending')"
+)
+
 # Queueing a run, decided by PostgreSQL after the tenant's lock and the
 # thread's row lock, in the snapshot of this statement: the runs in flight
 # against the limits (``in_flight_check``), the thread (its tenant's), the
@@ -62,16 +76,8 @@ verdict AS (
            over_limit.cap,
            %(start_on)s::uuid IS NOT NULL AND %(delay)s <= 0 AND NOT EXISTS (SELECT 1 FROM inflight) AS starts
       FROM over_limit),
-dropped AS (
-    UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt', updated_at = now(), ended_at = now()
-     WHERE %(strategy)s = 'interrupt' AND (SELECT outcome FROM verdict) = 'queued'
-       AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending') AND status = 'pending'
-    RETURNING run_id),
-erased AS (
-    DELETE FROM runs
-     WHERE %(strategy)s = 'rollback' AND (SELECT outcome FROM verdict) = 'queued'
-       AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending') AND status = 'pending'
-    RETURNING run_id),
+dropped AS ({_INTERRUPT_WAITING.format(which=f"%(strategy)s = 'interrupt' AND {_WAITING_HERE}")}),
+erased AS ({_ERASE_WAITING.format(which=f"%(strategy)s = 'rollback' AND {_WAITING_HERE}")}),
 -- A thread whose first assistant this is keeps it (one of another process's
 -- runs may have set one meanwhile: the first one stays); a run starting here makes it busy.
 thread AS (
@@ -101,12 +107,12 @@ SELECT verdict.outcome, verdict.cap, run.*,
 # running runs told to stop, when the new run was queued (its row is there).
 # Apart from the statement above, so that one a worker claimed meanwhile, which
 # that statement could no longer drop, is seen running here.
-_STOP_RUNNING = """
-WITH stopped AS (
-    UPDATE runs SET cancel_action = %(action)s, updated_at = now()
-     WHERE thread_id = %(thread)s AND status = 'running' AND run_id <> %(run)s
-       AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s)
-    RETURNING run_id)
+_STOP_RUNNING = f"""
+WITH stopped AS ({
+    _MARK_RUNNING.format(
+        which="thread_id = %(thread)s AND run_id <> %(run)s AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s)"
+    )
+})
 SELECT run_id, pg_notify(%(cancel)s, run_id::text) FROM stopped"""
 
 # A batch of stream events, as columns.
@@ -238,38 +244,23 @@ class RunStore:
             raise ThreadBusy(str(new.thread_id))
         return Created(run=_record({name: row[name] for name in RunRecord.__struct_fields__}), stopping=stopping)
 
-    async def _drop_pending(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> set[uuid.UUID]:
-        """Runs that never started: ``interrupt`` ends them, ``rollback`` erases
-        them. Returns those dropped (a worker may have just taken one)."""
-        if not run_ids:
-            return set()
-        if action == "rollback":
-            cur = await conn.execute(
-                "DELETE FROM runs WHERE run_id = ANY(%s) AND status = 'pending' RETURNING run_id", (list(run_ids),)
-            )
-        else:
-            cur = await conn.execute(
-                """UPDATE runs SET status = 'interrupted', cancel_action = 'interrupt',
-                                  updated_at = now(), ended_at = now()
-                   WHERE run_id = ANY(%s) AND status = 'pending' RETURNING run_id""",
-                (list(run_ids),),
-            )
-        dropped = {r["run_id"] for r in await cur.fetchall()}
-        for run_id in dropped:
-            await conn.execute("SELECT pg_notify(%s, %s)", (DONE_CHANNEL, str(run_id)))
-        return dropped
-
-    async def _stop_running(self, conn: AsyncConnection, run_ids: Sequence[uuid.UUID], action: str) -> None:
-        """Tell the workers of running runs to stop them, by ``action``."""
-        if not run_ids:
-            return
-        cur = await conn.execute(
-            """UPDATE runs SET cancel_action = %s, updated_at = now()
-               WHERE run_id = ANY(%s) AND status = 'running' RETURNING run_id""",
-            (action, list(run_ids)),
+    async def _drop_pending(self, conn: AsyncConnection, run_id: uuid.UUID, action: CancelAction) -> bool:
+        """A run that never started: ``interrupt`` ends it, ``rollback`` erases
+        it, and its waiters hear. False when it was not waiting (a worker may have just taken it)."""
+        dropped = (_ERASE_WAITING if action == "rollback" else _INTERRUPT_WAITING).format(which="run_id = %(run)s")
+        told = await conn.execute(
+            f"WITH dropped AS ({dropped}) SELECT pg_notify(%(done)s, run_id::text) FROM dropped",
+            {"run": run_id, "done": DONE_CHANNEL},
         )
-        for row in await cur.fetchall():
-            await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(row["run_id"])))
+        return await told.fetchone() is not None
+
+    async def _stop_running(self, conn: AsyncConnection, run_id: uuid.UUID, action: CancelAction) -> None:
+        """Tell the worker of a running run to stop it, by ``action``."""
+        await conn.execute(
+            f"WITH stopped AS ({_MARK_RUNNING.format(which='run_id = %(run)s')}) "
+            "SELECT pg_notify(%(cancel)s, run_id::text) FROM stopped",
+            {"run": run_id, "action": action, "cancel": CANCEL_CHANNEL},
+        )
 
     async def cancel(self, tenant: str, thread_id: uuid.UUID, run_id: uuid.UUID, action: CancelAction) -> str | None:
         """Ask a run to stop. Returns the run's status before (None when the
@@ -288,10 +279,10 @@ class RunStore:
             ).fetchone()
             if row is None:
                 return None
-            if row["status"] == "pending" and not await self._drop_pending(conn, [run_id], action):
+            if row["status"] == "pending" and not await self._drop_pending(conn, run_id, action):
                 row["status"] = "running"  # taken by a worker just now
             if row["status"] == "running":
-                await self._stop_running(conn, [run_id], action)
+                await self._stop_running(conn, run_id, action)
             return row["status"]
 
     # Reading -------------------------------------------------------------------
