@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import time
@@ -25,6 +26,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def compact_statement(sql: str) -> str:
+    """``sql`` without its ``--`` comments and runs of whitespace (for a
+    statement with no string literal holding either). psycopg finds a
+    statement's ``%(name)s`` placeholders once and keeps the result, but only
+    for a statement of at most 4 KB (``MAX_CACHED_STATEMENT_LENGTH``): a longer
+    one is read again at every execution, some 0.1-0.2 ms of the client's CPU."""
+    return " ".join(re.sub(r"--[^\n]*", "", sql).split())
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.database import pipelined_transaction
+from appliance.store.database import compact_statement, pipelined_transaction
 from appliance.store.limits import LimitSet, OverLimit, in_flight_check, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -64,7 +64,8 @@ _WAITING_HERE = (
 # assistant remembered, and the run inserted, running on ``start_on`` when the
 # thread is idle and the run due now (claimed as ``claim`` would, its thread
 # busy), else waiting, with the queue told. Each refusal changes nothing.
-_QUEUE_RUN = f"""
+# Compacted: written out, it is longer than psycopg keeps read.
+_QUEUE_RUN = compact_statement(f"""
 WITH {in_flight_check("runs", "FROM runs WHERE tenant = %(tenant)s AND status IN ('pending', 'running')")},
 inflight AS (SELECT run_id, status FROM runs WHERE thread_id = %(thread)s AND status IN ('pending', 'running')),
 verdict AS (
@@ -101,7 +102,7 @@ SELECT verdict.outcome, verdict.cap, run.*,
        (SELECT count(pg_notify(%(done)s, run_id::text)) FROM (TABLE dropped UNION ALL TABLE erased) AS gone)
            AS told_done,
        CASE WHEN run.status = 'pending' THEN pg_notify(%(queue)s, '') END AS told_queue
-  FROM verdict LEFT JOIN run ON true"""
+  FROM verdict LEFT JOIN run ON true""")
 
 # With interrupt or rollback, after the waiting runs were dropped: the thread's
 # running runs told to stop, when the new run was queued (its row is there).
