@@ -22,7 +22,7 @@ from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
 from appliance.store.checkpointer import CONVERSATION_TABLES, PooledPostgresSaver, thread_config
-from appliance.store.database import open_pool
+from appliance.store.database import open_pool, pipelined_transaction
 from appliance.store.limits import LimitSet, LimitStore, OverLimit
 from appliance.store.migrations import migrate
 from appliance.store.runs import NewRun, RunStore, ThreadBusy
@@ -130,6 +130,34 @@ async def test_a_refused_run_leaves_nothing_and_its_connection_clean(wired):
     # The one connection goes on at once, with no transaction left open on it.
     second = await runs.create(new_run(thread.thread_id), LIMITS)
     assert second.run.status == "pending"
+
+
+async def test_a_pipelined_transaction_is_committed_by_its_sync_whole_or_not_at_all(wired):
+    """No BEGIN or COMMIT goes on the wire (each was a statement of the client's
+    own): the Sync that ends the pipeline commits what the block sent. When
+    PostgreSQL refuses a statement, or the block raises, none of it stays."""
+    wire, runs, _, _ = wired
+    async with runs.pool.connection() as conn:
+        await conn.execute("CREATE TABLE said (word text PRIMARY KEY)")
+
+    async def say(*words: str, then: Exception | None = None) -> None:
+        async with runs.pool.connection() as conn, pipelined_transaction(conn):
+            for word in words:
+                await conn.execute("INSERT INTO said VALUES (%s)", (word,))
+            if then is not None:
+                raise then
+
+    wire.reset()
+    await say("one", "two")
+    assert wire.round_trips == 1
+    assert b"BEGIN" not in wire.sent and b"COMMIT" not in wire.sent
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await say("three", "one")
+    with pytest.raises(RuntimeError):
+        await say("four", then=RuntimeError("the caller changed its mind"))
+    async with runs.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT word FROM said ORDER BY word")).fetchall()
+    assert [r["word"] for r in rows] == ["one", "two"]
 
 
 async def test_a_batch_of_stream_events_is_kept_whole_in_one_wait(wired):

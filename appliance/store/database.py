@@ -40,20 +40,29 @@ def compact_statement(sql: str) -> str:
 @asynccontextmanager
 async def pipelined_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
     """A transaction in pipeline mode, as a turn's writes (queueing a run,
-    recording its end) and an upload's slot are made: BEGIN travels with the
-    first statements and COMMIT with the last, so the transaction waits on
+    recording its end) and an upload's slot are made: the statements sent in
+    the block are one transaction, committed by the Sync psycopg sends as the
+    pipeline ends (in the extended query protocol a transaction lasts until the
+    Sync, on an autocommit connection as the pool's are). So it waits on
     PostgreSQL once for each result read inside it, and once to commit; a
     result read after it comes with the commit. A lock taken inside is held
-    only while PostgreSQL runs the statements, unless a result is read
-    inside. (psycopg's ``transaction()`` in a pipeline syncs as it opens and
-    as it closes: each turn's two transactions waited eleven times where
-    three do.) Each statement still runs in order, after the locks before it.
-    On an error the pool's connection block rolls the transaction back, as it
-    would psycopg's."""
+    only while PostgreSQL runs the statements, unless a result is read inside.
+    No BEGIN or COMMIT is sent: each was a statement of its own, some 0.1 ms of
+    the client's CPU. (psycopg's ``transaction()`` in a pipeline syncs as it
+    opens and as it closes: each turn's two transactions waited eleven times
+    where three do.) Each statement still runs in order, after the locks before it.
+
+    When the block raises (the caller cancelled, a result refused), the
+    connection is closed before that Sync: PostgreSQL rolls back what it has
+    received, nothing of it is committed, and the pool replaces the connection."""
+    if not conn.autocommit:
+        raise ValueError("a pipelined transaction needs an autocommit connection (its Sync commits it)")
     async with conn.pipeline():
-        await conn.execute("BEGIN")
-        yield conn
-        await conn.execute("COMMIT")
+        try:
+            yield conn
+        except BaseException:
+            await conn.close()
+            raise
 
 
 EMBEDDED_DATABASE = "appliance"

@@ -18,11 +18,12 @@ class _Turn:
 class RoundTripCounter:
     """``async with RoundTripCounter(url) as wire``: ``wire.url`` reaches the
     server of ``url`` through the relay; ``wire.round_trips`` counts since the
-    last ``wire.reset()``."""
+    last ``wire.reset()``, and ``wire.sent`` the bytes the client sent since."""
 
     def __init__(self, url: str) -> None:
         self._target = urlsplit(url)
         self.round_trips = 0
+        self.sent = bytearray()
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[None]] = set()
 
@@ -36,6 +37,7 @@ class RoundTripCounter:
 
     def reset(self) -> None:
         self.round_trips = 0
+        self.sent.clear()
 
     async def __aenter__(self) -> RoundTripCounter:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -70,8 +72,10 @@ class RoundTripCounter:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, turn: _Turn, *, from_client: bool
     ) -> None:
         while data := await reader.read(65536):
-            if from_client and turn.server_spoke:
-                self.round_trips += 1
+            if from_client:
+                self.sent += data
+                if turn.server_spoke:
+                    self.round_trips += 1
             turn.server_spoke = not from_client
             writer.write(data)
             await writer.drain()
