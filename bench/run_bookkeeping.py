@@ -27,21 +27,13 @@ from collections.abc import AsyncIterator
 from psycopg import AsyncConnection
 
 import appliance.store.runs as runs_module
+from appliance.services.limits import defaults_from
 from appliance.store.database import open_pool
-from appliance.store.limits import LimitSet
 from appliance.store.migrations import migrate
 from appliance.store.runs import NewRun, RunStore
 from appliance.store.threads import ThreadStore
 from bench.common import bench_settings, percentile
 
-NO_LIMITS = LimitSet(
-    key_requests_per_minute=0,
-    tenant_requests_per_minute=0,
-    key_runs_in_flight=0,
-    tenant_runs_in_flight=0,
-    key_uploads_in_flight=0,
-    tenant_uploads_in_flight=0,
-)
 # What a run of the agent carries, about its size.
 KWARGS = {"input": {"messages": [{"role": "user", "content": "hello there"}]}, "context": {"instructions": "x" * 800}}
 
@@ -67,7 +59,8 @@ VARIANTS = {
 
 
 async def main(rounds: int, block: int) -> None:
-    with bench_settings() as settings:
+    with bench_settings() as settings:  # the limits off, as in every bench
+        limits = defaults_from(settings)
         pool = await open_pool(settings.database_url, min_size=1, max_size=1)
         try:
             await migrate(pool)
@@ -86,7 +79,7 @@ async def main(rounds: int, block: int) -> None:
                     start_on=worker,
                 )
                 wall, cpu = time.perf_counter(), time.process_time()
-                created = await runs.create(new, NO_LIMITS)
+                created = await runs.create(new, limits)
                 await runs.finish(created.run, worker, "success", "idle")
                 return time.perf_counter() - wall, time.process_time() - cpu
 

@@ -2,7 +2,7 @@
 statement's ``%(name)s`` placeholders with a regular expression and keeps
 what it found, but only for a statement of at most 4 KB with at most 50
 parameters: a larger one is read again at every execution. The run's
-queueing was one such until 2026-12-07, some 0.1-0.2 ms of CPU a turn
+queueing was one such until 2026-12-07, some 0.2-0.4 ms of CPU a turn
 (``store.database.compact_statement``)."""
 
 from __future__ import annotations
