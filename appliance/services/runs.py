@@ -77,6 +77,9 @@ class RunSpec:
     after_seconds: float = 0
     on_completion: Literal["delete", "keep"] = "delete"
     durability: Durability = DEFAULT_DURABILITY
+    # The caller is told of the run before its end (False: it waits for the
+    # end, which is all it hears; the run's queueing need not wait for the disk).
+    announced: bool = True
 
 
 class Prepared(NamedTuple):
@@ -186,6 +189,7 @@ class RunService:
             key_id=key_id,
             start_on=start_on,
             remember_assistant=remember_assistant,
+            announced=spec.announced,
         )
         created = None
         try:

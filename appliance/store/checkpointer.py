@@ -50,6 +50,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, as_columns
+from appliance.store.database import UNFLUSHED_COMMIT
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
 from appliance.store.windows import Windows
@@ -218,9 +219,12 @@ class CheckpointRow(NamedTuple):
     source: str | None
 
 
-def _statement(checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows]) -> tuple[str, dict[str, Any]]:
+def _statement(
+    checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows], *, unflushed: bool = False
+) -> tuple[str, dict[str, Any]]:
     """Checkpoints of one thread (oldest first) with their blobs, and writes
-    of its checkpoints, as one statement and its parameters."""
+    of its checkpoints, as one statement and its parameters; ``unflushed``,
+    committed without waiting for the disk (``UNFLUSHED_COMMIT``)."""
     ctes: dict[str, str] = {}
     params: dict[str, Any] = {}
     blobs: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -244,6 +248,10 @@ def _statement(checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows]
         ctes["blobs"] = _PUT_BLOBS
     written, columns = _writes(writes)
     ctes |= written
+    if unflushed:  # every write a WITH of its own, which runs whether or not it is read
+        if checkpoints:
+            ctes["checkpoint"] = _put_checkpoint_sql()
+        return _with(f" SELECT {UNFLUSHED_COMMIT}", **ctes), params | columns
     return _with(_put_checkpoint_sql() if checkpoints else " SELECT 1", **ctes), params | columns
 
 
@@ -401,7 +409,7 @@ from checkpoints """
         ready = not waiting.may_wait(row)  # decided before the row joins those waiting
         waiting.checkpoints.setdefault((row.thread_id, row.ns), []).append(row)
         if ready:
-            await self._store(row.thread_id, row.ns, *waiting.take(row.thread_id, row.ns))
+            await self._store(row.thread_id, row.ns, *waiting.take(row.thread_id, row.ns), in_run=True)
         return stored
 
     def _checkpoint_row(
@@ -442,12 +450,22 @@ from checkpoints """
         )
 
     async def _store(
-        self, thread_id: str, ns: str, checkpoints: Sequence[CheckpointRow], writes: Sequence[WriteRows]
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoints: Sequence[CheckpointRow],
+        writes: Sequence[WriteRows],
+        *,
+        in_run: bool = False,
     ) -> None:
-        """Checkpoints of one thread, oldest first, and writes of its checkpoints, in one statement."""
+        """Checkpoints of one thread, oldest first, and writes of its checkpoints,
+        in one statement. ``in_run``: a run's, whose end is recorded after them
+        and waits for the disk, taking them with it; they do not wait for it
+        themselves (a crash of the machine before that end loses its last steps,
+        and the run goes on from the step before them)."""
         if not checkpoints and not writes:
             return
-        statement, params = _statement(checkpoints, writes)
+        statement, params = _statement(checkpoints, writes, unflushed=in_run)
         async with self.conn.connection() as conn:
             await conn.execute(statement, params | {"thread_id": thread_id, "ns": ns}, binary=True)
         for row in checkpoints:
@@ -474,9 +492,9 @@ from checkpoints """
     async def _store_waiting(self, waiting: Waiting) -> None:
         """What no checkpoint followed: each thread's waiting checkpoints, then the writes left."""
         for thread_id, ns in list(waiting.checkpoints):
-            await self._store(thread_id, ns, *waiting.take(thread_id, ns))
+            await self._store(thread_id, ns, *waiting.take(thread_id, ns), in_run=True)
         for (thread_id, ns, _), batches in waiting.writes.items():
-            await self._store(thread_id, ns, [], batches)
+            await self._store(thread_id, ns, [], batches, in_run=True)
 
     @asynccontextmanager
     async def writes_with_next_checkpoint(self) -> AsyncIterator[None]:

@@ -38,6 +38,18 @@ def compact_statement(sql: str) -> str:
     return " ".join(re.sub(r"--[^\n]*", "", sql).split())
 
 
+# A select-list item that commits its statement's transaction without
+# waiting for the WAL to reach the disk (``synchronous_commit`` off, for that
+# transaction only). PostgreSQL writes the WAL in order, so the next commit
+# that does wait makes it durable too (any statement's; else the WAL writer
+# flushes it within 3 x its wal_writer_delay, 600 ms by default). A crash of
+# the machine before then loses it, with what was committed after it: the
+# database comes back as it was a moment earlier, consistent. For what no one has
+# been told of yet: a request's count, a run whose caller hears only of its
+# end (which waits), a run's checkpoints before its end.
+UNFLUSHED_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
 @asynccontextmanager
 async def pipelined_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
     """A transaction in pipeline mode, as a turn's writes (queueing a run,

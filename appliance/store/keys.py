@@ -12,6 +12,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.audit import Actor, record
+from appliance.store.database import UNFLUSHED_COMMIT
 from appliance.store.limits import RequestCount
 
 KEY_PREFIX = "apk_"
@@ -53,7 +54,7 @@ SELECT key.*,
        (SELECT limits FROM tenant_limits WHERE tenant = key.tenant) AS limits,
        -- This statement's own commit: a count lost in a crash is harmless,
        -- waiting for the WAL to reach the disk on every request is not.
-       set_config('synchronous_commit', 'off', true) AS unflushed
+       {UNFLUSHED_COMMIT} AS unflushed
 FROM key"""
 
 

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.database import compact_statement, pipelined_transaction
+from appliance.store.database import UNFLUSHED_COMMIT, compact_statement, pipelined_transaction
 from appliance.store.limits import LimitSet, OverLimit, in_flight_check, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -101,7 +101,9 @@ run AS (
 SELECT verdict.outcome, verdict.cap, run.*,
        (SELECT count(pg_notify(%(done)s, run_id::text)) FROM (TABLE dropped UNION ALL TABLE erased) AS gone)
            AS told_done,
-       CASE WHEN run.status = 'pending' THEN pg_notify(%(queue)s, '') END AS told_queue
+       CASE WHEN run.status = 'pending' THEN pg_notify(%(queue)s, '') END AS told_queue,
+       -- A run whose caller hears only of its end: that end's commit waits for the disk, and takes this one with it.
+       CASE WHEN NOT %(announced)s THEN {UNFLUSHED_COMMIT} END AS unflushed
   FROM verdict LEFT JOIN run ON true""")
 
 # With interrupt or rollback, after the waiting runs were dropped: the thread's
@@ -159,6 +161,11 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     # The thread has no assistant of its own yet: it takes this run's
     # (metadata.assistant_id), in the run's own transaction.
     remember_assistant: bool = False
+    # The caller is told of the run before it ends (its id, a stream's first
+    # event), so its queueing waits for the disk. Else (a caller waiting for
+    # its answer) only the run's end does: the run is lost with its caller's
+    # connection if the machine fails before.
+    announced: bool = True
 
 
 class ThreadBusy(Exception):
@@ -215,6 +222,7 @@ class RunStore:
             "key": new.key_id,
             "start_on": new.start_on,
             "remember": new.remember_assistant,
+            "announced": new.announced,
             "key_cap": limits.key_runs_in_flight,
             "tenant_cap": limits.tenant_runs_in_flight,
             "queue": QUEUE_CHANNEL,

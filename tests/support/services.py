@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -158,6 +159,7 @@ class PrivatePostgres:
         self.socket_dir = root / "socket"
         self.port = free_port()
         self.log = root / "postgres.log"
+        self._held: int | None = None  # the WAL writer's pid while ``hold_wal_writer`` holds it
         self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         for path in (root, self.socket_dir, *([waldir] if waldir else [])):
             path.mkdir(parents=True, exist_ok=True)
@@ -177,19 +179,51 @@ class PrivatePostgres:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr or done.stdout}")
 
     def remove(self) -> None:
+        if self._held is not None:  # a test that failed while it was held: let the server stop
+            os.kill(self._held, signal.SIGCONT)
         if self.running():
             self.stop()
         for path in (self.root, self.waldir):
             if path is not None:
                 shutil.rmtree(path, ignore_errors=True)
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    def start(self, *settings: str) -> None:
+        """Started, with ``settings`` ("name=value") besides the test's defaults."""
+        extra = "".join(f" -c {setting}" for setting in settings)
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off{extra}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self) -> None:
         """A fast shutdown: sessions are cut, as on a restart of the service."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def _wal_writer(self) -> int | None:
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'").fetchone()
+        return row[0] if row else None
+
+    def hold_wal_writer(self) -> None:
+        """Stop the WAL writer where it is (SIGSTOP), so no commit reaches the
+        disk but those that wait for it, until ``crash``."""
+        self._held = self._wal_writer()
+        os.kill(self._held, signal.SIGSTOP)
+
+    def crash(self) -> None:
+        """The server fails as the machine would: its WAL writer is killed, so
+        PostgreSQL ends every process at once and starts again from the WAL on
+        disk (what it held in memory is lost). Returns when it answers again."""
+        killed, self._held = self._wal_writer(), None
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self._wal_writer() not in (killed, None):
+                    return
+            except psycopg.OperationalError:
+                pass  # starting again
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"PostgreSQL did not come back after a crash; see {self.log}")
+            time.sleep(0.1)
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()

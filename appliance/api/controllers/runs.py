@@ -36,7 +36,8 @@ def to_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
     """``followed``: a stream may follow the run, so without a stream_mode it
     records values (the Agent Server's default). A run its caller waits for
     answers with the final state instead, and records only what is asked:
-    values at every step are the whole window, again and again, for no one."""
+    values at every step are the whole window, again and again, for no one;
+    its caller hears of it only at its end (``RunSpec.announced``)."""
     if data.feedback_keys:
         raise Invalid("feedback_keys needs LangSmith, which an offline appliance does not use; leave it out")
     if data.langsmith_tracer:
@@ -60,6 +61,7 @@ def to_spec(data: RunCreate, *, followed: bool = True) -> RunSpec:
         after_seconds=data.after_seconds or 0,
         on_completion=data.on_completion,
         durability=data.durability or DEFAULT_DURABILITY,
+        announced=followed,
     )
 
 
