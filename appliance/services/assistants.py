@@ -325,11 +325,17 @@ class AssistantService:
             raise Invalid(f"the assistant's settings are no longer valid: {exc}", param=exc.field) from None
 
     async def run_context(
-        self, tenant: str, chosen: Chosen, changes: dict[str, Any], knowledge_bases: list[str] | None
+        self,
+        tenant: str,
+        chosen: Chosen,
+        changes: dict[str, Any],
+        knowledge_bases: list[str] | None,
+        every_base: list[str] | None = None,
     ) -> AssistantContext:
         """The whole context a run carries: the defaults, its assistant's, the
         run's own ``changes``; ``knowledge_bases`` (already resolved) when the
-        run or its thread chose them, else the assistant's, resolved now."""
+        run or its thread chose them, else the assistant's, resolved now
+        (``every_base``: the tenant's knowledge bases, when already read)."""
         overrides = await self.checked_context(tenant, changes, "context") if changes else {}
         merged = chosen.context | overrides
         if knowledge_bases is None:
@@ -338,6 +344,7 @@ class AssistantService:
                 merged.get("knowledge_bases", self.defaults.knowledge_bases),
                 "the assistant's knowledge_bases",
                 lenient=True,  # deleted since the assistant chose them: not the caller's fault
+                every=every_base,
             )
         try:
             return contexts.overlay(self.defaults, merged | {"knowledge_bases": knowledge_bases})

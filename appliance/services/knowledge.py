@@ -96,16 +96,19 @@ class KnowledgeService:
         """Chroma's vector count (it answers only when Chroma is up)."""
         return await self.ingestor.index.count()
 
-    async def resolve(self, tenant: str, value: Any, where: str, *, lenient: bool = False) -> list[str]:
+    async def resolve(
+        self, tenant: str, value: Any, where: str, *, lenient: bool = False, every: list[str] | None = None
+    ) -> list[str]:
         """Knowledge base ids a run may use, checked to be the tenant's own (else 404,
         as for any reference to what does not exist or is another tenant's):
         ``value`` lists ids or names, or is ``["*"]``, every knowledge base the
-        tenant has now. ``lenient`` drops those that no longer exist (an
-        assistant's choice, made before they were deleted) instead of refusing."""
+        tenant has now (``every``, when the caller has just read them). ``lenient``
+        drops those that no longer exist (an assistant's choice, made before
+        they were deleted) instead of refusing."""
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise Invalid(f"{where} must be a list of knowledge base ids or names", param=where)
         if ALL_KNOWLEDGE_BASES in value:
-            return [str(kb.knowledge_base_id) for kb in await self.list(tenant)]
+            return every if every is not None else [str(kb.knowledge_base_id) for kb in await self.list(tenant)]
         ids: list[uuid.UUID] = []
         for v in value:
             try:

@@ -128,10 +128,10 @@ class RunService:
         """Check the run and queue it on the thread, by its multitask strategy
         (with if_not_exists='create', a missing thread is made, with ``new_thread_metadata``).
         ``key_id`` is the key that asks (None: the host's CLI), counted in its runs in flight."""
-        thread = await self.thread_service.store.get(tenant, thread_id)
+        thread, every_base = await self.thread_service.store.get_with_bases(tenant, thread_id)
         if thread is None and spec.if_not_exists != "create":
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it")
-        prepared = await self._prepare(tenant, thread, spec)
+        prepared = await self._prepare(tenant, thread, spec, every_base)
         if thread is None:
             metadata = (new_thread_metadata or {}) | {"assistant_id": prepared.assistant_id}
             await self.thread_service.create(tenant, thread_id, metadata, "do_nothing")
@@ -212,9 +212,12 @@ class RunService:
         """A run without input goes on from the thread's last checkpoint: is there one?"""
         return await self.graph.checkpointer.aget_tuple(thread_config(thread_id)) is not None
 
-    async def _prepare(self, tenant: str, thread: ThreadRecord | None, spec: RunSpec) -> Prepared:
+    async def _prepare(
+        self, tenant: str, thread: ThreadRecord | None, spec: RunSpec, every_base: list[str] | None = None
+    ) -> Prepared:
         """Check everything the run asks, and resolve its assistant (the run's,
-        else the thread's, else the built-in one) into the context it runs with."""
+        else the thread's, else the built-in one) into the context it runs with
+        (``every_base``: the tenant's knowledge bases, when already read)."""
         if spec.input is not None and spec.command is not None:
             raise Invalid("send either input (a new message) or command (to resume a paused run), not both")
         nodes = set(self.graph.nodes) - {"__start__"}
@@ -242,9 +245,8 @@ class RunService:
                     param="assistant_id",
                 ) from None
         changes = dict(spec.context)
-        context = await self.assistants.run_context(
-            tenant, chosen, changes, await self._knowledge_bases(tenant, thread, spec, changes)
-        )
+        chosen_bases = await self._knowledge_bases(tenant, thread, spec, changes, every_base)
+        context = await self.assistants.run_context(tenant, chosen, changes, chosen_bases, every_base)
         request = RunRequest(
             assistant_version=chosen.version,
             context=context,
@@ -282,21 +284,26 @@ class RunService:
             raise Invalid(f"{where} is an integer beyond 64 bits, which a checkpoint cannot hold", param="command")
 
     async def _knowledge_bases(
-        self, tenant: str, thread: ThreadRecord | None, spec: RunSpec, changes: dict[str, Any]
+        self,
+        tenant: str,
+        thread: ThreadRecord | None,
+        spec: RunSpec,
+        changes: dict[str, Any],
+        every_base: list[str] | None,
     ) -> list[str] | None:
         """One rule for every client: the run's own choice (context.knowledge_bases,
         or config.configurable.knowledge_bases), else the thread's
         (metadata.knowledge_bases; null there is no choice), else None: its assistant's."""
         if "knowledge_bases" in changes:
-            return await self.knowledge.resolve(tenant, changes.pop("knowledge_bases"), "context.knowledge_bases")
-        if "knowledge_bases" in spec.configurable:
-            return await self.knowledge.resolve(
-                tenant, spec.configurable["knowledge_bases"], "config.configurable.knowledge_bases"
-            )
-        if thread is not None and thread.metadata.get("knowledge_bases") is not None:
+            value, where = changes.pop("knowledge_bases"), "context.knowledge_bases"
+        elif "knowledge_bases" in spec.configurable:
+            value, where = spec.configurable["knowledge_bases"], "config.configurable.knowledge_bases"
+        elif thread is not None and thread.metadata.get("knowledge_bases") is not None:
+            value = thread.metadata["knowledge_bases"]
             where = f"the metadata.knowledge_bases of thread {thread.thread_id}"
-            return await self.knowledge.resolve(tenant, thread.metadata["knowledge_bases"], where)
-        return None
+        else:
+            return None
+        return await self.knowledge.resolve(tenant, value, where, every=every_base)
 
     def validate_input(self, value: Any, context: AssistantContext | None = None) -> dict[str, Any]:
         """The input's messages, checked, as JSON; each fits the memory budget of ``context``."""

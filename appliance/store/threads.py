@@ -75,6 +75,24 @@ class ThreadStore:
             ).fetchone()
         return _record(row) if row else None
 
+    async def get_with_bases(self, tenant: str, thread_id: uuid.UUID) -> tuple[ThreadRecord | None, list[str]]:
+        """The thread (None: not the tenant's, or none), and the ids of every
+        knowledge base of its tenant, by name: what a run on it reads before it
+        is queued (an assistant's ``["*"]``), in one statement where it was two."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"""SELECT {_COLUMNS},
+                               ARRAY(SELECT knowledge_base_id::text FROM knowledge_bases
+                                      WHERE tenant = %(tenant)s ORDER BY name) AS tenant_bases
+                          FROM (VALUES (1)) AS one
+                          LEFT JOIN threads ON thread_id = %(thread)s AND tenant = %(tenant)s""",
+                    {"thread": thread_id, "tenant": tenant},
+                )
+            ).fetchone()
+        bases = row.pop("tenant_bases")
+        return (_record(row) if row["thread_id"] is not None else None), bases
+
     async def merge_metadata(self, tenant: str, thread_id: uuid.UUID, metadata: dict[str, Any]) -> ThreadRecord | None:
         async with self.pool.connection() as conn:
             row = await (
