@@ -1,7 +1,7 @@
 """A process keeps the conversation windows it rebuilds (store/windows.py): the
 next read of a thread replays only what was written since, and reads the same
 state as a process that keeps nothing, whoever wrote the turns in between,
-on forks and old checkpoints alike."""
+on forks and old checkpoints alike. A run's final state is kept likewise."""
 
 from __future__ import annotations
 
@@ -134,5 +134,57 @@ async def test_kept_windows_read_what_a_process_keeping_nothing_reads(databases)
         state = await writers[0].aget_state(config)
         state.values["messages"].clear()
         assert shown(await writers[0].aget_state(config)) == shown(await plain.aget_state(config))
+    finally:
+        await pool.close()
+
+
+async def as_a_run(graph, saver: PooledPostgresSaver, value, config) -> None:
+    """A turn as the run engine takes it: its writes with the next checkpoint, its final state told."""
+    async with saver.writes_with_next_checkpoint() as stored:
+        values = None
+        async for chunk in graph.astream(value, config, stream_mode="values"):
+            values = chunk
+        stored.ended_with(values)
+
+
+async def test_a_runs_final_state_is_the_window_its_threads_next_turn_starts_from(databases):
+    """A run's last "values" are kept as the window of its last checkpoint: the
+    thread's next turn in that process reads none of its conversation back, and
+    every process still reads what one keeping nothing reads."""
+    pool = await open_pool(databases)
+    try:
+        serde = CountingSerializer()
+        first, second = PooledPostgresSaver(pool, serde=serde), PooledPostgresSaver(pool)
+        reference = PooledPostgresSaver(pool)
+        await first.setup()
+        savers, writers = [first, second], [build(first, keep=True), build(second, keep=True)]
+        plain = build(reference, keep=False)
+        config = thread_config(uuid.uuid4())
+        order = itertools.cycle([0, 0, 1, 0, 1, 1, 1])
+        marks, previous, read_back = [], None, []
+        for n in range(20):
+            which = next(order)
+            serde.decoded = 0
+            await as_a_run(writers[which], savers[which], {"messages": [HumanMessage(f"q {n}", id=f"q{n}")]}, config)
+            if which == 0:  # what its read decoded, after a turn of its own or of the other process
+                read_back.append((previous == 0, serde.decoded))
+            previous = which
+            if n == 8:  # a message removed, as the memory policy does when it folds
+                await writers[1].aupdate_state(config, {"messages": [RemoveMessage(id="q3")]}, as_node="answer")
+                previous = 1
+            marks.append((await reference.aget_tuple(config)).config)
+        assert [decoded for own, decoded in read_back if own] == [0, 0, 0]
+        assert all(decoded > 0 for own, decoded in read_back[1:] if not own)  # the other's turn is read back
+
+        expected = shown(await plain.aget_state(config))
+        assert "q3" not in [m[0] for m in expected] and len(expected) == 39
+        for each in writers:
+            assert shown(await each.aget_state(config)) == expected
+        # A run from an old checkpoint (a fork) ends where it should, and is read alike.
+        await as_a_run(writers[0], first, {"messages": [HumanMessage("another way", id="fork")]}, marks[5])
+        expected = shown(await plain.aget_state(config))
+        assert expected[-2][0] == "fork" and "q6" not in [m[0] for m in expected]
+        for each in writers:
+            assert shown(await each.aget_state(config)) == expected
     finally:
         await pool.close()

@@ -175,7 +175,7 @@ class RunExecutor:
         # Updates are always watched: an "__interrupt__" one says the graph
         # paused for a person. Values too: the last is the final state, which
         # this process's waiters then need not read back.
-        async with self.checkpointer.writes_with_next_checkpoint():
+        async with self.checkpointer.writes_with_next_checkpoint() as stored:
             async for mode, chunk in self.graph.astream(
                 value,
                 config,
@@ -192,6 +192,8 @@ class RunExecutor:
                     values = chunk
                 if mode in wanted:
                     self.events.publish_json(live, mode, stream_json(mode, chunk))
+            if not paused:  # the state of the run's last checkpoint: the thread's next turn starts from it
+                stored.ended_with(values)
         await self.events.flush()
         end = RunEnd("success", values, interrupts)
         await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)

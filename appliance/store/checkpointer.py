@@ -267,6 +267,15 @@ class Waiting:
 
     writes: dict[tuple[str, str, str], list[WriteRows]] = field(default_factory=dict)
     checkpoints: dict[tuple[str, str], list[CheckpointRow]] = field(default_factory=dict)
+    # The last checkpoint stored of each (thread, namespace).
+    stored: dict[tuple[str, str], CheckpointRow] = field(default_factory=dict)
+    # The run's final state, as its graph gave it (``ended_with``).
+    final: dict[str, Any] | None = None
+
+    def ended_with(self, values: dict[str, Any] | None) -> None:
+        """The run came to its end with these values (its graph's last "values"):
+        the state of the last checkpoint it stores, kept for its next turn."""
+        self.final = values
 
     def may_wait(self, row: CheckpointRow) -> bool:
         """The run's input checkpoint, and the one after its step, when that
@@ -285,6 +294,8 @@ class Waiting:
         """The thread's waiting checkpoints, and the writes of each one's parent (of the step that made it)."""
         rows = self.checkpoints.pop((thread_id, ns), [])
         writes = [batch for row in rows for batch in self.writes.pop((thread_id, ns, row.parent_id), [])]
+        if rows:
+            self.stored[(thread_id, ns)] = rows[-1]
         return rows, writes
 
 
@@ -344,6 +355,9 @@ from checkpoints """
         self._apart: frozenset[str] = frozenset()
         # The version of each value stored apart that this process has stored (or offered), kept as a window is.
         self.stored_apart = Windows(size=APART_KNOWN)
+        # The channel versions of the checkpoints this process last read, by
+        # checkpoint id: a run reads its thread's last checkpoint, then its history.
+        self.versions_read = Windows()
 
     def keep_windows(self, channels: Mapping[str, Any]) -> None:
         """Keep the values this process rebuilds of these channels of its graph
@@ -497,7 +511,7 @@ from checkpoints """
             await self._store(thread_id, ns, [], batches, in_run=True)
 
     @asynccontextmanager
-    async def writes_with_next_checkpoint(self) -> AsyncIterator[None]:
+    async def writes_with_next_checkpoint(self) -> AsyncIterator[Waiting]:
         """A run's graph within it: a step's writes wait for the checkpoint that
         follows the step and go into its statement, so a checkpoint is never
         stored without the writes it rests on; and the run's input checkpoint
@@ -506,21 +520,36 @@ from checkpoints """
         What no checkpoint followed (a node that paused for a person, a run
         stopped or failed mid-step) is stored on the way out. A process that
         dies in the moment between a step's end and its checkpoint loses that
-        step's writes, and its tasks run again on resume."""
+        step's writes, and its tasks run again on resume. A run that tells how
+        it ended (``Waiting.ended_with``) leaves its final state as the windows
+        of its last checkpoint: its thread's next turn reads none of it back."""
         waiting = Waiting()
         token = _waiting.set(waiting)
         ended = False
         try:
-            yield
+            yield waiting
             ended = True
         finally:
             _waiting.reset(token)
             if ended:
                 await self._store_waiting(waiting)
+                self._keep_final(waiting)
             elif waiting.checkpoints or waiting.writes:
                 # What the run did before it stopped is kept, as it was when each was stored alone.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._store_waiting(waiting))
+
+    def _keep_final(self, waiting: Waiting) -> None:
+        """Each rebuilt channel's value in the run's final state, kept as the
+        window of its thread's last checkpoint (the value at that version)."""
+        roots = [row for (_, ns), row in waiting.stored.items() if ns == ""]
+        if waiting.final is None or len(roots) != 1:
+            return
+        row = roots[0]
+        versions = row.checkpoint.obj["channel_versions"]
+        for channel in self._rebuilt:
+            if channel in waiting.final and channel in versions:
+                self.windows.keep((row.thread_id, "", channel), versions[channel], copy.copy(waiting.final[channel]))
 
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """LangGraph's, with the pending writes decoded on the loop like the
@@ -528,6 +557,8 @@ from checkpoints """
         on every checkpoint a run starts from or a history lists."""
         row = {"thread_id": value["thread_id"], "checkpoint_ns": value["checkpoint_ns"]}
         parent = value["parent_checkpoint_id"]
+        versions = value["checkpoint"].get("channel_versions") or {}
+        self.versions_read.keep((str(row["thread_id"]), row["checkpoint_ns"], value["checkpoint_id"]), "", versions)
         return CheckpointTuple(
             {"configurable": row | {"checkpoint_id": value["checkpoint_id"]}},
             {
@@ -580,6 +611,13 @@ from checkpoints """
         seeded: set[str] = set()
         # The window this process kept of each channel: (its version, its value), where a walk may stop.
         kept = {ch: self.windows.get((str(thread_id), checkpoint_ns, ch)) for ch in channels if ch in self._rebuilt}
+        key = (str(thread_id), checkpoint_ns)
+        read = self.versions_read.get((*key, checkpoint_id))
+        if read is not None and len(kept) == len(channels):
+            at = {ch: window for ch, window in kept.items() if window is not None and read[1].get(ch) == window[0]}
+            if len(at) == len(channels):  # the checkpoint just read shows each channel as kept: nothing to walk
+                seeded_here = {"seed": _KEPT, "writes": []}
+                return {ch: self._rebuild((*key, ch), w[0], seeded_here, w) for ch, w in at.items()}
         cursor: str | None = checkpoint_id
         stage1_sql = _stage1_sql(len(channels), first_page=True)
         async with self._cursor() as cur:

@@ -6,7 +6,9 @@ hundred messages: on a long thread about a sixth of a turn's CPU went to
 rebuilding the window the turn before had just held. The last value rebuilt
 of each thread's channel is kept with its version, and the next read whose
 checkpoint's chain passes that version starts from it, replaying only the
-writes after it.
+writes after it. A run also leaves its final state as the window of its last
+checkpoint (``writes_with_next_checkpoint``), so the thread's next turn in
+the same process reads none of its conversation back.
 
 A version names one value for good: LangGraph gives each new version a random
 suffix (``get_next_version``), and a channel's rows are never rewritten under
