@@ -36,6 +36,7 @@ const state = {
   opening: 0,     // counts conversations asked to open
   first: 0,       // position in the whole conversation of the first message shown
   saving: Promise.resolve(),  // knowledge-base choices, saved in the order made
+  renaming: null, // the conversation whose title is being typed
 };
 
 // The API ----------------------------------------------------------------
@@ -150,6 +151,8 @@ async function loadThreads() {
 }
 
 function renderThreads() {
+  // A title being typed is not swept away by a refresh of the list; its end draws the list.
+  if (state.renaming) return;
   const list = $("#conversations");
   list.replaceChildren(...state.threads.map((thread) => {
     const item = document.createElement("li");
@@ -271,10 +274,12 @@ function startRename(item, thread) {
   item.replaceChildren(input);
   input.focus();
   input.select();
+  state.renaming = thread.thread_id;
   let done = false;
   const finish = async (save) => {
     if (done) return;
     done = true;
+    state.renaming = null;
     const title = input.value.trim();
     if (save && title && title !== titleOf(thread)) await setMetadata(thread.thread_id, { title });
     renderThreads();
