@@ -135,13 +135,15 @@ async def test_only_a_caller_waiting_for_the_end_is_not_told_of_its_run_before(s
     client = scripted_app.client
     thread_id = await new_thread_of(client)
     for path, body in (
-        (f"/threads/{thread_id}/runs/wait", user("hello")),  # answers at the end only
+        (f"/threads/{thread_id}/runs/wait", user("hello")),  # answers at the end only, as a chat completion does
         ("/runs/wait", user("hello")),
         (f"/threads/{thread_id}/runs/stream", user("hello")),  # the run's id in the first event
         ("/runs/stream", user("hello")),
+        ("/v1/chat/completions", {"model": "agent", "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/chat/completions", {"model": "agent", "messages": [{"role": "user", "content": "hi"}], "stream": True}),
         (f"/threads/{thread_id}/runs", user("hello")),  # the run itself, at once
     ):
         response = await client.post(path, json=body)  # each read whole: each run has ended but the last
         assert response.status_code == 200, response.text
     await client.get(f"/threads/{thread_id}/runs/{response.json()['run_id']}/join")
-    assert announced == [False, False, True, True, True]
+    assert announced == [False, False, True, True, False, True, True]

@@ -61,6 +61,8 @@ class ChatRequest:
     parallel_tool_calls: bool = True
     response_format: str = "text"  # text, json_object, json_schema
     response_schema: dict[str, Any] | None = None
+    # The answer is streamed (False: the client hears only the whole answer, at the run's end).
+    streamed: bool = False
 
 
 @dataclass
@@ -140,13 +142,13 @@ class OpenAIChatService:
         metadata = {"source": "openai"} | ({"user": request.end_user} if request.end_user else {})
         if thread_id is None or side_task:
             check_results(sent, set())
-            spec = self._spec(assistant, sent, chosen, metadata)
+            spec = self._spec(assistant, sent, chosen, metadata, streamed=request.streamed)
             run = await self.runs.create_stateless(tenant, spec, key_id=key_id)
             return ChatTurn(tenant, run, request.model, stateless=True, sent=sent, client_tools=names)
 
         check_results(sent, await self._calls(thread_id) if thread else set())
         new, checkpoint_id = await self._continuation(thread_id if thread else None, sent)
-        spec = self._spec(assistant, new, chosen, metadata, checkpoint_id)
+        spec = self._spec(assistant, new, chosen, metadata, checkpoint_id, streamed=request.streamed)
         spec.if_not_exists = "create"
         thread_metadata = {"title": title_of(sent), "conversation": request.conversation, "source": "openai"}
         run = await self.runs.create(tenant, thread_id, spec, key_id=key_id, new_thread_metadata=thread_metadata)
@@ -237,9 +239,12 @@ class OpenAIChatService:
         context: dict[str, Any],
         metadata: dict[str, str],
         checkpoint_id: str | None = None,
+        *,
+        streamed: bool,
     ) -> RunSpec:
         """The turn's run. Its knowledge bases: the request's own choice, else the
-        one rule every client follows (the conversation's, else its assistant's)."""
+        one rule every client follows (the conversation's, else its assistant's).
+        A client waiting for the whole answer hears of the run only at its end."""
         return RunSpec(
             assistant_id=assistant_id,
             input={"messages": messages},
@@ -247,6 +252,7 @@ class OpenAIChatService:
             context=context,
             stream_mode=["messages-tuple"],
             checkpoint_id=checkpoint_id,
+            announced=streamed,
         )
 
     # Answering -----------------------------------------------------------------

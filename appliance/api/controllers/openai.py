@@ -76,6 +76,7 @@ def to_request(data: ChatCompletionCreate, conversation: str | None) -> ChatRequ
         tools=tools,
         tool_choice=tool_choice_of(data.tool_choice, {t["name"] for t in tools}),
         parallel_tool_calls=data.parallel_tool_calls,
+        streamed=bool(data.stream),
         **response_format_of(data.response_format),
     )
 
