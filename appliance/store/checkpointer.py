@@ -355,8 +355,8 @@ from checkpoints """
         self._apart: frozenset[str] = frozenset()
         # The version of each value stored apart that this process has stored (or offered), kept as a window is.
         self.stored_apart = Windows(size=APART_KNOWN)
-        # The channel versions of the checkpoints this process last read, by
-        # checkpoint id: a run reads its thread's last checkpoint, then its history.
+        # The channel versions of the checkpoints this process last read (``aget_tuple``),
+        # by checkpoint id: a run reads its thread's last checkpoint, then its history.
         self.versions_read = Windows()
 
     def keep_windows(self, channels: Mapping[str, Any]) -> None:
@@ -551,14 +551,23 @@ from checkpoints """
             if channel in waiting.final and channel in versions:
                 self.windows.keep((row.thread_id, "", channel), versions[channel], copy.copy(waiting.final[channel]))
 
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """LangGraph's, noting the channel versions of the checkpoint read
+        (``versions_read``) for the history read that follows it in a run.
+        Not a history's listing: its checkpoints would push those out."""
+        found = await super().aget_tuple(config)
+        if found is not None:
+            where = found.config["configurable"]
+            read = (str(where["thread_id"]), where["checkpoint_ns"], where["checkpoint_id"])
+            self.versions_read.keep(read, "", found.checkpoint.get("channel_versions") or {})
+        return found
+
     async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
         """LangGraph's, with the pending writes decoded on the loop like the
         blobs beside them: LangGraph hops to a thread for them, even for none,
         on every checkpoint a run starts from or a history lists."""
         row = {"thread_id": value["thread_id"], "checkpoint_ns": value["checkpoint_ns"]}
         parent = value["parent_checkpoint_id"]
-        versions = value["checkpoint"].get("channel_versions") or {}
-        self.versions_read.keep((str(row["thread_id"]), row["checkpoint_ns"], value["checkpoint_id"]), "", versions)
         return CheckpointTuple(
             {"configurable": row | {"checkpoint_id": value["checkpoint_id"]}},
             {

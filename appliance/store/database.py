@@ -44,9 +44,9 @@ def compact_statement(sql: str) -> str:
 # that does wait makes it durable too (any statement's; else the WAL writer
 # flushes it within 3 x its wal_writer_delay, 600 ms by default). A crash of
 # the machine before then loses it, with what was committed after it: the
-# database comes back as it was a moment earlier, consistent. For what no one has
-# been told of yet: a request's count, a run whose caller hears only of its
-# end (which waits), a run's checkpoints before its end.
+# database comes back as it was a moment earlier, consistent. For what no one
+# has been told of yet: a request's count, a run whose caller hears only of
+# its end (which waits), a run's checkpoints before its end.
 UNFLUSHED_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
