@@ -56,9 +56,10 @@ def new_run(thread_id: uuid.UUID, **changes) -> NewRun:
 async def wired(databases):
     """A run store and a thread store whose one connection goes through the counter."""
     url = databases.create()
-    setup = await open_pool(url, min_size=1, max_size=1)
+    setup = await open_pool(url, min_size=1, max_size=2)
     try:
         await migrate(setup)
+        await PooledPostgresSaver(setup).setup()  # the conversation's tables, which the queueing looks at
     finally:
         await setup.close()
     async with RoundTripCounter(url) as wire:
@@ -92,6 +93,32 @@ async def test_queueing_a_run_waits_once_and_recording_its_end_once(wired):
     assert not await runs.finish(created.run, worker, "error", "idle")
     assert wire.round_trips == 1
     assert (await runs.get("default", None, created.run.run_id)).status == "success"
+
+
+async def test_queueing_tells_a_run_starting_here_whether_its_thread_has_a_checkpoint(wired):
+    """So the run's first read of its thread is made only when there is something to read."""
+    _, runs, threads, url = wired
+    worker = uuid.uuid4()
+    blank = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
+    begun = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
+    writer = await open_pool(url, min_size=1, max_size=1)
+    try:
+        builder = StateGraph(Said)
+        builder.add_node("echo", lambda state: {"said": ["echo"]})
+        builder.add_edge(START, "echo")
+        await builder.compile(checkpointer=PooledPostgresSaver(writer)).ainvoke(
+            {"said": ["hello"]}, thread_config(begun.thread_id)
+        )
+    finally:
+        await writer.close()
+
+    first = await runs.create(new_run(blank.thread_id, start_on=worker), LIMITS)
+    assert (first.run.status, first.blank) == ("running", True)
+    # Waiting behind it: whatever it finds when it starts, it looks.
+    queued = await runs.create(new_run(blank.thread_id, start_on=worker), LIMITS)
+    assert (queued.run.status, queued.blank) == ("pending", False)
+    later = await runs.create(new_run(begun.thread_id, start_on=worker), LIMITS)
+    assert (later.run.status, later.blank) == ("running", False)
 
 
 @pytest.mark.parametrize("strategy", ["interrupt", "rollback"])

@@ -115,14 +115,14 @@ class RunExecutor:
         self.lane = lane
         self.max_attempts = max_attempts
 
-    async def __call__(self, run: RunRecord, worker: Worker) -> None:
+    async def __call__(self, run: RunRecord, worker: Worker, *, blank: bool = False) -> None:
         live = self.events.open(run.run_id, run.attempt)
         token = queue_reporter.set(
             lambda position, waiting: self.events.publish(live, "queue", {"position": position, "waiting": waiting})
         )
         started, outcome = time.perf_counter(), "error"
         try:
-            outcome = await self._attempt(run, worker, live)
+            outcome = await self._attempt(run, worker, live, blank)
         finally:
             queue_reporter.reset(token)
             self.events.close(live, final=outcome != "requeued")
@@ -131,7 +131,7 @@ class RunExecutor:
         if outcome != "requeued" and isinstance(webhook, str):
             self.webhooks.send(webhook, await self._final_run(run))
 
-    async def _attempt(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
+    async def _attempt(self, run: RunRecord, worker: Worker, live: LiveRun, blank: bool) -> str:
         thread_id, run_id = str(run.thread_id), str(run.run_id)
         try:
             if run.cancel_action or run.run_id in worker.cancelled:
@@ -141,7 +141,7 @@ class RunExecutor:
             # A run goes on with the work of the request that made it: ahead of the
             # line. Cancelled while it waits there, it stops as below, like any run.
             async with self.lane.turn(ahead=True):
-                return await self._run_to_end(run, worker, live)
+                return await self._run_to_end(run, worker, live, blank)
         except asyncio.CancelledError:
             return await asyncio.shield(self._stopped(run, worker, live))
         except Exception as exc:
@@ -161,8 +161,9 @@ class RunExecutor:
             await self._finish(run, worker, "error", "idle", error=payload)
             return "error"
 
-    async def _run_to_end(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
-        """The attempt itself: the graph's steps streamed, then the run's end recorded."""
+    async def _run_to_end(self, run: RunRecord, worker: Worker, live: LiveRun, blank: bool) -> str:
+        """The attempt itself: the graph's steps streamed, then the run's end
+        recorded. ``blank``: the thread has no checkpoint (``Execute``)."""
         thread_id, run_id = str(run.thread_id), str(run.run_id)
         request = request_of(run)
         value = graph_input(request)
@@ -176,6 +177,8 @@ class RunExecutor:
         # paused for a person. Values too: the last is the final state, which
         # this process's waiters then need not read back.
         async with self.checkpointer.writes_with_next_checkpoint() as stored:
+            if blank:
+                stored.blank = thread_id
             async for mode, chunk in self.graph.astream(
                 value,
                 config,

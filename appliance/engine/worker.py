@@ -15,9 +15,9 @@ import os
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 
@@ -27,6 +27,7 @@ from appliance.store.runs import (
     DONE_CHANNEL,
     INFLIGHT,
     QUEUE_CHANNEL,
+    Created,
     RunRecord,
     RunStatus,
     RunStore,
@@ -52,7 +53,13 @@ RECENT_ENDS = 64
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 
-Execute = Callable[[RunRecord, "Worker"], Awaitable[None]]
+
+class Execute(Protocol):
+    """What runs a run the worker started. ``blank``: its thread had no
+    checkpoint when it was queued, and nothing can have written one since
+    (the run started there and then), so the run need not look for one."""
+
+    def __call__(self, run: RunRecord, worker: Worker, *, blank: bool = False) -> Awaitable[None]: ...
 
 
 class Worker:
@@ -240,17 +247,18 @@ class Worker:
         self._held += 1
         return self.worker_id
 
-    def adopt(self, run: RunRecord | None) -> None:
-        """Give back a held slot; when ``run`` was created running on this
-        worker, start it in it. (A run claimed under an identity this worker has
-        since lost is not started: the sweep hands it back to the queue.)"""
+    def adopt(self, created: Created | None) -> None:
+        """Give back a held slot; when the run ``created`` was made running on
+        this worker, start it in it. (A run claimed under an identity this worker
+        has since lost is not started: the sweep hands it back to the queue.)"""
         self._held -= 1
+        run = created.run if created else None
         if run is None or run.status != "running":
             if self._starved:  # the slot held may be what a queued run waits for
                 self._wake.set()
             return
         if run.worker_id == self.worker_id and self._online.is_set() and not self._stopping:
-            self._start(run)
+            self._start(run, blank=created.blank)
         else:
             self._wake.set()
 
@@ -289,8 +297,8 @@ class Worker:
             except TimeoutError:
                 pass
 
-    def _start(self, run: RunRecord) -> None:
-        task = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+    def _start(self, run: RunRecord, *, blank: bool = False) -> None:
+        task = asyncio.create_task(self._run(run, blank), name=f"run-{run.run_id}")
         self.running[run.run_id] = task
 
         def never_began(done: asyncio.Task[None]) -> None:
@@ -300,10 +308,10 @@ class Worker:
 
         task.add_done_callback(never_began)
 
-    async def _run(self, run: RunRecord) -> None:
+    async def _run(self, run: RunRecord, blank: bool) -> None:
         self._began.add(run.run_id)
         try:
-            await self.execute(run, self)
+            await self.execute(run, self, blank=blank)
         except asyncio.CancelledError:
             pass
         except Exception:

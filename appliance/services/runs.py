@@ -204,7 +204,7 @@ class RunService:
             raise NotFound(f"thread {thread_id} not found; pass if_not_exists='create' to create it") from None
         finally:
             if start_on is not None:
-                self.worker.adopt(created.run if created else None)
+                self.worker.adopt(created)
             hand_over()  # the request's work is done: the run, here or elsewhere, takes its own place
         return created.run
 

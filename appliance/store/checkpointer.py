@@ -271,6 +271,9 @@ class Waiting:
     stored: dict[tuple[str, str], CheckpointRow] = field(default_factory=dict)
     # The run's final state, as its graph gave it (``ended_with``).
     final: dict[str, Any] | None = None
+    # A thread the run knows has no checkpoint yet: the run's read of its
+    # latest answers None without asking PostgreSQL (once).
+    blank: str | None = None
 
     def ended_with(self, values: dict[str, Any] | None) -> None:
         """The run came to its end with these values (its graph's last "values"):
@@ -554,7 +557,13 @@ from checkpoints """
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """LangGraph's, noting the channel versions of the checkpoint read
         (``versions_read``) for the history read that follows it in a run.
-        Not a history's listing: its checkpoints would push those out."""
+        Not a history's listing: its checkpoints would push those out. A run
+        on a thread it knows has none (``Waiting.blank``) is told so at once."""
+        asked = config["configurable"]
+        waiting = _waiting.get()
+        if waiting is not None and waiting.blank == str(asked["thread_id"]) and not asked.get("checkpoint_ns"):
+            waiting.blank = None  # once: the run's first read; later ones see what it wrote
+            return None
         found = await super().aget_tuple(config)
         if found is not None:
             where = found.config["configurable"]

@@ -102,6 +102,8 @@ SELECT verdict.outcome, verdict.cap, run.*,
        (SELECT count(pg_notify(%(done)s, run_id::text)) FROM (TABLE dropped UNION ALL TABLE erased) AS gone)
            AS told_done,
        CASE WHEN run.status = 'pending' THEN pg_notify(%(queue)s, '') END AS told_queue,
+       -- A run starting here on a thread without a checkpoint need not look for one.
+       run.status = 'running' AND NOT EXISTS (SELECT FROM checkpoints WHERE thread_id = %(thread)s::text) AS blank,
        -- A run whose caller hears only of its end: that end's commit waits for the disk, and takes this one with it.
        CASE WHEN NOT %(announced)s THEN {UNFLUSHED_COMMIT} END AS unflushed
   FROM verdict LEFT JOIN run ON true""")
@@ -180,6 +182,8 @@ class Created(msgspec.Struct, frozen=True):
     run: RunRecord
     # Running runs told to stop because of the new run's strategy.
     stopping: list[uuid.UUID]
+    # The run starts here, on a thread that had no checkpoint when it was queued.
+    blank: bool = False
 
 
 class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
@@ -251,7 +255,8 @@ class RunStore:
             raise ThreadMissing(str(new.thread_id))
         if outcome == "thread_busy":
             raise ThreadBusy(str(new.thread_id))
-        return Created(run=_record({name: row[name] for name in RunRecord.__struct_fields__}), stopping=stopping)
+        run = _record({name: row[name] for name in RunRecord.__struct_fields__})
+        return Created(run=run, stopping=stopping, blank=bool(row["blank"]))
 
     async def _drop_pending(self, conn: AsyncConnection, run_id: uuid.UUID, action: CancelAction) -> bool:
         """A run that never started: ``interrupt`` ends it, ``rollback`` erases
