@@ -265,6 +265,39 @@ async def test_a_checkpoint_that_waited_is_stored_when_the_run_ends_without_anot
     assert await history(graph, ours) == await history(langgraphs, theirs)
 
 
+def two_steps(saver):
+    builder = StateGraph(State)
+    builder.add_node(answer)
+    builder.add_node("again", answer)
+    builder.add_edge(START, "answer")
+    builder.add_edge("answer", "again")
+    return builder.compile(checkpointer=saver)
+
+
+async def test_a_runs_last_checkpoint_waits_for_its_end_and_goes_in_its_transaction(pool):
+    """Only the last: the checkpoint after a step that started another is
+    stored before that one runs. The last goes, with the statements of the
+    run's end, in the transaction that records it."""
+    theirs, ours = thread_config(uuid.uuid4()), thread_config(uuid.uuid4())
+    langgraphs, saver = two_steps(AsyncPostgresSaver(pool)), PooledPostgresSaver(pool)
+    graph = two_steps(saver)
+    said = {"messages": [HumanMessage("question", id="q")]}
+    await langgraphs.ainvoke(said, theirs, durability="sync")
+    async with saver.writes_with_next_checkpoint(until_end=graph.trigger_to_nodes) as waiting:
+        await graph.ainvoke(said, ours, durability="sync")
+    assert [entry[:2] for entry in await history(graph, ours)] == [("loop", 1), ("loop", 0), ("input", -1)]
+
+    statements = saver.end_statements(waiting)
+    async with pool.connection() as conn, conn.transaction():
+        for statement, params in statements:
+            await conn.execute(statement, params)
+        # The run's end would be recorded here.
+    saver.end_committed(waiting)
+    assert len(statements) == 1
+    assert await history(graph, ours) == await history(langgraphs, theirs)
+    assert (await graph.aget_state(ours)).values["turns"] == 2
+
+
 def waiting_row(checkpoint_id: str, parent_id: str | None, source: str) -> CheckpointRow:
     return CheckpointRow("t", "", checkpoint_id, parent_id, Jsonb({}), Jsonb({}), [], {}, source)
 

@@ -147,3 +147,28 @@ async def test_only_a_caller_waiting_for_the_end_is_not_told_of_its_run_before(s
         assert response.status_code == 200, response.text
     await client.get(f"/threads/{thread_id}/runs/{response.json()['run_id']}/join")
     assert announced == [False, False, True, True, False, True, True]
+
+
+async def test_a_turns_checkpoints_are_committed_with_its_end(scripted_app):
+    """A plain turn's checkpoints wait for its end and go in its transaction:
+    one commit, which waits for the disk, keeps the answer and the run's end
+    together (the checkpoints were a transaction of their own before)."""
+    client = scripted_app.client
+    thread_id = await new_thread_of(client)
+    for text in ("hello", "and again"):
+        response = await client.post(f"/threads/{thread_id}/runs/wait", json=user(text))
+        assert response.status_code == 200, response.text
+    async with scripted_app.runtime.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT r.xmin::text AS ended,
+                          array(SELECT DISTINCT c.xmin::text FROM checkpoints c
+                                WHERE c.thread_id = r.thread_id::text
+                                  AND c.metadata ->> 'run_id' = r.run_id::text) AS stored
+                   FROM runs r WHERE r.thread_id = %s AND r.status = 'success'""",
+                (thread_id,),
+            )
+        ).fetchall()
+    assert len(rows) == 2
+    for row in rows:
+        assert row["stored"] == [row["ended"]], row

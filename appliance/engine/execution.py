@@ -33,7 +33,7 @@ from appliance.errors import ApplianceError
 from appliance.llm.gate import queue_reporter
 from appliance.observability import Metrics
 from appliance.pacing import Lane
-from appliance.store.checkpointer import PooledPostgresSaver, thread_config
+from appliance.store.checkpointer import PooledPostgresSaver, Waiting, thread_config
 from appliance.store.faults import storage_fault
 from appliance.store.runs import RunRecord, RunStatus, RunStore
 
@@ -176,7 +176,8 @@ class RunExecutor:
         # Updates are always watched: an "__interrupt__" one says the graph
         # paused for a person. Values too: the last is the final state, which
         # this process's waiters then need not read back.
-        async with self.checkpointer.writes_with_next_checkpoint() as stored:
+        # The run's last checkpoint waits for its end, and commits with it (``_finish``).
+        async with self.checkpointer.writes_with_next_checkpoint(until_end=self.graph.trigger_to_nodes) as stored:
             if blank:
                 stored.blank = thread_id
             async for mode, chunk in self.graph.astream(
@@ -199,7 +200,7 @@ class RunExecutor:
                 stored.ended_with(values)
         await self.events.flush()
         end = RunEnd("success", values, interrupts)
-        await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end)
+        await self._finish(run, worker, "success", "interrupted" if paused else "idle", end=end, stored=stored)
         return "success"
 
     async def _stopped(self, run: RunRecord, worker: Worker, live: LiveRun) -> str:
@@ -230,18 +231,27 @@ class RunExecutor:
         thread_status: str,
         error: dict | None = None,
         end: RunEnd | None = None,
+        stored: Waiting | None = None,
     ) -> None:
         """Record how the attempt ended. PostgreSQL unable to take the write now
         (its disk full, or restarting) is asked again until it can: a run that
-        ended must not stay 'running'. A worker that lost the run meanwhile stops asking."""
+        ended must not stay 'running'. A worker that lost the run meanwhile stops asking.
+        ``stored``: what the run's graph left waiting for its end (its last
+        checkpoint), stored in the same transaction. That try is not repeated:
+        its failure is the attempt's, as the checkpoint's own write's was."""
+        statements = self.checkpointer.end_statements(stored) if stored else []
         delay = RETRY_MIN_S
         while True:
             try:
-                await self.store.finish(run, worker.worker_id, status, thread_status, error=error)
+                await self.store.finish(
+                    run, worker.worker_id, status, thread_status, error=error, with_statements=statements
+                )
+                if stored:
+                    self.checkpointer.end_committed(stored)
                 worker.ended_here(run.run_id, end or RunEnd(status))
                 return
             except Exception as exc:
-                if storage_fault(exc) is None:
+                if statements or storage_fault(exc) is None:
                     raise
                 log.warning("the end of run %s is not recorded yet: %r", run.run_id, exc)
             await asyncio.sleep(delay)

@@ -11,7 +11,8 @@ statement each: LangGraph sends a statement a row (``executemany`` in a
 pipeline), and a turn writes about thirty rows over seven calls. Within a run
 (``writes_with_next_checkpoint``) a step's writes go into the statement of the
 checkpoint that follows the step, and the run's input checkpoint waits for the
-turn's first node's: a plain turn's seven calls are one statement.
+turn's first node's: a plain turn's seven calls are one statement. A run's
+last checkpoint can wait for its end, and go in the transaction that records it.
 And it serialises them on the event loop, where LangGraph hops to a thread for
 each call: a thread's state is bounded by its memory window, so the largest
 snapshot takes about a millisecond to encode, less than seven hops a turn cost.
@@ -44,6 +45,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from langgraph.constants import TASKS
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
@@ -217,6 +219,12 @@ class CheckpointRow(NamedTuple):
     blobs: list[tuple[Any, ...]]
     apart: dict[str, str]
     source: str | None
+    # The channels its step updated (LangGraph's ``updated_channels``), when it says.
+    updated: frozenset[str] | None = None
+
+
+# A statement and its parameters.
+Statement = tuple[str, dict[str, Any]]
 
 
 def _statement(
@@ -274,6 +282,12 @@ class Waiting:
     # A thread the run knows has no checkpoint yet: the run's read of its
     # latest answers None without asking PostgreSQL (once).
     blank: str | None = None
+    # The channels that start a step of the run's graph (each node's triggers,
+    # and LangGraph's channel of Sends), when its last checkpoint waits for the
+    # run's end (``writes_with_next_checkpoint(until_end=...)``).
+    triggers: frozenset[str] | None = None
+    # The rows stored with the run's end (``end_statements``), for ``end_committed``.
+    with_end: list[CheckpointRow] = field(default_factory=list)
 
     def ended_with(self, values: dict[str, Any] | None) -> None:
         """The run came to its end with these values (its graph's last "values"):
@@ -284,9 +298,15 @@ class Waiting:
         """The run's input checkpoint, and the one after its step, when that
         step only mapped the input onto the state (START's task alone), wait
         for the next: a process that dies before then loses only what the run
-        itself holds (its input, applied again on retry: ``ahas_run``)."""
+        itself holds (its input, applied again on retry: ``ahas_run``).
+        The run's last checkpoint (its step started none: no channel it updated
+        starts a node) waits for the run's end, when ``triggers`` are known; a
+        checkpoint after it, had there been one, would have taken it along."""
         if row.source == "input":
             return True
+        if self.triggers is not None and row.source == "loop" and row.ns == "" and row.updated:
+            if not row.updated & self.triggers:
+                return True
         held = self.checkpoints.get((row.thread_id, row.ns))
         if not held or held[-1].source != "input" or held[-1].checkpoint_id != row.parent_id:
             return False
@@ -464,6 +484,7 @@ from checkpoints """
             blobs=self._dump_blobs(thread_id, ns, blob_values, blob_versions) if blob_versions else [],
             apart=apart,
             source=metadata.get("source"),
+            updated=frozenset(updated) if (updated := checkpoint.get("updated_channels")) is not None else None,
         )
 
     async def _store(
@@ -485,9 +506,13 @@ from checkpoints """
         statement, params = _statement(checkpoints, writes, unflushed=in_run)
         async with self.conn.connection() as conn:
             await conn.execute(statement, params | {"thread_id": thread_id, "ns": ns}, binary=True)
+        self._stored(checkpoints)
+
+    def _stored(self, checkpoints: Iterable[CheckpointRow]) -> None:
+        """These checkpoints are committed: the values stored apart they carry are known stored."""
         for row in checkpoints:
             for key, version in row.apart.items():
-                self.stored_apart.keep((thread_id, ns, key), version, None)
+                self.stored_apart.keep((row.thread_id, row.ns, key), version, None)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
@@ -512,9 +537,10 @@ from checkpoints """
             await self._store(thread_id, ns, *waiting.take(thread_id, ns), in_run=True)
         for (thread_id, ns, _), batches in waiting.writes.items():
             await self._store(thread_id, ns, [], batches, in_run=True)
+        waiting.writes.clear()
 
     @asynccontextmanager
-    async def writes_with_next_checkpoint(self) -> AsyncIterator[Waiting]:
+    async def writes_with_next_checkpoint(self, *, until_end: Iterable[str] | None = None) -> AsyncIterator[Waiting]:
         """A run's graph within it: a step's writes wait for the checkpoint that
         follows the step and go into its statement, so a checkpoint is never
         stored without the writes it rests on; and the run's input checkpoint
@@ -525,8 +551,16 @@ from checkpoints """
         dies in the moment between a step's end and its checkpoint loses that
         step's writes, and its tasks run again on resume. A run that tells how
         it ended (``Waiting.ended_with``) leaves its final state as the windows
-        of its last checkpoint: its thread's next turn reads none of it back."""
-        waiting = Waiting()
+        of its last checkpoint: its thread's next turn reads none of it back.
+
+        ``until_end``: the channels that start a step of the run's graph
+        (``Pregel.trigger_to_nodes``). Its last checkpoint then waits, with
+        whatever else waits when the graph returns, for the transaction that
+        records the run's end (``end_statements``, then ``end_committed``).
+        An end not recorded (the database gone, the run cancelled meanwhile)
+        loses them as a step cut off is lost: a next attempt goes on from the
+        checkpoint before."""
+        waiting = Waiting(triggers=None if until_end is None else frozenset(until_end) | {TASKS})
         token = _waiting.set(waiting)
         ended = False
         try:
@@ -534,13 +568,33 @@ from checkpoints """
             ended = True
         finally:
             _waiting.reset(token)
-            if ended:
+            if ended and until_end is None:
                 await self._store_waiting(waiting)
                 self._keep_final(waiting)
-            elif waiting.checkpoints or waiting.writes:
+            elif not ended and (waiting.checkpoints or waiting.writes):
                 # What the run did before it stopped is kept, as it was when each was stored alone.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._store_waiting(waiting))
+
+    def end_statements(self, waiting: Waiting) -> list[Statement]:
+        """What waits for the run's end, as statements for the transaction that
+        records it (whose commit waits for the disk)."""
+        statements = []
+        for thread_id, ns in list(waiting.checkpoints):
+            rows, writes = waiting.take(thread_id, ns)
+            waiting.with_end.extend(rows)
+            statement, params = _statement(rows, writes)
+            statements.append((statement, params | {"thread_id": thread_id, "ns": ns}))
+        for (thread_id, ns, _), batches in waiting.writes.items():
+            statement, params = _statement([], batches)
+            statements.append((statement, params | {"thread_id": thread_id, "ns": ns}))
+        waiting.writes.clear()
+        return statements
+
+    def end_committed(self, waiting: Waiting) -> None:
+        """The transaction with ``end_statements`` committed: what they stored is known, and the final state kept."""
+        self._stored(waiting.with_end)
+        self._keep_final(waiting)
 
     def _keep_final(self, waiting: Waiting) -> None:
         """Each rebuilt channel's value in the run's final state, kept as the

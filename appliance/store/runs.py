@@ -11,7 +11,7 @@ and a finish only counts when the worker still owns the attempt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -411,15 +411,19 @@ class RunStore:
         status: RunStatus,
         thread_status: str,
         error: dict[str, Any] | None = None,
+        *,
+        with_statements: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> bool:
-        """Record how an attempt ended; False when this worker no longer owns it."""
+        """Record how an attempt ended; False when this worker no longer owns
+        it. ``with_statements`` go in the same transaction, before the end (the
+        run's last checkpoints), whether or not it still owns it."""
         ended = """UPDATE runs SET status = %(status)s, error = %(error)s, worker_id = NULL,
                                   updated_at = now(), ended_at = now()
                    WHERE run_id = %(run)s AND worker_id = %(worker)s AND attempt = %(attempt)s
                      AND status = 'running'
                    RETURNING run_id"""
         changes = {"status": status, "error": Jsonb(error) if error else None}
-        return await self._end(run, worker_id, ended, changes, thread_status)
+        return await self._end(run, worker_id, ended, changes, thread_status, with_statements)
 
     async def requeue(self, run: RunRecord, worker_id: uuid.UUID, *, delay_s: float) -> bool:
         """Hand an attempt back to the queue (the run goes on from its last checkpoint)."""
@@ -442,7 +446,13 @@ class RunStore:
         return await self._end(run, worker_id, ended, {}, "idle")
 
     async def _end(
-        self, run: RunRecord, worker_id: uuid.UUID, ended: str, changes: dict[str, Any], thread_status: str
+        self,
+        run: RunRecord,
+        worker_id: uuid.UUID,
+        ended: str,
+        changes: dict[str, Any],
+        thread_status: str,
+        statements: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> bool:
         """End the attempt ``worker_id`` owns by ``ended`` (a statement returning
         the run_id when it applied, with ``changes`` among its parameters): then
@@ -453,6 +463,8 @@ class RunStore:
             async with pipelined_transaction(conn):
                 # The thread first, as ``create`` does, so two transactions never wait on each other.
                 await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
+                for statement, params in statements:
+                    await conn.execute(statement, params)
                 ended_cursor = await conn.execute(
                     f"""WITH ended AS ({ended}),
                                  thread AS (UPDATE threads SET status = %(thread_status)s, updated_at = now()
