@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python -m bench.rate_limit_cost
 	$(BIN)/python -m bench.run_bookkeeping
 	$(BIN)/python -m bench.commit_waits
+	$(BIN)/python -m bench.turn_waits
 	$(BIN)/python -m bench.summary_quality
 	$(BIN)/python -m bench.knowledge_manual  # needs: apt-get install postgresql-doc-15
 	$(BIN)/python -m bench.stream_load --streams 1000  # --streams 10000: about three minutes on 2 cores
