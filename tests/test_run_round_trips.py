@@ -265,3 +265,40 @@ async def test_a_threads_conversation_is_deleted_in_one_wait(wired):
             assert counts["gone"] == 0, table
             assert counts["left"] > 0 or table == "message_archive", table
     assert (await builder.compile(checkpointer=saver).aget_state(kept)).values == {"said": ["hello", "echo"]}
+
+
+async def test_a_wait_turn_waits_on_postgresql_four_or_five_times_and_a_streamed_one_once_more(
+    databases, chroma_url, tmp_path
+):
+    """A whole turn over HTTP, counted on the wire: the key, the thread with its
+    tenant's knowledge bases, the run's queueing, (on a thread that has a
+    conversation) the checkpoint it starts from, (streamed) the stream's events,
+    and the run's end with the turn's checkpoints. Until 2026-12-07's night a
+    thread's first turn also looked for a checkpoint, and the turn's
+    checkpoints were a commit of their own: six waits, seven streamed."""
+    from tests.support.app import serve_scripted
+    from tests.support.turns import stream, user
+
+    async with (
+        RoundTripCounter(databases.create()) as wire,
+        serve_scripted(tmp_path, wire.url, chroma_url, delay=0) as app,
+    ):
+
+        async def fewest(kind: str, begun: bool) -> int:
+            """The fewest of three turns: the process's own upkeep (a heartbeat) may fall within one."""
+            counts = []
+            for _ in range(3):
+                thread_id = (await app.client.post("/threads", json={})).json()["thread_id"]
+                if begun:
+                    await app.client.post(f"/threads/{thread_id}/runs/wait", json=user("hello"))
+                wire.reset()
+                if kind == "wait":
+                    response = await app.client.post(f"/threads/{thread_id}/runs/wait", json=user("hello"))
+                    assert response.status_code == 200, response.text
+                else:
+                    await stream(app.client, thread_id, user("hello") | {"stream_mode": ["values"]})
+                counts.append(wire.round_trips)
+            return min(counts)
+
+        waits = {(kind, begun): await fewest(kind, begun) for kind in ("wait", "stream") for begun in (False, True)}
+    assert waits == {("wait", False): 4, ("wait", True): 5, ("stream", False): 5, ("stream", True): 6}
