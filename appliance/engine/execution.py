@@ -237,8 +237,9 @@ class RunExecutor:
         (its disk full, or restarting) is asked again until it can: a run that
         ended must not stay 'running'. A worker that lost the run meanwhile stops asking.
         ``stored``: what the run's graph left waiting for its end (its last
-        checkpoint), stored in the same transaction. That try is not repeated:
-        its failure is the attempt's, as the checkpoint's own write's was."""
+        checkpoint), stored in the same transaction (asked again with it: its
+        statements can be); a full disk then fails the turn, which is not kept,
+        as the checkpoint's own write did."""
         statements = self.checkpointer.end_statements(stored) if stored else []
         delay = RETRY_MIN_S
         while True:
@@ -251,7 +252,8 @@ class RunExecutor:
                 worker.ended_here(run.run_id, end or RunEnd(status))
                 return
             except Exception as exc:
-                if statements or storage_fault(exc) is None:
+                fault = storage_fault(exc)
+                if fault is None or (fault == "full" and statements):
                     raise
                 log.warning("the end of run %s is not recorded yet: %r", run.run_id, exc)
             await asyncio.sleep(delay)
