@@ -136,6 +136,94 @@ async def test_a_worker_keeps_its_heartbeat_while_the_pool_is_busy(databases, ch
         assert oldest < 1, f"the heartbeat was {oldest:.1f} s old: the worker would be taken for dead"
 
 
+async def test_a_run_ending_while_no_connection_comes_back_keeps_its_answer_in_its_attempt(
+    databases, chroma_url, tmp_path
+):
+    """A run's end carries its last checkpoint. When the pool gives it no
+    connection (PoolTimeout: nothing came back for the timeout), the end is
+    asked again with it, as an end alone is: the run is not handed back to
+    the queue, and its answer is not made a second time."""
+    from tests.support.app import serve_scripted
+    from tests.support.turns import new_thread, turn
+
+    settings = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": str(TIMEOUT_S)}
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **settings) as app:
+        pool, store = app.runtime.pool, app.runtime.runs.store
+        finish, timed_out, releases = store.finish, [], []
+
+        async def finish_while_the_pool_is_held(*args, **kwargs):
+            if not timed_out:
+                held = [await pool.getconn(), await pool.getconn()]  # every pooled connection in use
+
+                async def give_back() -> None:
+                    await asyncio.sleep(3 * TIMEOUT_S)
+                    for conn in held:
+                        await pool.putconn(conn)
+
+                releases.append(asyncio.create_task(give_back()))
+                try:
+                    return await finish(*args, **kwargs)
+                except PoolTimeout as exc:
+                    timed_out.append(exc)
+                    raise
+            return await finish(*args, **kwargs)
+
+        store.finish = finish_while_the_pool_is_held
+        thread_id = await new_thread(app.client)
+        await turn(app.client, thread_id, "hello")
+        async with pool.connection() as conn:
+            runs = await conn.execute("SELECT attempt FROM runs WHERE thread_id = %s", (thread_id,))
+            attempts = await runs.fetchall()
+        assert timed_out, "the end met no PoolTimeout: the test did not hold the pool"
+        assert [row["attempt"] for row in attempts] == [1]
+        state = (await app.client.get(f"/threads/{thread_id}/state")).json()
+        assert [message["type"] for message in state["values"]["messages"]] == ["human", "ai"]
+
+
+async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the_queue_and_ends(
+    databases, chroma_url, tmp_path
+):
+    """Mid-run, a PoolTimeout hands the run back to the queue, from its last
+    checkpoint. The pool still held, that too is asked again until it is
+    taken: the worker is alive, so no sweep would hand the run back, and it
+    stayed 'running' with nobody running it (its caller waited for ever)."""
+    from tests.support.app import serve_scripted
+    from tests.support.turns import new_thread, turn
+
+    settings = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": str(TIMEOUT_S)}
+    # The queue is looked at again each heartbeat: the run handed back is due a second later.
+    settings["worker_heartbeat_s"] = "0.5"
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **settings) as app:
+        pool, saver = app.runtime.pool, app.runtime.checkpointer
+        thread_id = await new_thread(app.client)
+        await turn(app.client, thread_id, "hello")
+        read, releases = saver.aget_tuple, []
+
+        async def read_while_the_pool_is_held(config):
+            saver.aget_tuple = read  # once: the second turn's first read
+            held = [await pool.getconn(), await pool.getconn()]
+
+            async def give_back() -> None:
+                # Past the read's wait and the first try to requeue (each TIMEOUT_S, or two), before the
+                # caller's first look at the run (1 s), which would meet the held pool too (a 503).
+                await asyncio.sleep(2.5 * TIMEOUT_S)
+                for conn in held:
+                    await pool.putconn(conn)
+
+            releases.append(asyncio.create_task(give_back()))
+            return await read(config)
+
+        saver.aget_tuple = read_while_the_pool_is_held
+        await asyncio.wait_for(turn(app.client, thread_id, "again"), 30)
+        async with pool.connection() as conn:
+            runs = await conn.execute("SELECT attempt FROM runs WHERE thread_id = %s ORDER BY seq", (thread_id,))
+            attempts = [row["attempt"] for row in await runs.fetchall()]
+        assert releases, "the second turn never read its thread"
+        assert attempts == [1, 2]
+        state = (await app.client.get(f"/threads/{thread_id}/state")).json()
+        assert [message["type"] for message in state["values"]["messages"]] == ["human", "ai", "human", "ai"]
+
+
 async def test_the_pools_line_shows_in_the_metrics(databases, chroma_url, tmp_path):
     """An admin tells a busy database from a broken one on /metrics: requests in line, waits, errors."""
     from tests.support.app import serve_scripted

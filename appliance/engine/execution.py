@@ -260,10 +260,22 @@ class RunExecutor:
             delay = min(2 * delay, RETRY_MAX_S)
 
     async def _requeue(self, run: RunRecord, worker: Worker) -> None:
-        try:
-            await self.store.requeue(run, worker.worker_id, delay_s=REQUEUE_DELAY_S)
-        except Exception as exc:  # the database is still away: the sweep hands the run back
-            log.debug("run %s not requeued yet: %r", run.run_id, exc)
+        """Hand the run back to the queue, asked again until PostgreSQL takes it
+        or the run is no longer this worker's: a worker that lost the database
+        comes back under a new identity, and the sweep hands back the old one's
+        runs; one that only met a busy pool stays, and nothing else would."""
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                await self.store.requeue(run, worker.worker_id, delay_s=REQUEUE_DELAY_S)
+                return
+            except Exception as exc:
+                if storage_fault(exc) is None:
+                    log.exception("run %s could not be handed back to the queue", run.run_id)
+                    return
+                log.debug("run %s not requeued yet: %r", run.run_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
 
     def _config(self, run: RunRecord, request: RunRequest) -> dict[str, Any]:
         config = thread_config(run.thread_id, request.checkpoint_id)
