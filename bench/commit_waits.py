@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
 import appliance.store.checkpointer as checkpointer_module
 import appliance.store.runs as runs_module
 from appliance.store.database import UNFLUSHED_COMMIT
-from bench.common import WARM_UP_TURNS, bench_settings, instant_model, percentile
-from bench.http_turn import BareClient
+from bench.common import bench_settings, instant_model, percentile
+from bench.http_turn import alternating_new_thread_turns
 from tests.support.app import serve_app
 
 # Each variant: the run's queueing statement, and what a run's checkpoint statement selects to commit.
@@ -52,42 +51,17 @@ async def one_commit(pool, synchronous: bool, n: int = 300) -> float:
 
 
 async def main(rounds: int, block: int) -> None:
-    body = json.dumps({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}}).encode()
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
-            client = app.client
-            threads = [
-                (await client.post("/threads", json={})).json()["thread_id"]
-                for _ in range(rounds * block * len(VARIANTS) + WARM_UP_TURNS)
-            ]
-            bare = await BareClient.open(app.url, app.admin_key)
-            try:
-                for thread_id in threads[:WARM_UP_TURNS]:
-                    await bare.post(f"/threads/{thread_id}/runs/wait", body)
-                fresh = iter(threads[WARM_UP_TURNS:])
-                took: dict[str, list[float]] = {name: [] for name in VARIANTS}
-                cpu = dict.fromkeys(VARIANTS, 0.0)
-                for _ in range(rounds):
-                    for name in VARIANTS:
-                        use(name)
-                        cpu_from = time.process_time()
-                        for _ in range(block):
-                            started = time.perf_counter()
-                            status, answer = await bare.post(f"/threads/{next(fresh)}/runs/wait", body)
-                            took[name].append(time.perf_counter() - started)
-                            assert status == 200, answer
-                        cpu[name] += time.process_time() - cpu_from
-            finally:
-                use("now")
-                bare.close()
+            turns = await alternating_new_thread_turns(app, use, list(VARIANTS), rounds=rounds, block=block)
             waiting, not_waiting = await one_commit(app.runtime.pool, True), await one_commit(app.runtime.pool, False)
 
-    now = percentile(took["now"], 50)
-    for name, samples in took.items():
+    now = percentile(turns.took["now"], 50)
+    for name, samples in turns.took.items():
         p50 = percentile(samples, 50)
         print(
             f"{name:<30} n={len(samples)}  p50 {p50 * 1000:6.2f} ms  p99 {percentile(samples, 99) * 1000:6.2f} ms  "
-            f"CPU {cpu[name] / len(samples) * 1000:5.2f} ms a turn  (now/this p50 {now / p50:.2f}x)"
+            f"CPU {turns.cpu_a_turn(name) * 1000:5.2f} ms a turn  (now/this p50 {now / p50:.2f}x)"
         )
     print(
         f"one INSERT committed: waiting for the disk p50 {waiting * 1000:.3f} ms, "

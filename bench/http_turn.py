@@ -26,9 +26,19 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bench.common import WARM_UP_TURNS, bench_settings, instant_model, percentile, summary, timed
+from bench.common import (
+    WARM_UP_TURNS,
+    bench_settings,
+    instant_model,
+    percentile,
+    postgres_cpu_seconds,
+    summary,
+    timed,
+)
 from tests.support.app import serve_app
 
 # The turns of the long conversation its late figures are taken from (the last of them).
@@ -58,6 +68,56 @@ class BareClient:
         fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
         length = next(int(v) for k, v in fields.items() if k.lower() == b"content-length")
         return int(head[9:12]), await self.reader.readexactly(length)
+
+
+@dataclass
+class Alternated:
+    """Turns of variants taken in alternating blocks: each one's times, and its
+    CPU (this process's, and PostgreSQL's on this host), in seconds."""
+
+    took: dict[str, list[float]]
+    cpu: dict[str, float]
+    postgres: dict[str, float]
+
+    def cpu_a_turn(self, name: str) -> float:
+        return self.cpu[name] / len(self.took[name])
+
+    def postgres_a_turn(self, name: str) -> float:
+        return self.postgres[name] / len(self.took[name])
+
+
+async def alternating_new_thread_turns(
+    app, use: Callable[[str], None], names: Sequence[str], *, rounds: int, block: int
+) -> Alternated:
+    """``runs/wait`` turns through a bare client, each on a new thread, the
+    variants ``names`` alternating in blocks of ``block`` turns (``use(name)``
+    sets one up; the first is set again after), so the machine's drift falls on all alike."""
+    body = json.dumps({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}}).encode()
+    threads = [
+        (await app.client.post("/threads", json={})).json()["thread_id"]
+        for _ in range(rounds * block * len(names) + WARM_UP_TURNS)
+    ]
+    done = Alternated({name: [] for name in names}, dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0))
+    bare = await BareClient.open(app.url, app.admin_key)
+    try:
+        for thread_id in threads[:WARM_UP_TURNS]:
+            await bare.post(f"/threads/{thread_id}/runs/wait", body)
+        fresh = iter(threads[WARM_UP_TURNS:])
+        for _ in range(rounds):
+            for name in names:
+                use(name)
+                cpu_from, postgres_from = time.process_time(), postgres_cpu_seconds() or 0.0
+                for _ in range(block):
+                    started = time.perf_counter()
+                    status, answer = await bare.post(f"/threads/{next(fresh)}/runs/wait", body)
+                    done.took[name].append(time.perf_counter() - started)
+                    assert status == 200, answer
+                done.cpu[name] += time.process_time() - cpu_from
+                done.postgres[name] += (postgres_cpu_seconds() or 0.0) - postgres_from
+    finally:
+        use(names[0])
+        bare.close()
+    return done
 
 
 def ratios(name: str, http: list[float], raw: list[float], synced: list[float]) -> str:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import time
 
-from bench.common import WARM_UP_TURNS, bench_settings, instant_model, percentile, postgres_cpu_seconds
-from bench.http_turn import BareClient
+from bench.common import bench_settings, instant_model, percentile
+from bench.http_turn import alternating_new_thread_turns
 from tests.support.app import serve_app
 
 
@@ -40,7 +38,6 @@ def variants(runtime) -> dict[str, tuple]:
 
 
 async def main(rounds: int, block: int) -> None:
-    body = json.dumps({"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}}).encode()
     with bench_settings() as settings:
         async with serve_app(settings, instant_model()) as app:
             runtime = app.runtime
@@ -49,44 +46,21 @@ async def main(rounds: int, block: int) -> None:
             def use(name: str) -> None:
                 runtime.worker.execute, runtime.checkpointer.writes_with_next_checkpoint = chosen[name]
 
-            threads = [
-                (await app.client.post("/threads", json={})).json()["thread_id"]
-                for _ in range(rounds * block * len(chosen) + WARM_UP_TURNS)
-            ]
-            bare = await BareClient.open(app.url, app.admin_key)
-            took: dict[str, list[float]] = {name: [] for name in chosen}
-            cpu, postgres = dict.fromkeys(chosen, 0.0), dict.fromkeys(chosen, 0.0)
-            try:
-                for thread_id in threads[:WARM_UP_TURNS]:
-                    await bare.post(f"/threads/{thread_id}/runs/wait", body)
-                fresh = iter(threads[WARM_UP_TURNS:])
-                for _ in range(rounds):
-                    for name in chosen:
-                        use(name)
-                        cpu_from, postgres_from = time.process_time(), postgres_cpu_seconds() or 0.0
-                        for _ in range(block):
-                            started = time.perf_counter()
-                            status, answer = await bare.post(f"/threads/{next(fresh)}/runs/wait", body)
-                            took[name].append(time.perf_counter() - started)
-                            assert status == 200, answer
-                        cpu[name] += time.process_time() - cpu_from
-                        postgres[name] += (postgres_cpu_seconds() or 0.0) - postgres_from
-            finally:
-                use("now")
-                bare.close()
+            turns = await alternating_new_thread_turns(app, use, list(chosen), rounds=rounds, block=block)
 
-    now = took["now"]
-    for name, samples in took.items():
-        n, p50, p99 = len(samples), percentile(samples, 50), percentile(samples, 99)
+    for name, samples in turns.took.items():
+        p50, p99 = percentile(samples, 50), percentile(samples, 99)
         print(
-            f"{name:<7} n={n}  p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  "
-            f"CPU a turn {cpu[name] / n * 1000:5.2f} ms, PostgreSQL's {postgres[name] / n * 1000:5.2f} ms"
+            f"{name:<7} n={len(samples)}  p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  "
+            f"CPU a turn {turns.cpu_a_turn(name) * 1000:5.2f} ms, "
+            f"PostgreSQL's {turns.postgres_a_turn(name) * 1000:5.2f} ms"
         )
-    before = took["before"]
+    now, before = turns.took["now"], turns.took["before"]
     print(
         f"now/before: p50 {percentile(now, 50) / percentile(before, 50):.2f}x, "
-        f"p99 {percentile(now, 99) / percentile(before, 99):.2f}x, CPU {cpu['now'] / cpu['before']:.2f}x, "
-        f"PostgreSQL's CPU {postgres['now'] / postgres['before']:.2f}x"
+        f"p99 {percentile(now, 99) / percentile(before, 99):.2f}x, "
+        f"CPU {turns.cpu_a_turn('now') / turns.cpu_a_turn('before'):.2f}x, "
+        f"PostgreSQL's CPU {turns.postgres_a_turn('now') / turns.postgres_a_turn('before'):.2f}x"
     )
 
 
