@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import copy
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -531,13 +531,20 @@ from checkpoints """
             return
         await self._store(thread_id, ns, [], [batch])
 
-    async def _store_waiting(self, waiting: Waiting) -> None:
-        """What no checkpoint followed: each thread's waiting checkpoints, then the writes left."""
+    @staticmethod
+    def _take_all(waiting: Waiting) -> Iterator[tuple[str, str, list[CheckpointRow], list[WriteRows]]]:
+        """All that waits, by thread and namespace: the checkpoints with the
+        writes of the steps that made them, then the writes left."""
         for thread_id, ns in list(waiting.checkpoints):
-            await self._store(thread_id, ns, *waiting.take(thread_id, ns), in_run=True)
-        for (thread_id, ns, _), batches in waiting.writes.items():
-            await self._store(thread_id, ns, [], batches, in_run=True)
+            yield thread_id, ns, *waiting.take(thread_id, ns)
+        for (thread_id, ns, _), batches in list(waiting.writes.items()):
+            yield thread_id, ns, [], batches
         waiting.writes.clear()
+
+    async def _store_waiting(self, waiting: Waiting) -> None:
+        """What no checkpoint followed, stored (each its own statement, not waiting for the disk)."""
+        for thread_id, ns, rows, writes in self._take_all(waiting):
+            await self._store(thread_id, ns, rows, writes, in_run=True)
 
     @asynccontextmanager
     async def writes_with_next_checkpoint(self, *, until_end: Iterable[str] | None = None) -> AsyncIterator[Waiting]:
@@ -580,15 +587,10 @@ from checkpoints """
         """What waits for the run's end, as statements for the transaction that
         records it (whose commit waits for the disk)."""
         statements = []
-        for thread_id, ns in list(waiting.checkpoints):
-            rows, writes = waiting.take(thread_id, ns)
+        for thread_id, ns, rows, writes in self._take_all(waiting):
             waiting.with_end.extend(rows)
             statement, params = _statement(rows, writes)
             statements.append((statement, params | {"thread_id": thread_id, "ns": ns}))
-        for (thread_id, ns, _), batches in waiting.writes.items():
-            statement, params = _statement([], batches)
-            statements.append((statement, params | {"thread_id": thread_id, "ns": ns}))
-        waiting.writes.clear()
         return statements
 
     def end_committed(self, waiting: Waiting) -> None:
