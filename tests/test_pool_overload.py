@@ -16,6 +16,29 @@ from psycopg_pool import PoolTimeout
 from appliance.store.database import open_pool
 
 TIMEOUT_S = 0.3
+# An app's pool of two connections that answers PoolTimeout once none has come back for TIMEOUT_S.
+SMALL_POOL = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": str(TIMEOUT_S)}
+
+
+async def hold_both_connections(pool, seconds: float) -> asyncio.Task[None]:
+    """Both connections of a SMALL_POOL taken now, given back after ``seconds`` (the task that does)."""
+    held = [await pool.getconn(), await pool.getconn()]
+
+    async def give_back() -> None:
+        await asyncio.sleep(seconds)
+        for conn in held:
+            await pool.putconn(conn)
+
+    return asyncio.create_task(give_back())
+
+
+async def attempts_and_messages(app, thread_id: str) -> tuple[list[int], list[str]]:
+    """The attempts of the thread's runs, oldest first, and the types of its state's messages."""
+    async with app.runtime.pool.connection() as conn:
+        runs = await conn.execute("SELECT attempt FROM runs WHERE thread_id = %s ORDER BY seq", (thread_id,))
+        attempts = [row["attempt"] for row in await runs.fetchall()]
+    state = (await app.client.get(f"/threads/{thread_id}/state")).json()
+    return attempts, [message["type"] for message in state["values"]["messages"]]
 
 
 async def test_a_burst_longer_than_the_timeout_is_served_in_turn_not_refused(databases):
@@ -146,21 +169,13 @@ async def test_a_run_ending_while_no_connection_comes_back_keeps_its_answer_in_i
     from tests.support.app import serve_scripted
     from tests.support.turns import new_thread, turn
 
-    settings = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": str(TIMEOUT_S)}
-    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **settings) as app:
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **SMALL_POOL) as app:
         pool, store = app.runtime.pool, app.runtime.runs.store
         finish, timed_out, releases = store.finish, [], []
 
         async def finish_while_the_pool_is_held(*args, **kwargs):
             if not timed_out:
-                held = [await pool.getconn(), await pool.getconn()]  # every pooled connection in use
-
-                async def give_back() -> None:
-                    await asyncio.sleep(3 * TIMEOUT_S)
-                    for conn in held:
-                        await pool.putconn(conn)
-
-                releases.append(asyncio.create_task(give_back()))
+                releases.append(await hold_both_connections(pool, 3 * TIMEOUT_S))
                 try:
                     return await finish(*args, **kwargs)
                 except PoolTimeout as exc:
@@ -171,13 +186,10 @@ async def test_a_run_ending_while_no_connection_comes_back_keeps_its_answer_in_i
         store.finish = finish_while_the_pool_is_held
         thread_id = await new_thread(app.client)
         await turn(app.client, thread_id, "hello")
-        async with pool.connection() as conn:
-            runs = await conn.execute("SELECT attempt FROM runs WHERE thread_id = %s", (thread_id,))
-            attempts = await runs.fetchall()
+        attempts, messages = await attempts_and_messages(app, thread_id)
         assert timed_out, "the end met no PoolTimeout: the test did not hold the pool"
-        assert [row["attempt"] for row in attempts] == [1]
-        state = (await app.client.get(f"/threads/{thread_id}/state")).json()
-        assert [message["type"] for message in state["values"]["messages"]] == ["human", "ai"]
+        assert attempts == [1]
+        assert messages == ["human", "ai"]
 
 
 async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the_queue_and_ends(
@@ -190,9 +202,8 @@ async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the
     from tests.support.app import serve_scripted
     from tests.support.turns import new_thread, turn
 
-    settings = {"db_pool_min_size": "2", "db_pool_max_size": "2", "db_pool_timeout_s": str(TIMEOUT_S)}
     # The queue is looked at again each heartbeat: the run handed back is due a second later.
-    settings["worker_heartbeat_s"] = "0.5"
+    settings = SMALL_POOL | {"worker_heartbeat_s": "0.5"}
     async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **settings) as app:
         pool, saver = app.runtime.pool, app.runtime.checkpointer
         thread_id = await new_thread(app.client)
@@ -201,27 +212,17 @@ async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the
 
         async def read_while_the_pool_is_held(config):
             saver.aget_tuple = read  # once: the second turn's first read
-            held = [await pool.getconn(), await pool.getconn()]
-
-            async def give_back() -> None:
-                # Past the read's wait and the first try to requeue (each TIMEOUT_S, or two), before the
-                # caller's first look at the run (1 s), which would meet the held pool too (a 503).
-                await asyncio.sleep(2.5 * TIMEOUT_S)
-                for conn in held:
-                    await pool.putconn(conn)
-
-            releases.append(asyncio.create_task(give_back()))
+            # Past the read's wait and the first try to requeue (each TIMEOUT_S, or two), before the
+            # caller's first look at the run (1 s), which would meet the held pool too (a 503).
+            releases.append(await hold_both_connections(pool, 2.5 * TIMEOUT_S))
             return await read(config)
 
         saver.aget_tuple = read_while_the_pool_is_held
         await asyncio.wait_for(turn(app.client, thread_id, "again"), 30)
-        async with pool.connection() as conn:
-            runs = await conn.execute("SELECT attempt FROM runs WHERE thread_id = %s ORDER BY seq", (thread_id,))
-            attempts = [row["attempt"] for row in await runs.fetchall()]
+        attempts, messages = await attempts_and_messages(app, thread_id)
         assert releases, "the second turn never read its thread"
         assert attempts == [1, 2]
-        state = (await app.client.get(f"/threads/{thread_id}/state")).json()
-        assert [message["type"] for message in state["values"]["messages"]] == ["human", "ai", "human", "ai"]
+        assert messages == ["human", "ai", "human", "ai"]
 
 
 async def test_the_pools_line_shows_in_the_metrics(databases, chroma_url, tmp_path):

@@ -52,7 +52,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, as_columns
-from appliance.store.database import UNFLUSHED_COMMIT
+from appliance.store.database import UNFLUSHED_COMMIT, Statement
 from appliance.store.migrations import schema_lock
 from appliance.store.serde import CheckpointSerializer
 from appliance.store.windows import Windows
@@ -221,10 +221,6 @@ class CheckpointRow(NamedTuple):
     source: str | None
     # The channels its step updated (LangGraph's ``updated_channels``), when it says.
     updated: frozenset[str] | None = None
-
-
-# A statement and its parameters.
-Statement = tuple[str, dict[str, Any]]
 
 
 def _statement(

@@ -28,6 +28,10 @@ from appliance.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# A statement and its parameters, to be sent in a transaction of another's (``RunStore.finish``).
+Statement = tuple[str, dict[str, Any]]
+
+
 def compact_statement(sql: str) -> str:
     """``sql`` without its ``--`` comments and runs of whitespace (for a
     statement with no string literal holding either). psycopg finds a

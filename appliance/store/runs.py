@@ -11,7 +11,7 @@ and a finish only counts when the worker still owns the attempt.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.database import UNFLUSHED_COMMIT, compact_statement, pipelined_transaction
+from appliance.store.database import UNFLUSHED_COMMIT, Statement, compact_statement, pipelined_transaction
 from appliance.store.limits import LimitSet, OverLimit, in_flight_check, lock_tenant
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -412,7 +412,7 @@ class RunStore:
         thread_status: str,
         error: dict[str, Any] | None = None,
         *,
-        with_statements: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        with_statements: Sequence[Statement] = (),
     ) -> bool:
         """Record how an attempt ended; False when this worker no longer owns
         it. ``with_statements`` go in the same transaction, before the end (the
@@ -452,7 +452,7 @@ class RunStore:
         ended: str,
         changes: dict[str, Any],
         thread_status: str,
-        statements: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        statements: Sequence[Statement] = (),
     ) -> bool:
         """End the attempt ``worker_id`` owns by ``ended`` (a statement returning
         the run_id when it applied, with ``changes`` among its parameters): then
