@@ -3,7 +3,8 @@ the same requests and uploads: requests per minute in fixed one-minute
 windows, uploads in flight as rows held while they are ingested, and each
 tenant's own limits. What is in flight, runs and uploads, is judged by one
 rule in PostgreSQL (``in_flight_check``), in the transaction that queues the
-run (store/runs.py) or takes the upload's slot, under the tenant's lock.
+run (store/runs.py) or takes the upload's slot, under the lock of the limit
+it counts against (``in_flight_lock``).
 """
 
 from __future__ import annotations
@@ -65,9 +66,39 @@ def over(limit: int, count: int) -> bool:
     return limit > 0 and count > limit
 
 
-async def lock_tenant(conn: AsyncConnection, purpose: str, tenant: str) -> None:
-    """Serialise one kind of admission for a tenant across processes, until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 5151))", (f"{purpose}:{tenant}",))
+def _caps(kind: str) -> str:
+    """SQL: the CTEs ``own`` (the tenant's own limits) and ``caps``, one row:
+    ``key_cap`` and ``tenant_cap``, the limits of one more ``kind`` in flight
+    (the tenant's own before %(key_cap)s and %(tenant_cap)s; 0: none)."""
+    key_name, tenant_name = f"key_{kind}_in_flight", f"tenant_{kind}_in_flight"
+    return f"""own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
+caps AS (
+    SELECT coalesce((SELECT (limits ->> '{key_name}')::int FROM own
+                     WHERE jsonb_typeof(limits -> '{key_name}') = 'number'), %(key_cap)s) AS key_cap,
+           coalesce((SELECT (limits ->> '{tenant_name}')::int FROM own
+                     WHERE jsonb_typeof(limits -> '{tenant_name}') = 'number'), %(tenant_cap)s) AS tenant_cap)"""
+
+
+def in_flight_locks(kind: str, tenant: str, key: uuid.UUID | None) -> dict[str, str]:
+    """The names of the locks ``in_flight_lock`` chooses between, as its parameters."""
+    # A tenant's name has no ':' (services.keys.TENANT_PATTERN), so the two never meet.
+    return {"tenant_lock": f"{kind}:{tenant}", "key_lock": f"{kind}:key:{key}"}
+
+
+def in_flight_lock(kind: str) -> str:
+    """SQL: the lock that lets one more ``kind`` ("runs" or "uploads") be
+    counted and taken by one process at a time, until the transaction ends,
+    only as wide as the limits in force need: the tenant's when its limit is
+    on, else the key's when the key's is on, else none, as nothing is counted.
+    (Locked whatever the limits, a tenant's runs were queued one after
+    another, each waiting for the one before it to reach the disk.) A limit
+    switched on while runs are queued holds from the first run queued under
+    it. Parameters: ``in_flight_check``'s and ``in_flight_locks``'."""
+    return f"""WITH {_caps(kind)}
+SELECT pg_advisory_xact_lock(hashtextextended(
+           CASE WHEN tenant_cap > 0 THEN %(tenant_lock)s ELSE %(key_lock)s END, 5151))
+  FROM caps
+ WHERE tenant_cap > 0 OR (%(key)s::uuid IS NOT NULL AND key_cap > 0)"""
 
 
 def in_flight_check(kind: str, in_flight: str) -> str:
@@ -79,15 +110,10 @@ def in_flight_check(kind: str, in_flight: str) -> str:
     those passed; counted only as far as each limit (not at all when off), so
     a check costs the limit, not what is in flight. Its parameters: %(tenant)s,
     %(key)s (None: the host's CLI, which no key limit counts), %(key_cap)s and
-    %(tenant_cap)s. To be run after ``lock_tenant``, in a statement of its own
-    snapshot, so two processes cannot both take the last slot."""
+    %(tenant_cap)s. To be run after ``in_flight_lock``, in a statement of its
+    own snapshot, so two processes cannot both take the last slot."""
     key_name, tenant_name = f"key_{kind}_in_flight", f"tenant_{kind}_in_flight"
-    return f"""own AS (SELECT limits FROM tenant_limits WHERE tenant = %(tenant)s),
-caps AS (
-    SELECT coalesce((SELECT (limits ->> '{key_name}')::int FROM own
-                     WHERE jsonb_typeof(limits -> '{key_name}') = 'number'), %(key_cap)s) AS key_cap,
-           coalesce((SELECT (limits ->> '{tenant_name}')::int FROM own
-                     WHERE jsonb_typeof(limits -> '{tenant_name}') = 'number'), %(tenant_cap)s) AS tenant_cap),
+    return f"""{_caps(kind)},
 counted AS (
     SELECT (SELECT count(*) FROM (SELECT 1 {in_flight} LIMIT (SELECT tenant_cap FROM caps)) AS t) AS tenant_n,
            (SELECT count(*) FROM (SELECT 1 {in_flight} AND key_id = %(key)s
@@ -105,6 +131,7 @@ async def overrides_on(conn: AsyncConnection, tenant: str) -> dict[str, int]:
     return row["limits"] if row else {}
 
 
+_LOCK_UPLOADS = in_flight_lock("uploads")
 # An upload slot taken, unless one more upload would pass a limit.
 _TAKE_UPLOAD_SLOT = f"""
 WITH {in_flight_check("uploads", "FROM uploads_in_flight WHERE tenant = %(tenant)s")},
@@ -157,7 +184,7 @@ class LimitStore:
         }
         async with self.pool.connection() as conn:
             async with pipelined_transaction(conn):
-                await lock_tenant(conn, "uploads", tenant)
+                await conn.execute(_LOCK_UPLOADS, params | in_flight_locks("uploads", tenant, key_id))
                 await conn.execute("DELETE FROM uploads_in_flight WHERE tenant = %s AND expires_at < now()", (tenant,))
                 taken = await conn.execute(_TAKE_UPLOAD_SLOT, params)
             row = await taken.fetchone()

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
 from appliance.store.database import UNFLUSHED_COMMIT, Statement, compact_statement, pipelined_transaction
-from appliance.store.limits import LimitSet, OverLimit, in_flight_check, lock_tenant
+from appliance.store.limits import LimitSet, OverLimit, in_flight_check, in_flight_lock, in_flight_locks
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
 CancelAction = Literal["interrupt", "rollback"]
@@ -56,7 +56,8 @@ _WAITING_HERE = (
     "(SELECT outcome FROM verdict) = 'queued' AND run_id IN (SELECT run_id FROM inflight WHERE status = 'pending')"
 )
 
-# Queueing a run, decided by PostgreSQL after the tenant's lock and the
+_LOCK_RUNS = in_flight_lock("runs")
+# Queueing a run, decided by PostgreSQL after the limits' lock and the
 # thread's row lock, in the snapshot of this statement: the runs in flight
 # against the limits (``in_flight_check``), the thread (its tenant's), the
 # multitask strategy. When the outcome is 'queued': the thread's waiting runs
@@ -211,9 +212,10 @@ class RunStore:
         worker (claimed in the same transaction); any other waits in the queue.
 
         The whole transaction goes to PostgreSQL at once and waits on it once:
-        the decisions are made there (``_QUEUE_RUN``), so the tenant's lock is
-        never held while this process gets round to reading a result, which
-        under load held every other run of the tenant back as long."""
+        the decisions are made there (``_QUEUE_RUN``), so the limits' lock (when
+        a limit is on: ``in_flight_lock``) is never held while this process gets
+        round to reading a result, which under load held every other run of
+        the tenant back as long."""
         params = {
             "run": new.run_id,
             "thread": new.thread_id,
@@ -235,7 +237,7 @@ class RunStore:
         stops = new.multitask_strategy in ("interrupt", "rollback")
         async with self.pool.connection() as conn:
             async with pipelined_transaction(conn):
-                await lock_tenant(conn, "runs", new.tenant)
+                await conn.execute(_LOCK_RUNS, params | in_flight_locks("runs", new.tenant, new.key_id))
                 # The thread's row first, as ``_end`` locks it; its runs are read after, by the statement below.
                 await conn.execute(
                     "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE", (new.thread_id, new.tenant)
