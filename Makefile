@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python -m bench.checkpointer_lock
 	$(BIN)/python -m bench.rate_limit_cost
 	$(BIN)/python -m bench.run_bookkeeping
+	$(BIN)/python -m bench.queue_lock
 	$(BIN)/python -m bench.commit_waits
 	$(BIN)/python -m bench.turn_waits
 	$(BIN)/python -m bench.summary_quality

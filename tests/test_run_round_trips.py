@@ -1,12 +1,12 @@
 """What the run queue's writes of every turn cost in waits on PostgreSQL,
 counted on the wire: queueing a run waits once, whatever its multitask
-strategy (the tenant's lock, the count, the thread's runs, the new run and
+strategy (the limits' lock, the count, the thread's runs, the new run and
 the commit go together), recording its end once, keeping a batch of stream
 events once; deleting a thread's conversation (as a stateless run's is) once.
-A tenant's lock on queueing is held until that one wait ends: were it held
+The limits' lock on queueing is held until that one wait ends: were it held
 over a second, it would also be held while this process got round to the
 first one's result, and every run of the tenant queued meanwhile would wait
-that long too. An upload's slot, under the tenant's upload lock, is taken in
+that long too. An upload's slot, under its limits' lock, is taken in
 one wait likewise."""
 
 from __future__ import annotations

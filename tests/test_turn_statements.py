@@ -4,7 +4,7 @@ some 0.1-0.2 ms of CPU and, outside a pipeline, a wait on the server.
 A `runs/wait` turn on a thread that has a conversation, with the built-in
 assistant (its knowledge bases: every one the tenant has), sends nine: the
 key's admission; the thread with the tenant's knowledge bases (two statements
-until 2026-12-07); the run's queueing (the tenant's lock, the thread's, the
+until 2026-12-07); the run's queueing (the limits' lock, the thread's, the
 run: one pipeline); the thread's last checkpoint, and the turn's checkpoints;
 the run's end (the thread's lock and the run's). The conversation itself is
 not read back: the turn before, in this process, left its final state as the
