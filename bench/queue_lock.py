@@ -30,9 +30,10 @@ from appliance.services.limits import defaults_from
 from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
 from appliance.store.migrations import migrate
-from appliance.store.runs import NewRun, RunStore
+from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
 from bench.common import bench_settings, percentile, postgres_cpu_seconds
+from tests.support.queue import new_run
 
 # As every queueing locked before: the tenant's lock, whatever its limits.
 LOCKED_BEFORE = "SELECT pg_advisory_xact_lock(hashtextextended(%(tenant_lock)s, 5151))"
@@ -66,18 +67,8 @@ async def main(rounds: int, block: int, concurrency: int) -> None:
 
                 async def caller() -> None:
                     for thread in ids:
-                        new = NewRun(
-                            run_id=uuid.uuid4(),
-                            thread_id=thread.thread_id,
-                            tenant="default",
-                            assistant_id="agent",
-                            kwargs=KWARGS,
-                            metadata={},
-                            multitask_strategy="enqueue",
-                            key_id=key,
-                        )
                         started = time.perf_counter()
-                        await runs.create(new, limits)
+                        await runs.create(new_run(thread.thread_id, kwargs=KWARGS, key_id=key), limits)
                         seen.each.append(time.perf_counter() - started)
 
                 db_before, started = postgres_cpu_seconds(), time.perf_counter()

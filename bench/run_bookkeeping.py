@@ -28,11 +28,13 @@ from psycopg import AsyncConnection
 
 import appliance.store.runs as runs_module
 from appliance.services.limits import defaults_from
+from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
 from appliance.store.migrations import migrate
-from appliance.store.runs import NewRun, RunStore
+from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
 from bench.common import bench_settings, percentile
+from tests.support.queue import new_run
 
 # What a run of the agent carries, about its size.
 KWARGS = {"input": {"messages": [{"role": "user", "content": "hello there"}]}, "context": {"instructions": "x" * 800}}
@@ -61,23 +63,19 @@ VARIANTS = {
 async def main(rounds: int, block: int) -> None:
     with bench_settings() as settings:  # the limits off, as in every bench
         limits = defaults_from(settings)
+        setup = await open_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            await migrate(setup)
+            await PooledPostgresSaver(setup).setup()  # the conversation's tables, which the queueing looks at
+        finally:
+            await setup.close()
         pool = await open_pool(settings.database_url, min_size=1, max_size=1)
         try:
-            await migrate(pool)
             runs, threads, worker = RunStore(pool), ThreadStore(pool), uuid.uuid4()
 
             async def turn() -> tuple[float, float]:
                 thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
-                new = NewRun(
-                    run_id=uuid.uuid4(),
-                    thread_id=thread.thread_id,
-                    tenant="default",
-                    assistant_id="agent",
-                    kwargs=KWARGS,
-                    metadata={},
-                    multitask_strategy="enqueue",
-                    start_on=worker,
-                )
+                new = new_run(thread.thread_id, kwargs=KWARGS, start_on=worker)
                 wall, cpu = time.perf_counter(), time.process_time()
                 created = await runs.create(new, limits)
                 await runs.finish(created.run, worker, "success", "idle")

@@ -11,7 +11,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 
-import msgspec
 import psycopg
 import pytest
 
@@ -20,20 +19,16 @@ from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
 from appliance.store.limits import LimitSet, LimitStore, in_flight_locks
 from appliance.store.migrations import migrate
-from appliance.store.runs import NewRun, RunStore
+from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
+from tests.support.queue import limit_set, new_run
 
-OFF = LimitSet(
-    key_requests_per_minute=0,
-    tenant_requests_per_minute=0,
-    key_runs_in_flight=0,
-    tenant_runs_in_flight=0,
-    key_uploads_in_flight=0,
-    tenant_uploads_in_flight=0,
-)
+OFF = limit_set()
 # High enough that no run here is refused: the limits are on, not reached.
-KEY_ONLY = msgspec.structs.replace(OFF, key_runs_in_flight=100, key_uploads_in_flight=100)
-BOTH = msgspec.structs.replace(KEY_ONLY, tenant_runs_in_flight=100, tenant_uploads_in_flight=100)
+KEY_ONLY = limit_set(key_runs_in_flight=100, key_uploads_in_flight=100)
+BOTH = limit_set(
+    key_runs_in_flight=100, key_uploads_in_flight=100, tenant_runs_in_flight=100, tenant_uploads_in_flight=100
+)
 # Long enough for a statement on an idle database; what waits for a held lock never ends in it.
 DONE_WITHIN_S = 2.0
 KEY = uuid.uuid4()
@@ -86,17 +81,7 @@ async def waits_for(url: str, lock: str, action: Awaitable) -> bool:
 def queue_one(runs: RunStore, threads: ThreadStore, limits: LimitSet):
     async def queue() -> None:
         thread = await threads.create("default", uuid.uuid4(), {}, if_exists="raise")
-        new = NewRun(
-            run_id=uuid.uuid4(),
-            thread_id=thread.thread_id,
-            tenant="default",
-            assistant_id="agent",
-            kwargs={},
-            metadata={},
-            multitask_strategy="enqueue",
-            key_id=KEY,
-        )
-        await runs.create(new, limits)
+        await runs.create(new_run(thread.thread_id, key_id=KEY), limits)
 
     return queue()
 

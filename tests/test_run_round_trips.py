@@ -23,33 +23,14 @@ from typing_extensions import TypedDict
 
 from appliance.store.checkpointer import CONVERSATION_TABLES, PooledPostgresSaver, thread_config
 from appliance.store.database import open_pool, pipelined_transaction
-from appliance.store.limits import LimitSet, LimitStore, OverLimit
+from appliance.store.limits import LimitStore, OverLimit
 from appliance.store.migrations import migrate
-from appliance.store.runs import NewRun, RunStore, ThreadBusy
+from appliance.store.runs import RunStore, ThreadBusy
 from appliance.store.threads import ThreadStore
+from tests.support.queue import limit_set, new_run
 from tests.support.wire import RoundTripCounter
 
-LIMITS = LimitSet(
-    key_requests_per_minute=0,
-    tenant_requests_per_minute=0,
-    key_runs_in_flight=0,
-    tenant_runs_in_flight=50,
-    key_uploads_in_flight=0,
-    tenant_uploads_in_flight=0,
-)
-
-
-def new_run(thread_id: uuid.UUID, **changes) -> NewRun:
-    fields = {
-        "run_id": uuid.uuid4(),
-        "thread_id": thread_id,
-        "tenant": "default",
-        "assistant_id": "agent",
-        "kwargs": {"input": {"messages": [{"role": "user", "content": "hello"}]}},
-        "metadata": {},
-        "multitask_strategy": "enqueue",
-    }
-    return NewRun(**(fields | changes))
+LIMITS = limit_set(tenant_runs_in_flight=50)
 
 
 @pytest.fixture
