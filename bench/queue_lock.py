@@ -27,13 +27,11 @@ import msgspec
 
 import appliance.store.runs as runs_module
 from appliance.services.limits import defaults_from
-from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
-from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
 from bench.common import bench_settings, percentile, postgres_cpu_seconds
-from tests.support.queue import new_run
+from tests.support.queue import make_tables, new_run
 
 # As every queueing locked before: the tenant's lock, whatever its limits.
 LOCKED_BEFORE = "SELECT pg_advisory_xact_lock(hashtextextended(%(tenant_lock)s, 5151))"
@@ -53,10 +51,9 @@ async def main(rounds: int, block: int, concurrency: int) -> None:
         off = defaults_from(settings)
         on = msgspec.structs.replace(off, key_runs_in_flight=1_000_000, tenant_runs_in_flight=1_000_000)
         variants = {"limits off": (NOW, off), "before": (LOCKED_BEFORE, off), "limits on": (NOW, on)}
+        await make_tables(settings.database_url)
         pool = await open_pool(settings.database_url, min_size=concurrency, max_size=concurrency)
         try:
-            await migrate(pool)
-            await PooledPostgresSaver(pool).setup()
             runs, threads = RunStore(pool), ThreadStore(pool)
             key = uuid.uuid4()
 

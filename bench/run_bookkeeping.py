@@ -28,13 +28,11 @@ from psycopg import AsyncConnection
 
 import appliance.store.runs as runs_module
 from appliance.services.limits import defaults_from
-from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
-from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
 from bench.common import bench_settings, percentile
-from tests.support.queue import new_run
+from tests.support.queue import make_tables, new_run
 
 # What a run of the agent carries, about its size.
 KWARGS = {"input": {"messages": [{"role": "user", "content": "hello there"}]}, "context": {"instructions": "x" * 800}}
@@ -63,12 +61,7 @@ VARIANTS = {
 async def main(rounds: int, block: int) -> None:
     with bench_settings() as settings:  # the limits off, as in every bench
         limits = defaults_from(settings)
-        setup = await open_pool(settings.database_url, min_size=1, max_size=2)
-        try:
-            await migrate(setup)
-            await PooledPostgresSaver(setup).setup()  # the conversation's tables, which the queueing looks at
-        finally:
-            await setup.close()
+        await make_tables(settings.database_url)
         pool = await open_pool(settings.database_url, min_size=1, max_size=1)
         try:
             runs, threads, worker = RunStore(pool), ThreadStore(pool), uuid.uuid4()

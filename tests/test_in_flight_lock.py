@@ -15,13 +15,11 @@ import psycopg
 import pytest
 
 from appliance.store.audit import Actor
-from appliance.store.checkpointer import PooledPostgresSaver
 from appliance.store.database import open_pool
 from appliance.store.limits import LimitSet, LimitStore, in_flight_locks
-from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore
 from appliance.store.threads import ThreadStore
-from tests.support.queue import limit_set, new_run
+from tests.support.queue import limit_set, make_tables, new_run
 
 OFF = limit_set()
 # High enough that no run here is refused: the limits are on, not reached.
@@ -36,11 +34,9 @@ KEY = uuid.uuid4()
 
 @pytest.fixture
 async def stores(databases):
-    url = databases.create()
+    await make_tables(url := databases.create())
     pool = await open_pool(url, min_size=1, max_size=4)
     try:
-        await migrate(pool)
-        await PooledPostgresSaver(pool).setup()  # the conversation's tables, which the queueing looks at
         yield url, RunStore(pool), ThreadStore(pool), LimitStore(pool)
     finally:
         await pool.close()

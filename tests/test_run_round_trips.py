@@ -24,10 +24,9 @@ from typing_extensions import TypedDict
 from appliance.store.checkpointer import CONVERSATION_TABLES, PooledPostgresSaver, thread_config
 from appliance.store.database import open_pool, pipelined_transaction
 from appliance.store.limits import LimitStore, OverLimit
-from appliance.store.migrations import migrate
 from appliance.store.runs import RunStore, ThreadBusy
 from appliance.store.threads import ThreadStore
-from tests.support.queue import limit_set, new_run
+from tests.support.queue import limit_set, make_tables, new_run
 from tests.support.wire import RoundTripCounter
 
 LIMITS = limit_set(tenant_runs_in_flight=50)
@@ -36,13 +35,7 @@ LIMITS = limit_set(tenant_runs_in_flight=50)
 @pytest.fixture
 async def wired(databases):
     """A run store and a thread store whose one connection goes through the counter."""
-    url = databases.create()
-    setup = await open_pool(url, min_size=1, max_size=2)
-    try:
-        await migrate(setup)
-        await PooledPostgresSaver(setup).setup()  # the conversation's tables, which the queueing looks at
-    finally:
-        await setup.close()
+    await make_tables(url := databases.create())
     async with RoundTripCounter(url) as wire:
         pool = await open_pool(wire.url, min_size=1, max_size=1)
         try:

@@ -6,8 +6,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from appliance.store.checkpointer import PooledPostgresSaver
+from appliance.store.database import open_pool
 from appliance.store.limits import LIMIT_NAMES, LimitSet
+from appliance.store.migrations import migrate
 from appliance.store.runs import NewRun
+
+
+async def make_tables(url: str) -> None:
+    """The appliance's tables and the conversation's, which the queueing looks at."""
+    pool = await open_pool(url, min_size=1, max_size=2)
+    try:
+        await migrate(pool)
+        await PooledPostgresSaver(pool).setup()
+    finally:
+        await pool.close()
 
 
 def limit_set(**on: int) -> LimitSet:
