@@ -185,6 +185,19 @@ async def test_a_caller_that_stops_waiting_for_a_later_run_frees_the_server(sdk_
     await client.runs.cancel(tid, later["run_id"], action="rollback")
 
 
+async def test_a_run_due_later_starts_when_it_is_due(sdk_app):
+    """after_seconds: the run starts when it is due, not when the worker next
+    looks at the queue of its own accord (every worker_heartbeat_s, 5 s)."""
+    client = sdk_app.sdk
+    tid = (await client.threads.create())["thread_id"]
+    asked = asyncio.get_running_loop().time()
+    run = await client.runs.create(tid, "agent", input=said("in a second"), after_seconds=1)
+    await client.runs.join(tid, run["run_id"])
+    took = asyncio.get_running_loop().time() - asked
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+    assert 1 <= took < 3, took  # before: about 5 s, the worker's next look
+
+
 async def test_reject_refuses_a_second_run_while_one_runs(slow):
     client = slow.sdk
     tid = (await client.threads.create())["thread_id"]

@@ -52,6 +52,8 @@ RECENT_ENDS = 64
 # How soon a worker that lost the database tries again, doubling up to the most.
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
+# A run due at a time is looked for this much after it, so the look does not come a hair early.
+DUE_SLACK_S = 0.01
 
 
 class Execute(Protocol):
@@ -280,10 +282,11 @@ class Worker:
             await self._online.wait()
             free = self.slots - len(self.running) - self._held
             self._starved = free <= 0
-            claimed: list[RunRecord] = []
+            claimed, due_s = [], None
             if free > 0:
                 try:
-                    claimed = await self.store.claim(self.worker_id, min(free, 500))
+                    taken = await self.store.claim(self.worker_id, min(free, 500))
+                    claimed, due_s = taken.runs, taken.next_due_s
                 except Exception as exc:
                     log.error("could not take runs from the queue: %r", exc)
                     await asyncio.sleep(1)
@@ -292,8 +295,11 @@ class Worker:
             if claimed and len(claimed) == free:
                 self._starved = True
                 continue  # there may be more waiting
+            # A run waiting for its time (after_seconds, a retry's backoff) is
+            # looked for when it is due; nothing else tells the queue then.
+            wait_s = self.heartbeat_s if due_s is None else min(self.heartbeat_s, max(due_s, 0.0) + DUE_SLACK_S)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.heartbeat_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             except TimeoutError:
                 pass
 

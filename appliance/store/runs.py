@@ -187,6 +187,12 @@ class Created(msgspec.Struct, frozen=True):
     blank: bool = False
 
 
+class Claimed(msgspec.Struct, frozen=True):
+    runs: list[RunRecord]
+    # Seconds until the first waiting run that may start next is due (None: none waits for a time).
+    next_due_s: float | None
+
+
 class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
     attempt: int
     seq: int
@@ -365,9 +371,10 @@ class RunStore:
 
     # Workers -------------------------------------------------------------------
 
-    async def claim(self, worker_id: uuid.UUID, limit: int) -> list[RunRecord]:
+    async def claim(self, worker_id: uuid.UUID, limit: int) -> Claimed:
         """Take up to ``limit`` runs that may start: each the first waiting run
-        of a thread that has none running, oldest first."""
+        of a thread that has none running, oldest first; and when the first
+        such run not yet due will be."""
         try:
             async with self.pool.connection() as conn:
                 rows = await (
@@ -388,23 +395,28 @@ class RunStore:
                                 UPDATE runs r SET status = 'running', worker_id = %(w)s,
                                                   attempt = attempt + 1, updated_at = now()
                                 FROM locked WHERE r.run_id = locked.run_id
-                                RETURNING {_R_COLUMNS}, r.seq)
-                            SELECT {_COLUMNS} FROM claimed ORDER BY seq""",
+                                RETURNING {_R_COLUMNS}, r.seq),
+                            soonest AS (
+                                SELECT extract(epoch FROM min(available_at) - now())::float8 AS due_in_s
+                                FROM heads WHERE status = 'pending' AND available_at > now())
+                            SELECT soonest.due_in_s, claimed.*
+                            FROM soonest LEFT JOIN claimed ON true ORDER BY claimed.seq""",
                         {"w": worker_id, "limit": limit},
                     )
                 ).fetchall()
                 # Committed apart: a transaction that locks a run and then its
                 # thread could deadlock with one that does it the other way round.
                 await conn.commit()
-                if rows:
+                runs = [_record({name: r[name] for name in RunRecord.__struct_fields__}) for r in rows if r["run_id"]]
+                if runs:
                     await conn.execute(
                         "UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = ANY(%s)",
-                        ([r["thread_id"] for r in rows],),
+                        ([run.thread_id for run in runs],),
                     )
         except UniqueViolation:
             # Another process claimed a run of the same thread at this instant.
-            return []
-        return [_record(r) for r in rows]
+            return Claimed([], None)
+        return Claimed(runs, rows[0]["due_in_s"])
 
     async def finish(
         self,
