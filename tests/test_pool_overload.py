@@ -13,6 +13,7 @@ import time
 import pytest
 from psycopg_pool import PoolTimeout
 
+from appliance.engine.execution import REQUEUE_DELAY_S
 from appliance.store.database import open_pool
 
 TIMEOUT_S = 0.3
@@ -202,9 +203,7 @@ async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the
     from tests.support.app import serve_scripted
     from tests.support.turns import new_thread, turn
 
-    # The queue is looked at again each heartbeat: the run handed back is due a second later.
-    settings = SMALL_POOL | {"worker_heartbeat_s": "0.5"}
-    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **settings) as app:
+    async with serve_scripted(tmp_path, databases.create(), chroma_url, delay=0, **SMALL_POOL) as app:
         pool, saver = app.runtime.pool, app.runtime.checkpointer
         thread_id = await new_thread(app.client)
         await turn(app.client, thread_id, "hello")
@@ -218,7 +217,11 @@ async def test_a_run_that_meets_a_pool_where_nothing_comes_back_goes_back_to_the
             return await read(config)
 
         saver.aget_tuple = read_while_the_pool_is_held
+        started = time.monotonic()
         await asyncio.wait_for(turn(app.client, thread_id, "again"), 30)
+        # Handed back due REQUEUE_DELAY_S later, the run is taken again then, not at the worker's
+        # next look of its own (worker_heartbeat_s, 5 s), which nothing else brings forward.
+        assert time.monotonic() - started < REQUEUE_DELAY_S + 3
         attempts, messages = await attempts_and_messages(app, thread_id)
         assert releases, "the second turn never read its thread"
         assert attempts == [1, 2]
