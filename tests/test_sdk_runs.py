@@ -372,18 +372,26 @@ async def test_webhook_gets_the_finished_run(sdk_app):
 
 
 async def test_a_waiting_stream_is_told_its_place_in_the_model_queue(sdk_app):
-    client = sdk_app.sdk
-    sdk_app.runtime.model.gate.slots = 1
+    client, gate = sdk_app.sdk, sdk_app.runtime.model.gate
+    gate.slots = 1
     try:
-        with model_delay(sdk_app, 0.05):
-            first = (await client.threads.create())["thread_id"]
-            second = (await client.threads.create())["thread_id"]
-            running = await client.runs.create(first, "agent", input=said("I go first"))
-            await until_running(client, first, running["run_id"])
-            stream = client.runs.stream(second, "agent", input=said("I wait"), stream_mode="values")
-            parts = [p async for p in stream]
+        thread_id = (await client.threads.create())["thread_id"]
+
+        async def read_all() -> list:
+            stream = client.runs.stream(thread_id, "agent", input=said("I wait"), stream_mode="values")
+            return [part async for part in stream]
+
+        # The one slot held, as another turn's model call holds it, until the stream waits for it
+        # (held by a turn of 0.35 s before, the slot was sometimes free again by the time the
+        # stream asked, on a loaded host).
+        async with gate.slot():
+            reading = asyncio.ensure_future(read_all())
+            async with asyncio.timeout(30):
+                while not gate.waiting:
+                    await asyncio.sleep(0.01)
+        parts = await asyncio.wait_for(reading, 30)
     finally:
-        sdk_app.runtime.model.gate.slots = 4
+        gate.slots = 4
     queued = [p.data for p in parts if p.event == "queue"]
     assert queued and queued[0]["position"] == 1
     assert parts[-1].event == "values"
