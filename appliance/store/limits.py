@@ -89,11 +89,10 @@ def in_flight_lock(kind: str) -> str:
     """SQL: the lock that lets one more ``kind`` ("runs" or "uploads") be
     counted and taken by one process at a time, until the transaction ends,
     only as wide as the limits in force need: the tenant's when its limit is
-    on, else the key's when the key's is on, else none, as nothing is counted.
-    (Locked whatever the limits, a tenant's runs were queued one after
-    another, each waiting for the one before it to reach the disk.) A limit
-    switched on while runs are queued holds from the first run queued under
-    it. Parameters: ``in_flight_check``'s and ``in_flight_locks``'."""
+    on, else the key's when the key's is on, else none, as nothing is counted
+    (so a tenant without limits does not queue its runs one at a time). A
+    limit switched on while runs are queued holds from the first run queued
+    under it. Parameters: ``in_flight_check``'s and ``in_flight_locks``'."""
     return f"""WITH {_caps(kind)}
 SELECT pg_advisory_xact_lock(hashtextextended(
            CASE WHEN tenant_cap > 0 THEN %(tenant_lock)s ELSE %(key_lock)s END, 5151))

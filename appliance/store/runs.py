@@ -201,7 +201,8 @@ class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
 
 
 def _record(row: dict[str, Any]) -> RunRecord:
-    return RunRecord(**row)
+    """A run's row, with any other columns its statement returned (outcome, blank, seq...) left out."""
+    return RunRecord(**{name: row[name] for name in RunRecord.__struct_fields__})
 
 
 class RunStore:
@@ -263,7 +264,7 @@ class RunStore:
             raise ThreadMissing(str(new.thread_id))
         if outcome == "thread_busy":
             raise ThreadBusy(str(new.thread_id))
-        run = _record({name: row[name] for name in RunRecord.__struct_fields__})
+        run = _record(row)
         return Created(run=run, stopping=stopping, blank=bool(row["blank"]))
 
     async def _drop_pending(self, conn: AsyncConnection, run_id: uuid.UUID, action: CancelAction) -> bool:
@@ -407,7 +408,7 @@ class RunStore:
                 # Committed apart: a transaction that locks a run and then its
                 # thread could deadlock with one that does it the other way round.
                 await conn.commit()
-                runs = [_record({name: r[name] for name in RunRecord.__struct_fields__}) for r in rows if r["run_id"]]
+                runs = [_record(r) for r in rows if r["run_id"]]
                 if runs:
                     await conn.execute(
                         "UPDATE threads SET status = 'busy', updated_at = now() WHERE thread_id = ANY(%s)",
