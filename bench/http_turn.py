@@ -7,6 +7,10 @@ Measured twice, as issue 17 asks: on a new conversation (each turn on a
 thread of its own, made beforehand) and along one conversation of --turns
 turns, whose last LATE turns are the turns "at turn 300".
 
+The sides are taken side by side: each round is one turn of every side (a
+new conversation each, or the next turn of each side's own conversation), in
+an order that turns round each round, so the host's drift falls on all alike.
+
 Each side's CPU a turn too (this process's: the server, and for the HTTP turn
 also its client, httpx, in the same process): what the graph alone costs,
 against what the whole turn does.
@@ -22,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,7 +40,6 @@ from bench.common import (
     percentile,
     postgres_cpu_seconds,
     summary,
-    timed,
 )
 from tests.support.app import serve_app
 
@@ -120,6 +122,29 @@ async def alternating_new_thread_turns(
     return done
 
 
+async def interleaved(
+    sides: dict[str, Callable[[], Awaitable[object]]], turns: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """``turns`` rounds, after WARM_UP_TURNS to warm up, each one turn of every
+    side in an order that turns round by one each round: each side's seconds a
+    turn, and its CPU a turn (this process's). The sides' turns are taken
+    side by side, so the host's drift (its speed moved 1.5x within minutes
+    on 2026-12-07) falls on all of them alike."""
+    names = list(sides)
+    took: dict[str, list[float]] = {name: [] for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    for round_ in range(WARM_UP_TURNS + turns):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            cpu_from, started = time.process_time(), time.perf_counter()
+            await sides[name]()
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_from
+            if round_ >= WARM_UP_TURNS:
+                took[name].append(seconds)
+                spent[name] += cpu
+    return took, {name: spent[name] / turns for name in names}
+
+
 def ratios(name: str, http: list[float], raw: list[float], synced: list[float]) -> str:
     return (
         f"{name}: HTTP/raw p50 {percentile(http, 50) / percentile(raw, 50):.2f}x, "
@@ -143,49 +168,45 @@ async def main(turns: int) -> None:
                 assert response.status_code == 200, response.text
 
             encoded = json.dumps(body).encode()
+            bare = await BareClient.open(app.url, app.admin_key)
 
-            async def bare_turns(thread_ids) -> tuple[list[float], float]:
-                # A connection of its own each time: the server closes one idle for 5 s.
-                bare = await BareClient.open(app.url, app.admin_key)
-                try:
+            async def bare_turn(thread_id: str) -> None:
+                status, answer = await bare.post(f"/threads/{thread_id}/runs/wait", encoded)
+                assert status == 200, answer
 
-                    async def bare_turn() -> None:
-                        status, answer = await bare.post(f"/threads/{next(thread_ids)}/runs/wait", encoded)
-                        assert status == 200, answer
+            async def made_threads() -> Iterator[str]:
+                made = [await client.post("/threads", json={}) for _ in range(turns + WARM_UP_TURNS)]
+                return iter([response.json()["thread_id"] for response in made])
 
-                    return await timed(turns, bare_turn)
-                finally:
-                    bare.close()
-
-            # A new conversation each turn.
-            fresh, fresh_cpu = {}, {}
-            fresh["raw"], fresh_cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, new_thread()))
-            fresh["synced"], fresh_cpu["synced"] = await timed(
-                turns, lambda: runtime.graph.ainvoke(said, new_thread(), durability="sync")
-            )
-            made = iter(
-                [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP_TURNS)]
-            )
-            fresh["http"], fresh_cpu["http"] = await timed(turns, lambda: http_turn(next(made)))
-            made = iter(
-                [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(turns + WARM_UP_TURNS)]
-            )
-            fresh["bare"], fresh_cpu["bare"] = await bare_turns(made)
-
-            # One conversation of `turns` turns. Raw: the compiled graph and its checkpointer, no HTTP, no services.
-            long, cpu = {}, {}
-            raw_thread = new_thread()
-            long["raw"], cpu["raw"] = await timed(turns, lambda: runtime.graph.ainvoke(said, raw_thread))
-            # The same, checkpointing each step before the next as a run does (durability="sync"):
-            # what the engine's choice costs, apart from the HTTP layer and the run's bookkeeping.
-            synced_thread = new_thread()
-            long["synced"], cpu["synced"] = await timed(
-                turns, lambda: runtime.graph.ainvoke(said, synced_thread, durability="sync")
-            )
-            tid = (await client.post("/threads", json={})).json()["thread_id"]
-            long["http"], cpu["http"] = await timed(turns, lambda: http_turn(tid))
-            tid = (await client.post("/threads", json={})).json()["thread_id"]
-            long["bare"], cpu["bare"] = await bare_turns(itertools.repeat(tid))
+            try:
+                # A new conversation each turn.
+                for_http, for_bare = await made_threads(), await made_threads()
+                fresh, fresh_cpu = await interleaved(
+                    {
+                        "raw": lambda: runtime.graph.ainvoke(said, new_thread()),
+                        "synced": lambda: runtime.graph.ainvoke(said, new_thread(), durability="sync"),
+                        "http": lambda: http_turn(next(for_http)),
+                        "bare": lambda: bare_turn(next(for_bare)),
+                    },
+                    turns,
+                )
+                # One conversation of `turns` turns each. Raw: the compiled graph and its checkpointer,
+                # no HTTP, no services; synced: the same, checkpointing each step before the next as a
+                # run does (durability="sync"): what the engine's choice costs, apart from the HTTP
+                # layer and the run's bookkeeping.
+                raw_thread, synced_thread = new_thread(), new_thread()
+                http_thread, bare_thread = [(await client.post("/threads", json={})).json()["thread_id"] for _ in "hb"]
+                long, cpu = await interleaved(
+                    {
+                        "raw": lambda: runtime.graph.ainvoke(said, raw_thread),
+                        "synced": lambda: runtime.graph.ainvoke(said, synced_thread, durability="sync"),
+                        "http": lambda: http_turn(http_thread),
+                        "bare": lambda: bare_turn(bare_thread),
+                    },
+                    turns,
+                )
+            finally:
+                bare.close()
 
             # Throughput with 8 conversations at once (one client each, one thread each).
             threads = [(await client.post("/threads", json={})).json()["thread_id"] for _ in range(8)]
