@@ -18,9 +18,9 @@ Printed: how many completed, the appliance's own overhead per turn (the
 turn's time minus the model's) at p50 and p99, and of it the wait for the
 stream's first event (the turn's admission: the key, the thread, the run
 queued and started); the most streams open at once, the servers' CPU per turn
-and their peak memory, and PostgreSQL's CPU per turn when it runs on this
-host; and as it happens, each garbage collection that held a server's loop
-half a second or more. Run: python -m bench.stream_load [--streams 10000]
+and their peak memory, PostgreSQL's CPU per turn when it runs on this host,
+and this client's own (it shares the cores); and as it happens, each garbage
+collection that held a server's loop half a second or more. Run: python -m bench.stream_load [--streams 10000]
 """
 
 from __future__ import annotations
@@ -204,10 +204,13 @@ def peak_rss_mb(pid: int) -> float:
 
 class Batch:
     """One batch of streams: what the client saw, and the servers' CPU meanwhile
-    (and PostgreSQL's, None when it does not run on this host)."""
+    (and PostgreSQL's, None when it does not run on this host), and this
+    process's: the client's, on the same cores as the servers."""
 
-    def __init__(self, tally: Tally, wall: float, cpu: float, answer_s: float, db_cpu: float | None) -> None:
-        self.tally, self.wall, self.cpu, self.db_cpu = tally, wall, cpu, db_cpu
+    def __init__(
+        self, tally: Tally, wall: float, cpu: float, answer_s: float, db_cpu: float | None, client_cpu: float
+    ) -> None:
+        self.tally, self.wall, self.cpu, self.db_cpu, self.client_cpu = tally, wall, cpu, db_cpu, client_cpu
         self.overhead = [t - answer_s for t in tally.turns]
 
     @property
@@ -221,10 +224,12 @@ class Batch:
 def run_batch(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> Batch:
     threads = asyncio.run(make_threads(f"http://127.0.0.1:{ports[0]}", key, args.streams))
     cpu_before, db_before = sum(cpu_seconds(s.pid) for s in servers), postgres_cpu_seconds()
+    client_before = time.process_time()
     tally, wall = asyncio.run(drive(ports, key, threads, args.ramp, run_body(args.durability)))
+    client_cpu = time.process_time() - client_before
     cpu, db_after = sum(cpu_seconds(s.pid) for s in servers) - cpu_before, postgres_cpu_seconds()
     db_cpu = db_after - db_before if db_before is not None and db_after is not None else None
-    return Batch(tally, wall, cpu, args.answer_seconds, db_cpu)
+    return Batch(tally, wall, cpu, args.answer_seconds, db_cpu, client_cpu)
 
 
 def report(batch: Batch, rss: float) -> None:
@@ -246,6 +251,8 @@ def report(batch: Batch, rss: float) -> None:
     if batch.db_cpu is not None:
         db_ms = batch.db_cpu / max(1, len(tally.turns)) * 1000
         print(f"PostgreSQL's CPU (its processes on this host): {db_ms:.1f} ms a turn")
+    client_ms = batch.client_cpu / max(1, len(tally.turns)) * 1000
+    print(f"this client's CPU, on the same cores: {client_ms:.1f} ms a turn")
 
 
 def compare_lane(servers: list[subprocess.Popen], ports: list[int], key: str, args: argparse.Namespace) -> None:
