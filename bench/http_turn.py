@@ -195,7 +195,9 @@ async def main(turns: int) -> None:
                 # run does (durability="sync"): what the engine's choice costs, apart from the HTTP
                 # layer and the run's bookkeeping.
                 raw_thread, synced_thread = new_thread(), new_thread()
-                http_thread, bare_thread = [(await client.post("/threads", json={})).json()["thread_id"] for _ in "hb"]
+                http_thread, bare_thread = [
+                    (await client.post("/threads", json={})).json()["thread_id"] for _ in range(2)
+                ]
                 long, cpu = await interleaved(
                     {
                         "raw": lambda: runtime.graph.ainvoke(said, raw_thread),
