@@ -20,7 +20,8 @@ stream's first event (the turn's admission: the key, the thread, the run
 queued and started); the most streams open at once, the servers' CPU per turn
 and their peak memory, PostgreSQL's CPU per turn when it runs on this host,
 and this client's own (it shares the cores); and as it happens, each garbage
-collection that held a server's loop half a second or more. Run: python -m bench.stream_load [--streams 10000]
+collection that held a server's loop half a second or more.
+Run: python -m bench.stream_load [--streams 10000]
 """
 
 from __future__ import annotations
