@@ -3,6 +3,7 @@ the real agent, PostgreSQL, Chroma and MiniLM embeddings (the model scripted).""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -10,6 +11,7 @@ import openai
 import pytest
 
 from appliance.store.audit import Actor
+from tests.support.app import model_delay
 from tests.support.corpus import write_corpus
 from tests.support.librarian import RECALL, answer_to
 from tests.support.turns import new_kb, new_thread, openai_client, turn, upload
@@ -100,6 +102,39 @@ async def test_streamed_completion_arrives_token_by_token(chat):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].usage.completion_tokens == len(text.split())
     assert len({c.id for c in chunks}) == 1
+
+
+async def test_a_client_leaving_a_stream_mid_answer_leaves_no_half_turn(app, chat):
+    """The client closes a streamed completion after its first words: the turn
+    is undone (the conversation keeps nothing of it) and the next one goes on."""
+    conversation = {"X-Conversation-Id": f"leaver-{uuid.uuid4().hex[:6]}"}
+    first = await chat.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": "My name is Ada"}], extra_headers=conversation
+    )
+    thread_id = first.model_extra["conversation_id"]
+    with model_delay(app, 0.1):
+        stream = await chat.chat.completions.create(
+            model="agent", messages=[{"role": "user", "content": "Tell me a long story"}], stream=True,
+            extra_headers=conversation,
+        )  # fmt: skip
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        else:
+            raise AssertionError("the stream ended before its first words")
+        await stream.close()
+        rest = app.as_key(chat.api_key)
+        for _ in range(200):  # the turn is undone once its run is gone
+            listed = await rest.get(f"/threads/{thread_id}/runs")
+            assert listed.status_code == 200, listed.text
+            if len(listed.json()) == 1:
+                break
+            await asyncio.sleep(0.02)
+    assert [t for t, _ in await thread_messages(app, thread_id)] == ["human", "ai"]
+    second = await chat.chat.completions.create(
+        model="agent", messages=[{"role": "user", "content": RECALL}], extra_headers=conversation
+    )
+    assert second.choices[0].message.content == "Your first message was: My name is Ada"
 
 
 async def test_conversation_remembers_the_first_turn_when_only_the_new_message_is_sent(app, chat):

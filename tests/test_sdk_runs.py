@@ -153,6 +153,61 @@ async def test_a_caller_leaving_a_join_with_cancel_on_disconnect_stops_the_run(s
     assert (await client.runs.get(tid, stays["run_id"]))["status"] == "success"
 
 
+async def leave_after_a_token(parts) -> None:
+    """Read a stream until the answer's first token, then close it: the client leaves."""
+    async for part in parts:
+        if part.event.startswith("messages"):
+            break
+    else:
+        raise AssertionError("the stream ended before the answer's first token")
+    await parts.aclose()
+
+
+async def until_ended(client, thread_id: str, run_id: str) -> dict | None:
+    """The run once it has ended (None: it was erased)."""
+    for _ in range(300):
+        try:
+            run = await client.runs.get(thread_id, run_id)
+        except httpx.HTTPStatusError as exc:
+            assert exc.response.status_code == 404
+            return None
+        if run["status"] not in ("pending", "running"):
+            return run
+        await asyncio.sleep(0.02)
+    raise AssertionError("the run never ended")
+
+
+async def test_a_caller_leaving_a_stream_undoes_the_turn_only_when_it_asked(slow):
+    """A stream's client leaving mid-answer: on_disconnect='cancel' (the
+    default) erases the turn, 'continue' lets it finish; a joined stream with
+    cancel_on_disconnect interrupts the run."""
+    client = slow.sdk
+    tid = (await client.threads.create())["thread_id"]
+    parts = client.runs.stream(tid, "agent", input=said("undo me if I leave"), stream_mode="messages-tuple")
+    await leave_after_a_token(parts)
+    runs = await client.runs.list(tid)
+    assert len(runs) <= 1
+    if runs:
+        assert await until_ended(client, tid, runs[0]["run_id"]) is None  # rolled back: erased
+    assert human_texts(await client.threads.get_state(tid)) == []
+
+    parts = client.runs.stream(
+        tid, "agent", input=said("finish without me"), stream_mode="messages-tuple", on_disconnect="continue"
+    )
+    await leave_after_a_token(parts)
+    (kept,) = await client.runs.list(tid)
+    assert (await until_ended(client, tid, kept["run_id"]))["status"] == "success"
+    assert human_texts(await client.threads.get_state(tid)) == ["finish without me"]
+
+    joined = await client.runs.create(
+        tid, "agent", input=said("stop when I leave the join"), stream_mode="messages-tuple"
+    )
+    await until_running(client, tid, joined["run_id"])
+    parts = client.runs.join_stream(tid, joined["run_id"], cancel_on_disconnect=True, stream_mode="messages-tuple")
+    await leave_after_a_token(parts)
+    assert (await until_ended(client, tid, joined["run_id"]))["status"] == "interrupted"
+
+
 async def left_calls(served, route_end: str) -> float:
     """Calls to the route ending ``route_end`` whose caller left before the answer (499)."""
     metrics = (await served.client.get("/metrics")).text
