@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
 import msgspec
+from litestar import Request
+from litestar.datastructures import Cookie
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Send
 
 from appliance.engine.events import Event
 
@@ -161,17 +167,84 @@ async def with_heartbeat(
             await asyncio.shield(on_early_close())
 
 
+class _EventStreamResponse(ASGIStreamingResponse):
+    """A stream sent by the request's own task, while one task waits for the
+    client to leave and then cancels it. Litestar's streaming response runs
+    the stream under an anyio task group and its cancel scopes, which cost a
+    stream more than its tokens did; this does the same with one task."""
+
+    __slots__ = ()
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        left = sent = False
+
+        async def listen() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not sent:  # the client left before the stream ended: stop sending it
+                left = True
+                streaming.cancel()
+
+        listener = asyncio.ensure_future(listen())
+        try:
+            await self._stream(send)
+        except asyncio.CancelledError:
+            if not left:  # cancelled from outside (the server stopping): not ours to swallow
+                raise
+            streaming.uncancel()
+        finally:
+            sent = True
+            listener.cancel()
+
+
+class EventStream(Stream):
+    """A ``text/event-stream`` response (``_EventStreamResponse``)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+
+    def to_asgi_response(
+        self,
+        app: Any,
+        request: Request,
+        *,
+        background: Any = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: Any = None,
+        status_code: int | None = None,
+        type_encoders: Any = None,
+    ) -> ASGIResponse:
+        # As Stream.to_asgi_response does, for a response of our class.
+        return _EventStreamResponse(
+            background=self.background or background,
+            content_length=0,
+            cookies=self.cookies if cookies is None else itertools.chain(self.cookies, cookies),
+            encoded_headers=encoded_headers,
+            encoding=self.encoding,
+            headers={**headers, **self.headers} if headers is not None else self.headers,
+            is_head_response=is_head_response,
+            iterator=self.iterator,
+            media_type=self.media_type,
+            status_code=self.status_code or status_code,
+        )
+
+
 def run_location(thread_id: object, run_id: object) -> str:
     return f"/threads/{thread_id}/runs/{run_id}"
 
 
-def event_stream(body: AsyncIterator[bytes], thread_id: object, run_id: object) -> Stream:
+def event_stream(body: AsyncIterator[bytes], thread_id: object, run_id: object) -> EventStream:
     """The response of a run's stream, with the headers the SDK reads: where
     the run is (Content-Location) and where to reconnect (Location)."""
     run_url = run_location(thread_id, run_id)
-    return Stream(
+    return EventStream(
         body,
-        media_type="text/event-stream",
         headers={
             "Content-Location": run_url,
             "Location": f"{run_url}/stream",

@@ -16,7 +16,6 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
-from litestar.response import Stream
 
 from appliance.api.errors import openai_type
 from appliance.api.lane import STARTS_TURN
@@ -43,7 +42,7 @@ from appliance.api.openai_schemas import (
     ToolChoiceFunction,
     Usage,
 )
-from appliance.api.sse import with_heartbeat
+from appliance.api.sse import EventStream, with_heartbeat
 from appliance.errors import ApplianceError, Invalid
 from appliance.runtime import Runtime
 from appliance.services.assistants import schema_problem
@@ -285,4 +284,4 @@ class OpenAIController(Controller):
                 await asyncio.shield(service.finish(turn))
 
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no", **conversation_headers(turn)}
-        return Stream(body(), media_type="text/event-stream", headers=headers)
+        return EventStream(body(), headers=headers)
