@@ -54,15 +54,16 @@ def compact_statement(sql: str) -> str:
 UNFLUSHED_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
-# PostgreSQL plans a prepared statement afresh at each of its first five
-# executions on a connection, then settles on its generic plan. Under a burst
-# the pool grows by dozens of new connections, and planning the turn's two
-# write transactions' statements (the queueing one took 4 ms on a loaded host)
-# was some 40% of PostgreSQL's CPU (bench.stream_load). They find rows by key,
-# where the generic plan is the one it settles on: a pipelined transaction uses
-# it from the first execution. Only for the transaction: searches and pages of
-# lists, whose best plan can depend on their parameters, keep PostgreSQL's choice.
-GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+# A select-list item after which the statements of its transaction use their
+# generic plans from the first execution. PostgreSQL plans a prepared statement
+# afresh at each of its first five executions on a connection, then settles on
+# its generic plan. Under a burst the pool grows by dozens of new connections,
+# and planning a turn's write transactions (the queueing statement took 4 ms on
+# a loaded host) was some 40% of PostgreSQL's CPU (bench.stream_load). Their
+# statements find rows by key, where the generic plan is the one it settles on.
+# Only for the transaction: searches and pages of lists, whose best plan can
+# depend on their parameters, keep PostgreSQL's choice.
+GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
 @asynccontextmanager
@@ -78,8 +79,7 @@ async def pipelined_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncCon
     No BEGIN or COMMIT is sent: each was a statement of its own, some 0.1 ms of
     the client's CPU. (psycopg's ``transaction()`` in a pipeline syncs as it
     opens and as it closes: each turn's two transactions waited eleven times
-    where three do.) Each statement still runs in order, after the locks before
-    it, and is planned generically (``GENERIC_PLANS``).
+    where three do.) Each statement still runs in order, after the locks before it.
 
     When the block raises (the caller cancelled, a result refused), the
     connection is closed before that Sync: PostgreSQL rolls back what it has
@@ -88,7 +88,6 @@ async def pipelined_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncCon
         raise ValueError("a pipelined transaction needs an autocommit connection (its Sync commits it)")
     async with conn.pipeline():
         try:
-            await conn.execute(GENERIC_PLANS, prepare=False)
             yield conn
         except BaseException:
             await conn.close()

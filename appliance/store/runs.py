@@ -22,7 +22,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from appliance.store.arrays import ByteaArray, Int4Array, TextArray, UuidArray, as_columns
-from appliance.store.database import UNFLUSHED_COMMIT, Statement, compact_statement, pipelined_transaction
+from appliance.store.database import (
+    GENERIC_PLANS,
+    UNFLUSHED_COMMIT,
+    Statement,
+    compact_statement,
+    pipelined_transaction,
+)
 from appliance.store.limits import LimitSet, OverLimit, in_flight_check, in_flight_lock, in_flight_locks
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
@@ -247,7 +253,8 @@ class RunStore:
                 await conn.execute(_LOCK_RUNS, params | in_flight_locks("runs", new.tenant, new.key_id))
                 # The thread's row first, as ``_end`` locks it; its runs are read after, by the statement below.
                 await conn.execute(
-                    "SELECT 1 FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE", (new.thread_id, new.tenant)
+                    f"SELECT {GENERIC_PLANS} FROM threads WHERE thread_id = %s AND tenant = %s FOR UPDATE",
+                    (new.thread_id, new.tenant),
                 )
                 queued = await conn.execute(_QUEUE_RUN, params)
                 stopped = None
@@ -477,7 +484,9 @@ class RunStore:
         async with self.pool.connection() as conn:
             async with pipelined_transaction(conn):
                 # The thread first, as ``create`` does, so two transactions never wait on each other.
-                await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,))
+                await conn.execute(
+                    f"SELECT {GENERIC_PLANS} FROM threads WHERE thread_id = %s FOR UPDATE", (run.thread_id,)
+                )
                 for statement, params in statements:
                     await conn.execute(statement, params)
                 ended_cursor = await conn.execute(
