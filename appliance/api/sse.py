@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import msgspec
-from litestar import Request
-from litestar.datastructures import Cookie
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
@@ -206,33 +203,12 @@ class EventStream(Stream):
     def __init__(self, content: AsyncIterator[bytes], *, headers: dict[str, str]) -> None:
         super().__init__(content, media_type="text/event-stream", headers=headers)
 
-    def to_asgi_response(
-        self,
-        app: Any,
-        request: Request,
-        *,
-        background: Any = None,
-        cookies: Iterable[Cookie] | None = None,
-        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
-        headers: dict[str, str] | None = None,
-        is_head_response: bool = False,
-        media_type: Any = None,
-        status_code: int | None = None,
-        type_encoders: Any = None,
-    ) -> ASGIResponse:
-        # As Stream.to_asgi_response does, for a response of our class.
-        return _EventStreamResponse(
-            background=self.background or background,
-            content_length=0,
-            cookies=self.cookies if cookies is None else itertools.chain(self.cookies, cookies),
-            encoded_headers=encoded_headers,
-            encoding=self.encoding,
-            headers={**headers, **self.headers} if headers is not None else self.headers,
-            is_head_response=is_head_response,
-            iterator=self.iterator,
-            media_type=self.media_type,
-            status_code=self.status_code or status_code,
-        )
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        # Litestar's own response (its headers, cookies and status merged as it
+        # merges them), sent as ours: the class adds no field, only send_body.
+        response = super().to_asgi_response(*args, **kwargs)
+        response.__class__ = _EventStreamResponse
+        return response
 
 
 def run_location(thread_id: object, run_id: object) -> str:
